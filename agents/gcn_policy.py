@@ -1,0 +1,240 @@
+r"""The NAT policy: a graph convolutional network over a cell, with BMSoftmax outputs.
+
+NAT (Guo et al., NeurIPS 2019) and NAT++ (TPAMI 2021) encode one cell at a time as a graph whose nodes are the cell's
+nodes (two inputs and the intermediate nodes) and whose directed edges are the cell's edges. The normal and the
+reduction cell go through the same network (shared weights); every edge's new op is sampled independently from a
+:func:`~agents.bmsoftmax.bmsoftmax` over the ``K`` ops, masked by the transition rules, so the joint log-probability
+and entropy of an action are sums over the ``2E`` edges of both cells.
+
+Node features: an input node (``node_id`` 0 or 1) gets a learned embedding; an intermediate node gets the
+concatenation of the op embeddings of its two incoming edges (edges ``2j`` and ``2j + 1`` of its cell feed node
+``j + 2``). A linear layer lifts both kinds to ``lift_dim``. Then two graph convolutions and a head.
+
+Two variants (``variant=``):
+
+``"faithful"``
+    The reference design: adjacency :math:`A[dst, src]` (directed, duplicates add up), **no** self-loops, no
+    normalisation, :math:`H_1 = \mathrm{ReLU}(A X W_1)`, :math:`H_2 = A H_1 W_2`, and a linear head per intermediate
+    node mapping :math:`H_2[j]` to the ``2K`` logits of both incoming edges of node ``j``. Its flaw: an edge's logits
+    are computed at its destination from the features of the destination's predecessors (up to two hops back), never
+    from the destination itself, so they never see the edge's own op; for the DARTS normal cell (every node fed by
+    nodes 0, 1 or 2, whose features hold no ops) the logits do not depend on the ops at all.
+``"fixed"`` (default)
+    Self-loops and the symmetric normalisation :math:`\hat D^{-1/2} (A + I) \hat D^{-1/2}` (``GCNConv``'s defaults),
+    and a per-edge head whose input is :math:`[H_2[dst], \mathrm{emb}(op)]`, the edge's own current op included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+from torch_geometric.data.data import BaseData
+from torch_geometric.nn import GCNConv
+
+from agents.bmsoftmax import MaskedCategorical
+from nat_gym.envs.observation import to_pyg_batch
+from nat_gym.errors import ConfigError
+
+__all__ = ["GCNPolicy", "VARIANTS"]
+
+VARIANTS: tuple[str, ...] = ("faithful", "fixed")
+"""The policy variants: the reference design and the fixed one."""
+
+Obs = Mapping[str, "np.ndarray | Tensor"]
+
+
+def _positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+class GCNPolicy(nn.Module):
+    r"""The NAT transformer policy :math:`\pi(\alpha \mid \beta)`: a two-layer GCN over each cell of the input
+    architecture :math:`\beta`, giving for every edge a masked categorical distribution over the ``K`` ops.
+
+    Args:
+        num_ops (int): ``K``, the size of the rule set's op vocabulary (``rules.num_ops``).
+        variant (str, optional): ``"faithful"`` (the reference design, with its flaw) or ``"fixed"`` (self-loops,
+            normalised adjacency, the edge's own op in the head). See the module docstring. (default: ``"fixed"``)
+        op_embed_dim (int, optional): Width of the op embedding. (default: :obj:`100`)
+        lift_dim (int, optional): Width of the lifted node features. (default: :obj:`1024`)
+        hidden_dim (int, optional): Width of the graph convolutions' output. (default: :obj:`100`)
+
+    Raises:
+        ConfigError: For a non-positive size or an unknown variant.
+
+    Shapes:
+        - **input:** a :class:`~torch_geometric.data.Batch` of :math:`G` cell graphs from
+          :func:`~nat_gym.envs.observation.to_pyg_batch` (``edge_index`` :math:`[2, GE]`, ``edge_op``
+          :math:`[GE]`, ``edge_mask`` :math:`[GE, K]`, ``node_id`` :math:`[GN]`), or an observation dict
+          (single: :math:`[2, E, K]` ...; batched: :math:`[B, 2, E, K]` ..., :math:`G = 2B`)
+        - **output:** :meth:`forward`: logits :math:`[GE, K]`; :meth:`act`: actions :math:`[B, 2E]`,
+          log-probabilities and entropies :math:`[B]`
+    """
+
+    def __init__(
+        self,
+        num_ops: int,
+        variant: Literal["faithful", "fixed"] = "fixed",
+        op_embed_dim: int = 100,
+        lift_dim: int = 1024,
+        hidden_dim: int = 100,
+    ) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ConfigError(f"variant: expected one of {list(VARIANTS)}, got {variant!r}")
+        self.num_ops = _positive("num_ops", num_ops)
+        self.variant: str = variant
+        self.op_embed_dim = _positive("op_embed_dim", op_embed_dim)
+        self.lift_dim = _positive("lift_dim", lift_dim)
+        self.hidden_dim = _positive("hidden_dim", hidden_dim)
+        d = self.op_embed_dim
+        self.op_embed = nn.Embedding(self.num_ops, d)
+        self.input_embed = nn.Embedding(
+            2, 2 * d
+        )  # nodes 0 and 1, same width as an intermediate node's feature
+        self.lift = nn.Linear(2 * d, self.lift_dim)
+        faithful = variant == "faithful"
+        conv_kw: dict[str, Any] = {"normalize": False, "add_self_loops": False} if faithful else {}
+        self.conv1 = GCNConv(self.lift_dim, self.hidden_dim, **conv_kw)
+        self.conv2 = GCNConv(self.hidden_dim, self.hidden_dim, **conv_kw)
+        if faithful:
+            self.head = nn.Linear(self.hidden_dim, 2 * self.num_ops)  # both incoming edges of a node
+        else:
+            self.head = nn.Linear(self.hidden_dim + d, self.num_ops)  # one edge: [H2[dst], emb(own op)]
+
+    def extra_repr(self) -> str:
+        return f"num_ops={self.num_ops}, variant={self.variant!r}"
+
+    @property
+    def device(self) -> torch.device:
+        return self.op_embed.weight.device
+
+    # ---------------------------------------------------------------------------------------------------- forward
+    def forward(self, batch: Batch) -> Tensor:
+        r"""Unmasked logits of every edge of every graph.
+
+        Requires each graph's edges to be sorted by destination with each intermediate node's two incoming edges
+        consecutive (edges ``2j, 2j + 1`` feed node ``j + 2``), as :func:`to_pyg_batch` produces them.
+
+        Args:
+            batch (torch_geometric.data.Batch): Cell graphs with ``edge_index``, ``edge_op``, ``node_id`` (and
+                ``edge_mask``, only checked for its width here).
+
+        Returns:
+            torch.Tensor: The logits, in edge order (graph 0's edges, graph 1's, ...).
+
+        Shapes:
+            - **input:** ``edge_index`` :math:`[2, M]`, ``edge_op`` :math:`[M]`, ``node_id`` :math:`[V]`
+            - **output:** :math:`[M, K]`
+        """
+        edge_index, edge_op, node_id = batch.edge_index, batch.edge_op, batch.node_id
+        if edge_op.numel() % 2:
+            raise ConfigError(
+                f"batch: {edge_op.numel()} edges; every intermediate node needs exactly two inputs"
+            )
+        mask = getattr(batch, "edge_mask", None)
+        if mask is not None and mask.shape[-1] != self.num_ops:
+            raise ConfigError(
+                f"batch.edge_mask: {mask.shape[-1]} ops per edge but the policy was built with num_ops={self.num_ops}"
+            )
+        emb = self.op_embed(edge_op)  # [M, D]
+        pair_dst = edge_index[1, 0::2]  # [M / 2]: the intermediate node fed by edges 2m, 2m + 1
+        x = self.input_embed(node_id.clamp(max=1))  # [V, 2D]; rows of intermediate nodes are replaced below
+        x = x.index_copy(0, pair_dst, emb.reshape(-1, 2 * self.op_embed_dim))
+        x = self.lift(x)  # [V, lift]
+        h = torch.relu(self.conv1(x, edge_index))
+        h = self.conv2(h, edge_index)  # [V, hidden]
+        if self.variant == "faithful":
+            return self.head(h[pair_dst]).reshape(-1, self.num_ops)  # [M/2, 2K] -> [M, K]
+        return self.head(torch.cat([h[edge_index[1]], emb], dim=-1))  # [M, K]
+
+    # --------------------------------------------------------------------------------------------- distributions
+    def to_batch(self, obs_or_batch: Obs | Batch) -> Batch:
+        """A prebuilt :class:`Batch` (returned as is) or an observation dict (converted on the policy's device)."""
+        if isinstance(obs_or_batch, BaseData):
+            return obs_or_batch
+        if isinstance(obs_or_batch, Mapping):
+            return to_pyg_batch(obs_or_batch, device=self.device)
+        raise ConfigError(
+            f"obs: expected an observation dict or a torch_geometric Batch, got {type(obs_or_batch).__name__}"
+        )
+
+    def distribution(self, obs_or_batch: Obs | Batch) -> MaskedCategorical:
+        r"""The masked per-edge distributions of one or a batch of observations.
+
+        Args:
+            obs_or_batch: An observation dict (single or batched) or a :class:`Batch` of ``2B`` cell graphs
+                (normal, reduce, normal, ...; all with the same number of edges).
+
+        Returns:
+            MaskedCategorical: batch shape :math:`[B, 2E]` (normal edges then reduce edges), masked by
+            ``edge_mask`` (BMSoftmax: a masked op has probability exactly 0).
+
+        Shapes:
+            - **output:** logits and mask :math:`[B, 2E, K]`
+        """
+        batch = self.to_batch(obs_or_batch)
+        logits = self(batch)
+        g = batch.num_graphs
+        if g % 2 or logits.shape[0] % g:
+            raise ConfigError(
+                f"batch: {g} graphs with {logits.shape[0]} edges in all; expected pairs of (normal, reduce) cells "
+                "with the same number of edges"
+            )
+        b = g // 2
+        shape = (b, logits.shape[0] // b, self.num_ops)
+        return MaskedCategorical(logits.reshape(shape), batch.edge_mask.reshape(shape))
+
+    def act(
+        self, obs: Obs | Batch, *, deterministic: bool = False, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        r"""Sample (or take the most likely) new op of every edge.
+
+        Args:
+            obs: An observation dict (single or batched) or a :class:`Batch`.
+            deterministic (bool, optional): Take the argmax of the masked probabilities. (default: :obj:`False`)
+            generator (torch.Generator, optional): Randomness for sampling (on the policy's device).
+
+        Returns:
+            tuple: ``(actions, log_prob, entropy)``; ``actions[b, i]`` is the op index of flat edge ``i``
+            (the ``MultiDiscrete`` action of the environment); ``log_prob`` and ``entropy`` are sums over the
+            edges and carry gradients.
+
+        Shapes:
+            - **output:** actions :math:`[B, 2E]` long, log_prob :math:`[B]`, entropy :math:`[B]`
+              (:math:`B = 1` for a single observation)
+        """
+        dist = self.distribution(obs)
+        actions = dist.mode() if deterministic else dist.sample(generator=generator)
+        return actions, dist.log_prob(actions).sum(-1), dist.entropy().sum(-1)
+
+    def evaluate_actions(self, obs: Obs | Batch, actions: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
+        r"""Joint log-probability and entropy of given actions.
+
+        Args:
+            obs: An observation dict (single or batched) or a :class:`Batch`.
+            actions: Op indices, :math:`[B, 2E]` (or :math:`[2E]` for a single observation).
+
+        Returns:
+            tuple: ``(log_prob, entropy)``, sums over the edges (``-inf`` log-probability for a masked action).
+
+        Shapes:
+            - **input:** actions :math:`[B, 2E]`
+            - **output:** log_prob :math:`[B]`, entropy :math:`[B]`
+        """
+        dist = self.distribution(obs)
+        actions = torch.as_tensor(actions, device=self.device)
+        if actions.dim() == 1:
+            actions = actions.unsqueeze(0)
+        if tuple(actions.shape) != tuple(dist.batch_shape):
+            raise ConfigError(
+                f"actions: expected shape {list(dist.batch_shape)} (one op per edge), got {list(actions.shape)}"
+            )
+        return dist.log_prob(actions).sum(-1), dist.entropy().sum(-1)

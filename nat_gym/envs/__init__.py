@@ -1,0 +1,1 @@
+"""Gymnasium environments of nat-gym (registered in :mod:`nat_gym.envs.registration`)."""

@@ -1,0 +1,269 @@
+"""``NATCell-v0``: the Neural Architecture Transformer MDP as a Gymnasium environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+from nat_gym import cost as cost_model
+from nat_gym import genotypes as named
+from nat_gym import rules as rule_sets
+from nat_gym.envs.observation import action_space, encode, flat_action_mask, observation_space
+from nat_gym.errors import ConfigError, GenotypeError
+from nat_gym.evaluator import Evaluator, SupernetEvaluator
+from nat_gym.genotype import Genotype
+from nat_gym.sampling import random_genotype
+
+__all__ = ["NATCellEnv"]
+
+InvalidAction = Literal["keep", "raise", "penalize"]
+
+
+class NATCellEnv(gym.Env):
+    """Transform a cell architecture into a more accurate and cheaper one (NAT, NeurIPS 2019; NAT++, TPAMI 2021).
+
+    ## Description
+    The state is an architecture ``beta``: a DARTS-style genotype (a normal cell and a reduction cell, each a DAG of
+    ``steps`` intermediate nodes with two incoming ``(op, from, to)`` edges each). One action transforms *every*
+    edge's op at once into an op the transition rules allow (the same op, a cheaper one, ``skip_connect`` or
+    ``null``), giving ``alpha``. The reward is the accuracy gain ``acc(alpha) - acc(beta)`` measured with the shared
+    weights of a supernet on held-out training images.
+
+    ## Action Space
+    ``MultiDiscrete([K] * 2E)`` where ``E = 2 * steps`` edges per cell and ``K = len(rules.ops)``: ``action[i]`` is
+    the new op (index into ``env.unwrapped.rules.ops``) of edge ``i`` (normal cell edges, then reduction cell
+    edges, each sorted by destination node). :meth:`action_masks` gives the valid ops as a flat boolean array of
+    length ``2E * K`` (sb3-contrib's ``MaskablePPO`` convention); ``info["action_mask"]`` carries it too.
+
+    ## Observation Space
+    A ``Dict`` of fixed-shape arrays (see :mod:`nat_gym.envs.observation`):
+    ``ops`` (2, E, K) one-hot ops, ``edges`` (2, E, 2) edge endpoints, ``adjacency`` (2, N, N) node adjacency
+    (``N = steps + 2``), ``action_mask`` (2, E, K). ``nat_gym.envs.observation.to_pyg_batch`` turns observations
+    into a ``torch_geometric`` batch of cell graphs.
+
+    ## Rewards
+    ``acc(alpha) - acc(beta)`` on the same validation images with the same shared weights (``reward_images=None``:
+    the whole validation split, deterministic and cached per architecture; an integer: a random minibatch of that
+    many images per step, as the paper does). Plus ``cost_weight * (MAdds(beta) - MAdds(alpha)) / MAdds(beta)``
+    (default 0: the paper's reward; the rules already keep the cost from rising). With
+    ``invalid_action="penalize"``, minus ``invalid_penalty * invalid_edges / 2E``.
+
+    ## Starting State
+    ``beta`` is sampled as in the paper: for each intermediate node two predecessors uniformly (with replacement) and
+    two ops uniformly from the rule set's ops without ``null``. ``reset(options={"genotype": g})`` starts from a given
+    genotype (a :class:`~nat_gym.genotype.Genotype`, a registered name such as ``"DARTS_V2"``, a JSON file or the
+    compact string form).
+
+    ## Episode End
+    The episode terminates after ``max_transforms`` transformations (default 1: the paper's one-step MDP); with
+    ``max_transforms = k`` the result is transformed again, ``k`` times in all. There is no truncation.
+
+    ## Arguments
+    - ``rules``: ``"nat++"`` (default), ``"nat"``, ``"nat++ext"`` (``"nat-ext"``), or a ``TransitionRules``.
+    - ``evaluator``: any :class:`~nat_gym.evaluator.Evaluator`; default: a :class:`SupernetEvaluator` over
+      ``supernet`` on the validation split of ``dataset``.
+    - ``supernet``: a ``Supernet``, a checkpoint path, or ``None`` for the default supernet of ``dataset`` (trained
+      once, a few minutes on 2 CPU cores, and cached; see :mod:`nat_gym.supernet.default`).
+    - ``dataset`` (``"digits"``), ``data_root``, ``data_seed``: the images (see :mod:`nat_gym.data`).
+    - ``steps`` (4): intermediate nodes per cell. ``reward_images``: see Rewards. ``cost_weight``: see Rewards.
+    - ``max_transforms`` (1): see Episode End.
+    - ``invalid_action``: ``"keep"`` (default: a masked-out op leaves the edge unchanged, counted in
+      ``info["invalid_edges"]``), ``"raise"`` (``TransitionError``) or ``"penalize"`` (keep, and lower the reward).
+    - ``cost_config``: the stand-alone network whose params/MAdds ``info`` reports (defaults to the supernet's shape).
+    - ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``. ``render_mode``: ``"ansi"`` or
+      ``"rgb_array"``.
+
+    ## Info
+    ``genotype_before`` / ``genotype_after`` (Genotypes), ``acc_before`` / ``acc_after``, ``params_before`` /
+    ``params_after``, ``madds_before`` / ``madds_after``, ``madds_saving`` (relative), ``invalid_edges``,
+    ``reward_batch`` and ``action_mask``.
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
+
+    def __init__(
+        self,
+        rules: str | rule_sets.TransitionRules = "nat++",
+        *,
+        evaluator: Evaluator | None = None,
+        supernet: Any = None,
+        dataset: str = "digits",
+        data_root: str | None = None,
+        data_seed: int = 0,
+        steps: int = 4,
+        reward_images: int | None = None,
+        cost_weight: float = 0.0,
+        max_transforms: int = 1,
+        invalid_action: InvalidAction = "keep",
+        invalid_penalty: float = 1.0,
+        cost_config: Mapping[str, int] | None = None,
+        device: str = "auto",
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.rules = rule_sets.get(rules)
+        if invalid_action not in ("keep", "raise", "penalize"):
+            raise ConfigError(f"invalid_action: expected 'keep', 'raise' or 'penalize', got {invalid_action!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ConfigError(f"render_mode: expected one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if isinstance(max_transforms, bool) or not isinstance(max_transforms, int) or max_transforms < 1:
+            raise ConfigError(f"max_transforms: expected an integer >= 1, got {max_transforms!r}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 8:
+            raise ConfigError(f"steps: expected an integer in 1..8, got {steps!r}")
+        self.steps = steps
+        self.cost_weight = float(cost_weight)
+        self.max_transforms = max_transforms
+        self.invalid_action = invalid_action
+        self.invalid_penalty = float(invalid_penalty)
+        self.render_mode = render_mode
+        self._sample_ops = tuple(o for o in self.rules.ops if o != "null")
+        if evaluator is None:
+            evaluator, shape = _default_evaluator(
+                self.rules, supernet, dataset, data_root, data_seed, steps, reward_images, device
+            )
+        else:
+            if supernet is not None:
+                raise ConfigError("supernet: give either an evaluator or a supernet, not both")
+            shape = {"C": 8, "layers": 5, "num_classes": 10, "input_size": 8, "in_channels": 1}
+        if not isinstance(evaluator, Evaluator):
+            raise ConfigError(f"evaluator: {type(evaluator).__name__} does not implement the Evaluator protocol")
+        self.evaluator = evaluator
+        self.cost_config = dict(shape if cost_config is None else cost_config)
+        self._edges = 2 * steps
+        self.observation_space = observation_space(steps, self.rules.num_ops)
+        self.action_space = action_space(steps, self.rules.num_ops)
+        self._genotype: Genotype | None = None
+        self._batch: int | None = None
+        self._t = 0
+        self._last: dict[str, Any] = {}
+
+    # --------------------------------------------------------------------------------------------------- API
+    @property
+    def genotype(self) -> Genotype:
+        """The current architecture (``beta``)."""
+        if self._genotype is None:
+            raise gym.error.ResetNeeded("call reset() before using the environment")
+        return self._genotype
+
+    def action_masks(self) -> np.ndarray:
+        """Flat boolean mask of valid ops, ``[2E * K]`` (normal edges, then reduction edges)."""
+        return self.rules.mask(self.genotype).reshape(-1)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = sorted(set(options) - {"genotype"})
+        if unknown:
+            raise ConfigError(f"options: unknown keys {unknown}; allowed: ['genotype']")
+        if options.get("genotype") is not None:
+            beta = named.resolve(options["genotype"])
+            if beta.steps != self.steps:
+                raise GenotypeError(
+                    f"options['genotype']: it has {beta.steps} intermediate nodes per cell but this environment was "
+                    f"made with steps={self.steps}; use gym.make('NATCell-v0', steps={beta.steps}, ...)"
+                )
+            self.rules.check(beta)
+        else:
+            beta = random_genotype(self.np_random, self.steps, self._sample_ops)
+        self._genotype, self._t = beta, 0
+        self._batch = self._draw_batch()
+        acc = float(self.evaluator.evaluate([beta], self._batch)[0])  # cached: makes the first step's cost one arch
+        obs = encode(beta, self.rules)
+        c = self._cost(beta)
+        self._last = {"genotype_before": beta, "genotype_after": beta, "acc_before": acc, "acc_after": acc}
+        info = {"genotype": beta, "acc": acc, "params": c.params, "madds": c.madds,
+                "action_mask": flat_action_mask(obs), "reward_batch": self._batch}  # fmt: skip
+        return obs, info
+
+    def step(self, action):
+        beta = self.genotype
+        ops = np.asarray(action)
+        if ops.shape != (2 * self._edges,):
+            raise ConfigError(f"action: expected shape ({2 * self._edges},) (one op index per edge), got {ops.shape}")
+        if not np.issubdtype(ops.dtype, np.integer) or ops.min() < 0 or ops.max() >= self.rules.num_ops:
+            raise ConfigError(f"action: expected integers in 0..{self.rules.num_ops - 1}, got {ops.tolist()}")
+        invalid = self.rules.invalid_edges(beta, ops)
+        if invalid and self.invalid_action == "raise":
+            self.rules.apply(beta, ops, invalid="raise")  # raises a TransitionError naming the first bad edge
+        alpha = self.rules.apply(beta, ops, invalid="keep")
+        acc_b, acc_a = (float(v) for v in self.evaluator.evaluate([beta, alpha], self._batch))
+        cb, ca = self._cost(beta), self._cost(alpha)
+        saving = (cb.madds - ca.madds) / cb.madds if cb.madds else 0.0
+        reward = acc_a - acc_b + self.cost_weight * saving
+        if self.invalid_action == "penalize":
+            reward -= self.invalid_penalty * len(invalid) / (2 * self._edges)
+        self._t += 1
+        terminated = self._t >= self.max_transforms
+        self._genotype = alpha
+        if not terminated:
+            self._batch = self._draw_batch()
+        obs = encode(alpha, self.rules)
+        info = {
+            "genotype_before": beta, "genotype_after": alpha, "acc_before": acc_b, "acc_after": acc_a,
+            "params_before": cb.params, "params_after": ca.params, "madds_before": cb.madds, "madds_after": ca.madds,
+            "madds_saving": saving, "invalid_edges": len(invalid), "reward_batch": self._batch,
+            "action_mask": flat_action_mask(obs),
+        }  # fmt: skip
+        self._last = info
+        return obs, float(reward), terminated, False, info
+
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'rgb_array' to make()")
+            return None
+        last = self._last or {"genotype_before": self.genotype, "genotype_after": self.genotype}
+        before, after = last["genotype_before"], last["genotype_after"]
+        if self.render_mode == "ansi":
+            head = ""
+            if "acc_before" in last:
+                head = f"accuracy {last['acc_before']:.4f} -> {last['acc_after']:.4f}\n"
+            return head + before.diff(after) + "\n"
+        from nat_gym.plotting import genotype_image
+
+        return genotype_image(before, after if after != before else None)
+
+    # --------------------------------------------------------------------------------------------------- helpers
+    def _draw_batch(self) -> int | None:
+        n = self.evaluator.num_batches
+        return None if n == 1 else int(self.np_random.integers(n))
+
+    def _cost(self, g: Genotype) -> cost_model.NetworkCost:
+        return cost_model.network_cost(g, **self.cost_config)
+
+
+def _default_evaluator(rules, supernet, dataset, data_root, data_seed, steps, reward_images, device):
+    """Build the SupernetEvaluator the env uses when the user gives no evaluator."""
+    import torch  # noqa: F401  (the measurement floor needs torch; imported here so `import nat_gym` stays light)
+
+    from nat_gym.data import load_dataset
+    from nat_gym.supernet import Supernet, SupernetConfig
+    from nat_gym.supernet.checkpoint import load_checkpoint
+    from nat_gym.supernet.default import load_or_train
+
+    data = load_dataset(dataset, root=data_root, seed=data_seed)
+    if supernet is None:
+        cfg = SupernetConfig(steps=steps, ops=rules.ops, num_classes=data.num_classes, in_channels=data.in_channels)
+        supernet = load_or_train(cfg, data=data, dataset=dataset, data_seed=data_seed, device=device)
+    elif not isinstance(supernet, Supernet):
+        supernet, _ = load_checkpoint(supernet)
+    cfg = supernet.config
+    missing = [o for o in rules.ops if o not in cfg.ops]
+    if missing:
+        raise ConfigError(
+            f"supernet: its op vocabulary lacks {missing}, which rule set {rules.name!r} can produce; "
+            f"build the supernet with ops={list(rules.ops)}"
+        )
+    if cfg.steps < steps:
+        raise ConfigError(f"supernet: it has steps={cfg.steps} but the environment asks for steps={steps}")
+    if (cfg.num_classes, cfg.in_channels) != (data.num_classes, data.in_channels):
+        raise ConfigError(
+            f"supernet: it expects {cfg.in_channels} channels / {cfg.num_classes} classes but dataset {dataset!r} "
+            f"has {data.in_channels} / {data.num_classes}"
+        )
+    evaluator = SupernetEvaluator(supernet, data.valid, batch_size=reward_images, device=device)
+    shape = {"C": cfg.C, "layers": cfg.layers, "num_classes": cfg.num_classes, "input_size": data.image_size,
+             "in_channels": cfg.in_channels}  # fmt: skip
+    return evaluator, shape

@@ -1,0 +1,50 @@
+"""One exception family for nat-gym.
+
+Every error raised for bad user input is a subclass of both :class:`NatGymError` and :class:`ValueError`, so callers
+can catch either; messages name the field, the value received and what is allowed.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "NatGymError",
+    "InvalidOpError",
+    "GenotypeError",
+    "TransitionError",
+    "MaskError",
+    "CheckpointError",
+    "DatasetNotFoundError",
+    "ConfigError",
+]
+
+
+class NatGymError(Exception):
+    """Base class of every nat-gym error."""
+
+
+class ConfigError(NatGymError, ValueError):
+    """A configuration value (an argument, an option) is out of its allowed range."""
+
+
+class GenotypeError(NatGymError, ValueError):
+    """A genotype (or cell) is malformed: wrong edges, inputs, concat or format."""
+
+
+class InvalidOpError(GenotypeError):
+    """An operation name is not in the registry (or not in the vocabulary in use)."""
+
+
+class TransitionError(NatGymError, ValueError):
+    """A transition is not allowed by the rule set in use, or a rule set is malformed."""
+
+
+class MaskError(NatGymError, ValueError):
+    """An action mask is malformed, e.g. a row with no valid entry."""
+
+
+class CheckpointError(NatGymError, ValueError):
+    """A checkpoint cannot be read or does not match the configuration it is loaded into."""
+
+
+class DatasetNotFoundError(NatGymError, FileNotFoundError):
+    """A dataset's files are missing from the given folder."""

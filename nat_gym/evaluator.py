@@ -1,0 +1,258 @@
+"""The reward oracle: ``evaluate(genotypes, batch) -> accuracies``, batched, cached and deterministic.
+
+:class:`Evaluator` is the protocol the environment talks to. Two implementations:
+
+- :class:`SupernetEvaluator`: shared-weight accuracy from a :class:`~nat_gym.supernet.Supernet` on a fixed image
+  split. The split is cut into fixed minibatches (``batch_size``; by default one batch holding the whole split);
+  ``batch=k`` scores on minibatch ``k`` and ``batch=None`` on all of them (the mean over minibatches, weighted by
+  size). Architectures are evaluated ``max_archs_per_pass`` at a time in one batched pass of the supernet (each
+  architecture's BN statistics stay separate, so batched and single results agree). Results are cached by
+  ``(genotype digest, supernet version, batch)``; values that do not depend on the architecture (stem, first
+  preprocessing, ops applied to them) are cached per minibatch too. The supernet runs in inference mode but with
+  batch statistics (the paper's reward): same weights + same images = same accuracy, bit for bit.
+- :class:`CallableEvaluator`: wraps any ``fn(genotype) -> float`` (a user's own proxy), with the same cache.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from nat_gym.data import Split
+from nat_gym.errors import ConfigError
+from nat_gym.genotype import Genotype
+from nat_gym.supernet.model import Supernet
+from nat_gym.supernet.train import resolve_device
+
+__all__ = ["Evaluator", "SupernetEvaluator", "CallableEvaluator", "BatchKey"]
+
+BatchKey = int | None
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Anything that scores genotypes. ``batch`` selects the validation minibatch (``None``: all of them)."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def num_batches(self) -> int: ...
+
+    def evaluate(self, genotypes: Sequence[Genotype], batch: BatchKey = None) -> np.ndarray: ...
+
+
+class _ResultCache:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[tuple, float] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple) -> float | None:
+        value = self._data.get(key)
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: tuple, value: float) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.size:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+class SupernetEvaluator:
+    """Shared-weight accuracy of genotypes on a fixed split (see the module docstring).
+
+    Args:
+        supernet: the weight-sharing supernet (moved to ``device``).
+        split: the images that score architectures (the policy's validation split: held-out *training* data).
+        batch_size: images per minibatch; ``None`` = the whole split as one batch.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        max_archs_per_pass: architectures stacked in one supernet pass.
+        cache_size: results kept (LRU).
+        activation_cache: reuse architecture-independent activations across calls (memory: a few tensors per
+            minibatch; at most ``activation_batches`` minibatches are kept).
+    """
+
+    def __init__(
+        self,
+        supernet: Supernet,
+        split: Split,
+        *,
+        batch_size: int | None = None,
+        device: str | torch.device = "auto",
+        max_archs_per_pass: int = 8,
+        cache_size: int = 200_000,
+        activation_cache: bool = True,
+        activation_batches: int = 4,
+    ) -> None:
+        if len(split) == 0:
+            raise ConfigError("split: the evaluation split is empty")
+        bs = len(split) if batch_size is None else int(batch_size)
+        if not 1 <= bs:
+            raise ConfigError(f"batch_size: expected a positive number of images or None, got {batch_size!r}")
+        if max_archs_per_pass < 1:
+            raise ConfigError(f"max_archs_per_pass: expected >= 1, got {max_archs_per_pass!r}")
+        self.device = resolve_device(device)
+        self.supernet = supernet.to(self.device)
+        self.batch_size = min(bs, len(split))
+        self.max_archs_per_pass = int(max_archs_per_pass)
+        x, y = split.x.to(self.device), split.y.to(self.device)
+        self._batches = [(x[i : i + self.batch_size], y[i : i + self.batch_size]) for i in range(0, len(y), self.batch_size)]
+        self._cache = _ResultCache(cache_size)
+        self._use_activation_cache = activation_cache
+        self._activations: OrderedDict[tuple, dict] = OrderedDict()
+        self._activation_batches = activation_batches
+        self.evaluations = 0  # architectures x minibatches actually run through the supernet
+
+    # ------------------------------------------------------------------------------------------------- protocol
+    @property
+    def version(self) -> str:
+        return self.supernet.version
+
+    @property
+    def num_batches(self) -> int:
+        return len(self._batches)
+
+    @property
+    def num_images(self) -> int:
+        return sum(len(y) for _, y in self._batches)
+
+    @property
+    def cache_info(self) -> dict[str, int]:
+        return {"hits": self._cache.hits, "misses": self._cache.misses, "size": len(self._cache),
+                "evaluations": self.evaluations}  # fmt: skip
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+        self._activations.clear()
+
+    def evaluate(self, genotypes: Sequence[Genotype], batch: BatchKey = None) -> np.ndarray:
+        """Accuracy in [0, 1] of each genotype on minibatch ``batch`` (``None``: on the whole split)."""
+        if isinstance(genotypes, Genotype):
+            raise ConfigError("genotypes: expected a list of genotypes, got a single Genotype (wrap it in a list)")
+        batch_ids = range(self.num_batches) if batch is None else [self._check_batch(batch)]
+        correct = np.zeros(len(genotypes))
+        for b in batch_ids:
+            correct += self._accuracies(genotypes, b) * len(self._batches[b][1])
+        total = sum(len(self._batches[b][1]) for b in batch_ids)
+        return correct / total
+
+    def _check_batch(self, batch: BatchKey) -> int:
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or not 0 <= batch < self.num_batches:
+            raise ConfigError(f"batch: expected None or an integer in 0..{self.num_batches - 1}, got {batch!r}")
+        return int(batch)
+
+    def _accuracies(self, genotypes: Sequence[Genotype], b: int) -> np.ndarray:
+        version = self.version
+        out = np.empty(len(genotypes))
+        todo: dict[Genotype, list[int]] = {}
+        for i, g in enumerate(genotypes):
+            if not isinstance(g, Genotype):
+                raise ConfigError(f"genotypes[{i}]: expected a Genotype, got {type(g).__name__}")
+            hit = self._cache.get((g, version, b))
+            if hit is None:
+                todo.setdefault(g, []).append(i)
+            else:
+                out[i] = hit
+        if todo:
+            unique = list(todo)
+            accs = self._run(unique, b)
+            for g, acc in zip(unique, accs):
+                self._cache.put((g, version, b), float(acc))
+                out[todo[g]] = acc
+        return out
+
+    @torch.no_grad()
+    def _run(self, genotypes: list[Genotype], b: int) -> np.ndarray:
+        x, y = self._batches[b]
+        net = self.supernet
+        was_training = net.training
+        net.eval()  # BN uses batch statistics regardless (see Supernet); eval() only matters for user subclasses
+        cache = self._activation_dict(b) if self._use_activation_cache else None
+        accs = []
+        try:
+            for i in range(0, len(genotypes), self.max_archs_per_pass):
+                chunk = genotypes[i : i + self.max_archs_per_pass]
+                logits = net.forward_many(x, chunk, cache=cache)
+                accs.append((logits.argmax(-1) == y).float().mean(1).cpu().numpy())
+                self.evaluations += len(chunk)
+        finally:
+            net.train(was_training)
+        return np.concatenate(accs).astype(np.float64)
+
+    def _activation_dict(self, b: int) -> dict:
+        key = (self.version, b)
+        if key not in self._activations:
+            # a new weight version makes every stored activation stale
+            for k in [k for k in self._activations if k[0] != self.version]:
+                del self._activations[k]
+            self._activations[key] = {}
+            while len(self._activations) > self._activation_batches:
+                self._activations.popitem(last=False)
+        self._activations.move_to_end(key)
+        return self._activations[key]
+
+
+class CallableEvaluator:
+    """Wrap ``fn(genotype) -> float`` (or ``fn(genotype, batch) -> float`` with ``takes_batch=True``) as an
+    :class:`Evaluator`, with a result cache. Bump ``version`` (:meth:`bump_version`) if the proxy changes."""
+
+    def __init__(
+        self,
+        fn: Callable[..., float],
+        *,
+        num_batches: int = 1,
+        takes_batch: bool = False,
+        version: str = "callable",
+        cache_size: int = 200_000,
+    ) -> None:
+        if not callable(fn):
+            raise ConfigError(f"fn: expected a callable, got {type(fn).__name__}")
+        if num_batches < 1:
+            raise ConfigError(f"num_batches: expected >= 1, got {num_batches!r}")
+        self.fn, self.takes_batch = fn, takes_batch
+        self._num_batches = int(num_batches)
+        self._version, self._step = version, 0
+        self._cache = _ResultCache(cache_size)
+
+    @property
+    def version(self) -> str:
+        return f"{self._version}:{self._step}"
+
+    def bump_version(self) -> None:
+        self._step += 1
+
+    @property
+    def num_batches(self) -> int:
+        return self._num_batches
+
+    def evaluate(self, genotypes: Sequence[Genotype], batch: BatchKey = None) -> np.ndarray:
+        if isinstance(genotypes, Genotype):
+            raise ConfigError("genotypes: expected a list of genotypes, got a single Genotype (wrap it in a list)")
+        out = np.empty(len(genotypes))
+        for i, g in enumerate(genotypes):
+            key = (g, self.version, batch)
+            value = self._cache.get(key)
+            if value is None:
+                value = float(self.fn(g, batch) if self.takes_batch else self.fn(g))
+                if not np.isfinite(value):
+                    raise ConfigError(f"fn: returned a non-finite score {value!r} for genotype {g}")
+                self._cache.put(key, value)
+            out[i] = value
+        return out

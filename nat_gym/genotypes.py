@@ -1,0 +1,103 @@
+"""The registry of named genotypes: well-known cells and the published NAT / NAT++ transformations.
+
+``get("DARTS_V2")`` returns a :class:`~nat_gym.genotype.Genotype`; ``list()`` the names. Lookup is case-insensitive.
+
+Sources: DARTS_V1/V2 (Liu et al. 2019), ENAS (Pham et al. 2018), NASNet, AmoebaNet, PNASNet, NAONet, the VGG / ResBlock /
+MobileNetV2 cells and the random cells R1..R5 as written in the NAT papers; ``NAT_<X>`` is the NAT (NeurIPS 2019)
+transformation of ``<X>`` and ``NATv2_<X>`` the NAT++ (TPAMI 2021) one: reference data, see :func:`transformations`.
+The data file is ``nat_gym/resources/genotypes.json`` (shipped with the package).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import NamedTuple
+
+from nat_gym.errors import GenotypeError
+from nat_gym.genotype import Genotype
+
+__all__ = ["get", "list", "names", "resolve", "transformations", "Transformation", "BASE_NAMES"]
+
+_builtin_list = list
+
+# data-file key -> registry name (the file writes MobileNetV2 as "Mobilenetv2")
+_RENAME = {"Mobilenetv2": "MobileNetV2", "NAT_MobileNetv2": "NAT_MobileNetV2"}
+
+BASE_NAMES: tuple[str, ...] = (
+    "DARTS_V1", "DARTS_V2", "DARTS", "ENAS", "VGG", "ResBlock", "MobileNetV2", "NAONet", "NASNet", "AmoebaNet",
+    "PNASNet", "R1", "R2", "R3", "R4", "R5",
+)  # fmt: skip
+"""The well-known input architectures (``DARTS`` is the NAT papers' name for ``DARTS_V2``)."""
+
+
+class Transformation(NamedTuple):
+    """A published transformation: ``name`` turns ``source`` into the genotype ``name`` under ``rules``."""
+
+    name: str
+    source: str
+    rules: str  # "nat" (NAT_*) or "nat++" (NATv2_*)
+
+
+@lru_cache(maxsize=1)
+def _registry() -> dict[str, Genotype]:
+    text = resources.files("nat_gym").joinpath("resources/genotypes.json").read_text()
+    raw = json.loads(text)
+    return {_RENAME.get(k, k): Genotype.from_dict(v) for k, v in raw.items()}
+
+
+def names() -> tuple[str, ...]:
+    """All registered names, base architectures first, then the published transformations."""
+    reg = _registry()
+    rest = sorted(n for n in reg if n not in BASE_NAMES)
+    return tuple(n for n in BASE_NAMES if n in reg) + tuple(rest)
+
+
+def list() -> _builtin_list[str]:  # noqa: A001 - the registry API mirrors gymnasium's registry naming
+    """All registered names (see :func:`names`)."""
+    return _builtin_list(names())
+
+
+def get(name: str) -> Genotype:
+    """The genotype registered as ``name`` (case-insensitive)."""
+    reg = _registry()
+    if name in reg:
+        return reg[name]
+    folded = {k.lower(): k for k in reg}
+    if isinstance(name, str) and name.lower() in folded:
+        return reg[folded[name.lower()]]
+    raise GenotypeError(f"name: unknown genotype {name!r}; registered: {', '.join(names())}")
+
+
+def transformations() -> tuple[Transformation, ...]:
+    """The published transformations in the registry, with their source genotype and rule set."""
+    out = []
+    for n in names():
+        for prefix, rules in (("NATv2_", "nat++"), ("NAT_", "nat")):
+            if n.startswith(prefix):
+                out.append(Transformation(n, n[len(prefix):], rules))
+                break
+    return tuple(out)
+
+
+def resolve(arch: str | os.PathLike | Genotype) -> Genotype:
+    """A genotype from what a user typed: a registered name, a path to a JSON file (triple or DARTS pair format),
+    the compact string form, or DARTS's ``Genotype(...)`` repr."""
+    if isinstance(arch, Genotype):
+        return arch
+    text = os.fspath(arch)
+    if text.endswith(".json") or (os.sep in text and Path(text).exists()):
+        path = Path(text)
+        if not path.is_file():
+            raise GenotypeError(f"arch: no such genotype file {text!r}")
+        return Genotype.from_json(path.read_text())
+    if text.lstrip().startswith("normal="):
+        return Genotype.parse(text)
+    if "Genotype(" in text:
+        return Genotype.from_darts(text)
+    if text.lstrip().startswith("{"):
+        return Genotype.from_json(text)
+    return get(text)

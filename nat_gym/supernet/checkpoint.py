@@ -1,0 +1,115 @@
+"""Supernet checkpoints: written atomically (temp file + fsync + rename), with their configuration inside.
+
+A checkpoint is a ``torch.save`` dict::
+
+    {"format": "nat-gym-supernet", "format_version": 1, "config": SupernetConfig.to_dict(),
+     "train_config": {...}, "state_dict": ..., "optimizer": ..., "epoch": int, "history": [...],
+     "version_tag": str}
+
+Loading into a supernet of another configuration is a :class:`~nat_gym.errors.CheckpointError` that lists the
+fields that differ.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nat_gym.errors import CheckpointError
+from nat_gym.supernet.model import Supernet, SupernetConfig
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "atomic_save", "save_checkpoint", "load_checkpoint", "read_checkpoint"]
+
+FORMAT = "nat-gym-supernet"
+FORMAT_VERSION = 1
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to ``path`` atomically: a crash mid-write leaves the previous file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    supernet: Supernet,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    epoch: int = 0,
+    history: list[dict[str, float]] | None = None,
+    train_config: dict[str, Any] | None = None,
+) -> Path:
+    """Write a supernet checkpoint atomically; returns the path."""
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": supernet.config.to_dict(),
+        "train_config": dict(train_config or {}),
+        "state_dict": supernet.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "epoch": int(epoch),
+        "history": list(history or []),
+        "version_tag": supernet.version,
+    }
+    return atomic_save(payload, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a checkpoint file (no model is built)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint: no such file {str(path)!r}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many types for corrupt files
+        raise CheckpointError(f"checkpoint: cannot read {str(path)!r} ({type(e).__name__}: {e})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint: {str(path)!r} is not a nat-gym supernet checkpoint")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint: format_version {payload.get('format_version')!r} of {str(path)!r} is not supported; "
+            f"expected {FORMAT_VERSION}"
+        )
+    return payload
+
+
+def load_checkpoint(
+    path: str | os.PathLike, supernet: Supernet | None = None, map_location: str | torch.device = "cpu"
+) -> tuple[Supernet, dict[str, Any]]:
+    """Load a checkpoint into ``supernet`` (checked against its config) or into a new supernet built from the
+    checkpoint's config. Returns ``(supernet, payload)``."""
+    payload = read_checkpoint(path)
+    try:
+        cfg = SupernetConfig.from_dict(payload["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint: {str(path)!r} has an invalid config ({e})") from None
+    if supernet is None:
+        supernet = Supernet(cfg)
+    elif supernet.config != cfg:
+        diff = supernet.config.diff(cfg)
+        desc = "; ".join(f"{k}: supernet has {a!r}, checkpoint has {b!r}" for k, (a, b) in diff.items())
+        raise CheckpointError(f"checkpoint: {str(path)!r} was saved from a differently configured supernet ({desc})")
+    state = {k: v.to(map_location) for k, v in payload["state_dict"].items()}
+    try:
+        supernet.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint: weights of {str(path)!r} do not fit the supernet ({e})") from None
+    supernet.bump_version(str(payload.get("version_tag", Path(path).name)))
+    return supernet, payload

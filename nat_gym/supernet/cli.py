@@ -1,0 +1,87 @@
+"""``nat-gym train-supernet``: train (or resume) a weight-sharing supernet with uniform architecture sampling."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from nat_gym import rules
+    from nat_gym.supernet.config import DEFAULT_TRAIN_CONFIG as D
+
+    p = sub.add_parser(
+        "train-supernet",
+        help="train a weight-sharing supernet by uniform architecture sampling (resumable)",
+        description="Train the supernet that scores architectures: every SGD step samples one random input "
+        "architecture (2 predecessors and 2 non-null ops per node) and trains that single path. Checkpoints are "
+        "written atomically with their configuration inside; --resume continues an interrupted run exactly.",
+    )
+    p.add_argument("--dataset", default="digits", help="digits (embedded, default), cifar10, cifar100 or fake")
+    p.add_argument("--data-root", default=None, help="folder holding CIFAR's extracted files (default: the cache)")
+    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR into --data-root")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the train/valid/test split (default: 0)")
+    p.add_argument("--rules", default="nat++", help=f"op vocabulary from a rule set: {', '.join(rules.names())}")
+    p.add_argument("--channels", "-C", type=int, default=8, help="initial channels (default: 8)")
+    p.add_argument("--layers", "-L", type=int, default=5, help="cells (default: 5)")
+    p.add_argument("--steps", type=int, default=4, help="intermediate nodes per cell (default: 4)")
+    p.add_argument("--epochs", type=int, default=D.epochs, help=f"training epochs (default: {D.epochs})")
+    p.add_argument("--batch-size", type=int, default=D.batch_size, help=f"images per step (default: {D.batch_size})")
+    p.add_argument("--lr", type=float, default=D.lr, help=f"initial SGD learning rate, cosine decay (default: {D.lr})")
+    p.add_argument("--momentum", type=float, default=D.momentum, help=f"SGD momentum (default: {D.momentum})")
+    p.add_argument("--weight-decay", type=float, default=D.weight_decay, help=f"(default: {D.weight_decay})")
+    p.add_argument("--eval-archs", type=int, default=20,
+                   help="random architectures scored on the validation split after each epoch (default: 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of architecture sampling and data order (default: 0)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--out", default="runs/supernet", help="output folder: checkpoint, metrics.csv, TensorBoard, PNG")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/supernet.pt if it exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from nat_gym import rules
+    from nat_gym.data import load_dataset
+    from nat_gym.errors import ConfigError
+    from nat_gym.plotting import plot_learning_curves
+    from nat_gym.supernet.config import SupernetConfig, SupernetTrainConfig
+    from nat_gym.supernet.model import Supernet
+    from nat_gym.supernet.train import SupernetTrainer, evaluate_random_architectures
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    ckpt = out / "supernet.pt"
+    if ckpt.exists() and not args.resume:
+        raise ConfigError(f"--out: {ckpt} exists; pass --resume to continue it or choose another --out")
+    data = load_dataset(args.dataset, root=args.data_root, download=args.download, seed=args.data_seed)
+    cfg = SupernetConfig(C=args.channels, layers=args.layers, steps=args.steps, ops=rules.get(args.rules).ops,
+                         num_classes=data.num_classes, in_channels=data.in_channels)  # fmt: skip
+    train_cfg = SupernetTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                    momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed,
+                                    eval_archs=args.eval_archs)  # fmt: skip
+    torch.manual_seed(args.seed)
+    trainer = SupernetTrainer(Supernet(cfg), data, train_cfg, device=args.device, checkpoint=ckpt, log_dir=out)
+    if args.resume and trainer.resume():
+        print(f"resumed from {ckpt} at epoch {trainer.epoch}")
+    print(f"supernet: {cfg} on {data.name} ({len(data.train)} train / {len(data.valid)} valid images), "
+          f"device {trainer.device}")  # fmt: skip
+    trainer.train(progress=not args.no_progress)
+    trainer.supernet.eval()
+    accs = evaluate_random_architectures(trainer.supernet, data.valid, max(args.eval_archs, 1), seed=args.seed + 1)
+    summary = {"epochs": trainer.epoch, "valid_acc_random_mean": float(accs.mean()),
+               "valid_acc_random_std": float(accs.std()), "checkpoint": str(ckpt), "train_config": asdict(train_cfg)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if (out / "metrics.csv").exists():
+        plot_learning_curves(out / "metrics.csv", out / "learning_curves.png", x="epoch")
+    print(f"random architectures on the validation split: {accs.mean():.2%} +- {accs.std():.2%} (std)")
+    print(f"checkpoint: {ckpt}; logs: {out / 'metrics.csv'}, TensorBoard: {out}")
+    return 0

@@ -1,0 +1,344 @@
+"""The weight-sharing supernet: one weight set per (cell layer, edge slot (from, to), op); single-path forward.
+
+Structure (the DARTS CIFAR network, with every op of the vocabulary on every possible edge slot):
+stem (conv 3x3 to ``stem_multiplier * C`` channels, BN), ``layers`` cells with reductions at ``layers // 3`` and
+``2 * layers // 3`` (channels double), global average pool, linear classifier. A cell's output is the concatenation of
+all its intermediate nodes; the nodes a genotype leaves out of its ``concat`` contribute zeros there, so loose-end
+cells share the same weights. BN inside cells has no affine parameters and always normalises with the statistics of
+the batch it sees (NAT.md section 5: the paper's reward uses batch statistics).
+
+**Batched single-path forward.** :meth:`Supernet.forward_many` runs ``A`` genotypes on the same images in one pass:
+for each node it groups the architectures by the ``(source node, op)`` of their incoming edges, runs each group's op
+once on the stacked inputs, and scatters the results back. Every BN normalises each architecture's samples
+separately (``[A * B, C, H, W]`` is viewed as ``A`` groups of ``B``), so a batched pass returns the same logits as ``A``
+single passes (to float tolerance): that is what makes batching a pure speed-up.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nat_gym.errors import ConfigError, InvalidOpError
+from nat_gym.genotype import Genotype
+from nat_gym.op_modules import FactorizedReduce, Pool, ReLUConvBN
+from nat_gym.ops import build_op
+from nat_gym.supernet.config import SupernetConfig
+
+__all__ = ["SupernetConfig", "Supernet", "GroupBatchNorm2d", "ShiftedWindowPool"]
+
+
+class _BNGroups:
+    """How many architectures the current batch stacks (read by every :class:`GroupBatchNorm2d`)."""
+
+    value: int = 1
+
+
+_GROUPS = _BNGroups()
+
+
+@contextmanager
+def _bn_groups(n: int):
+    previous, _GROUPS.value = _GROUPS.value, n
+    try:
+        yield
+    finally:
+        _GROUPS.value = previous
+
+
+class GroupBatchNorm2d(nn.Module):
+    """Non-affine BN with batch statistics, computed separately for each of the ``groups`` architectures stacked
+    along the batch dimension (the current group count comes from the supernet's forward).
+
+    Shapes:
+        - input: ``[groups * B, C, H, W]``
+        - output: same as input
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_features, self.eps = num_features, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = _GROUPS.value
+        if g == 1:
+            return F.batch_norm(x, None, None, training=True, eps=self.eps)
+        # one native batch-norm call per architecture: faster on CPU than a fused var_mean over a grouped view
+        chunks = x.split(x.shape[0] // g)
+        return torch.cat([F.batch_norm(c, None, None, training=True, eps=self.eps) for c in chunks])
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, affine=False, batch statistics per architecture"
+
+
+class ShiftedWindowPool(nn.Module):
+    """Max / average pooling computed as a separable reduction of shifted views: the same values as
+    :class:`nat_gym.ops.Pool` (padding ``k // 2``, average excluding the padding; 2x2 windows clipped at the border),
+    several times faster on CPU for the few channels of a supernet. A stride-2 result is the stride-1 result at even
+    positions.
+
+    Shapes:
+        - input: ``[N, C, H, W]``
+        - output: ``[N, C, ceil(H / stride), ceil(W / stride)]``
+    """
+
+    def __init__(self, kind: str, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.kind, self.kernel, self.stride = kind, kernel, stride
+        self.lo = 0 if kernel % 2 == 0 else kernel // 2  # window = [i - lo, i - lo + kernel)
+        self._counts: dict[tuple, torch.Tensor] = {}
+
+    def _window(self, x: torch.Tensor, fill: float, combine) -> torch.Tensor:
+        n, c, h, w = x.shape
+        k, lo = self.kernel, self.lo
+        padded = x.new_full((n, c, h + k - 1, w + k - 1), fill).contiguous(memory_format=torch.channels_last)
+        padded[:, :, lo : lo + h, lo : lo + w] = x
+        rows = padded[:, :, 0:h, :]
+        for i in range(1, k):
+            rows = combine(rows, padded[:, :, i : i + h, :])
+        out = rows[:, :, :, 0:w]
+        for j in range(1, k):
+            out = combine(out, rows[:, :, :, j : j + w])
+        return out
+
+    def _count(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+        key = (h, w, like.device, like.dtype)
+        if key not in self._counts:
+            ones = torch.ones((1, 1, h, w), device=like.device, dtype=like.dtype)
+            self._counts[key] = self._window(ones, 0.0, torch.add)
+        return self._counts[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "max_pool":
+            out = self._window(x, float("-inf"), torch.maximum)
+        else:
+            out = self._window(x, 0.0, torch.add) / self._count(x.shape[2], x.shape[3], x)
+        if self.stride == 2:
+            out = out[:, :, ::2, ::2]
+        return out.contiguous(memory_format=torch.channels_last)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, kernel={self.kernel}, stride={self.stride}"
+
+
+def _swap_bn(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm2d in ``module`` by a :class:`GroupBatchNorm2d` and every pool by a
+    :class:`ShiftedWindowPool` (in place; returns ``module``)."""
+    if isinstance(module, Pool):
+        return ShiftedWindowPool(module.kind, module.kernel, module.stride)
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, GroupBatchNorm2d(child.num_features, child.eps))
+        elif isinstance(child, Pool):
+            setattr(module, name, ShiftedWindowPool(child.kind, child.kernel, child.stride))
+        else:
+            _swap_bn(child)
+    return module
+
+
+def _cached(cache: dict | None, key: tuple, fn: Callable[..., torch.Tensor], *args: torch.Tensor) -> torch.Tensor:
+    """``fn(*args)``, memoised in ``cache`` under ``key`` when a cache is given."""
+    if cache is None:
+        return fn(*args)
+    value = cache.get(key)
+    if value is None:
+        value = cache[key] = fn(*args)
+    return value
+
+
+def _supernet_op(op: str, c: int, stride: int) -> nn.Module:
+    """The supernet's copy of an op: non-affine BN with batch statistics, fast pools, and a BN after every pool (as
+    in DARTS's search network: without it, randomly sampled paths of pools and skips have unbounded scale)."""
+    module = _swap_bn(build_op(op, c, stride, affine=False))
+    if isinstance(module, ShiftedWindowPool):
+        module = nn.Sequential(module, GroupBatchNorm2d(c))
+    return module
+
+
+def _slot(src: int, dst: int) -> str:
+    return f"{src}_{dst}"
+
+
+class _SuperCell(nn.Module):
+    def __init__(self, cfg: SupernetConfig, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool):
+        super().__init__()
+        self.reduction, self.C = reduction, c
+        pre0 = FactorizedReduce(c_pp, c, affine=False) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0, False)
+        self.preprocess0 = _swap_bn(pre0)
+        self.preprocess1 = _swap_bn(ReLUConvBN(c_p, c, 1, 1, 0, affine=False))
+        self.edges = nn.ModuleDict()
+        for dst in range(2, cfg.steps + 2):
+            for src in range(dst):
+                stride = 2 if reduction and src < 2 else 1
+                self.edges[_slot(src, dst)] = nn.ModuleDict({op: _supernet_op(op, c, stride) for op in cfg.ops})
+
+
+class Supernet(nn.Module):
+    """The weight-sharing supernet (see the module docstring).
+
+    Args:
+        config: a :class:`SupernetConfig` (or keyword arguments for one).
+
+    Attributes:
+        version: a string that changes whenever the weights change (training steps, loading); evaluators key their
+            caches on it.
+    """
+
+    def __init__(self, config: SupernetConfig | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        cfg = config if config is not None else SupernetConfig(**kwargs)
+        if config is not None and kwargs:
+            raise ConfigError("Supernet: pass either a config or keyword arguments, not both")
+        self.config = cfg
+        c = cfg.C
+        c_stem = cfg.stem_multiplier * c
+        self.stem = nn.Sequential(
+            nn.Conv2d(cfg.in_channels, c_stem, 3, padding=1, bias=False), GroupBatchNorm2d(c_stem)
+        )
+        c_pp, c_p, c_cur = c_stem, c_stem, c
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(cfg.layers):
+            reduction = i in cfg.reduction_layers
+            if reduction:
+                c_cur *= 2
+            self.cells.append(_SuperCell(cfg, c_pp, c_p, c_cur, reduction, reduction_prev))
+            reduction_prev = reduction
+            c_pp, c_p = c_p, cfg.steps * c_cur
+        self.classifier = nn.Linear(c_p, cfg.num_classes)
+        self.to(memory_format=torch.channels_last)
+        self._ops = frozenset(cfg.ops)
+        self._version_tag = f"{id(self):x}"
+        self._step = 0
+
+    # ------------------------------------------------------------------------------------------------- version
+    @property
+    def version(self) -> str:
+        return f"{self._version_tag}:{self._step}"
+
+    def bump_version(self, tag: str | None = None) -> None:
+        """Mark the weights as changed (called after every optimiser step and on load)."""
+        if tag is not None:
+            self._version_tag, self._step = tag, 0
+        else:
+            self._step += 1
+
+    # ------------------------------------------------------------------------------------------------- checks
+    def check_genotype(self, genotype: Genotype) -> None:
+        """Raise a clear error if ``genotype`` cannot run on this supernet."""
+        if genotype.steps > self.config.steps:
+            raise ConfigError(
+                f"genotype: {genotype.steps} intermediate nodes, but the supernet has {self.config.steps}; "
+                "build the supernet with steps >= the genotype's"
+            )
+        for cell_name, cell in (("normal", genotype.normal), ("reduce", genotype.reduce)):
+            for k, e in enumerate(cell.edges):
+                if e.op not in self._ops:
+                    raise InvalidOpError(
+                        f"{cell_name}.edges[{k}]: op {e.op!r} is not in the supernet's op vocabulary "
+                        f"{list(self.config.ops)}"
+                    )
+
+    # ------------------------------------------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor, genotype: Genotype) -> torch.Tensor:
+        """Single-path forward of one genotype.
+
+        Shapes:
+            - x: ``[B, in_channels, H, W]``
+            - output: logits ``[B, num_classes]``
+        """
+        return self.forward_many(x, [genotype])[0]
+
+    def forward_many(
+        self, x: torch.Tensor, genotypes: Sequence[Genotype], cache: dict[tuple, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Batched single-path forward of ``A`` genotypes on the same images.
+
+        Values that do not depend on the architecture (the stem, the preprocessing of the stem's output, and every
+        op applied to those) are computed once for all ``A`` architectures. With ``cache`` (a dict the caller keeps
+        per image batch and weight version, inference only), they are also reused across calls.
+
+        Shapes:
+            - x: ``[B, in_channels, H, W]``
+            - output: logits ``[A, B, num_classes]``
+        """
+        a, b = len(genotypes), x.shape[0]
+        if a == 0:
+            raise ConfigError("genotypes: expected at least one genotype")
+        for g in genotypes:
+            self.check_genotype(g)
+        if cache is not None and torch.is_grad_enabled():
+            raise ConfigError("cache: the activation cache is for inference only (use torch.no_grad())")
+        stem = _cached(cache, ("stem",), self.stem, x.contiguous(memory_format=torch.channels_last))
+        # (tensor, shared): a shared tensor is [B, ...] and the same for every architecture
+        s0 = s1 = (stem, True)
+        with _bn_groups(a):
+            for layer, cell_mod in enumerate(self.cells):
+                cells = [g.reduce if cell_mod.reduction else g.normal for g in genotypes]
+                s0, s1 = s1, (self._cell_forward(layer, cell_mod, s0, s1, cells, a, b, cache), False)
+        feats = F.adaptive_avg_pool2d(s1[0], 1).flatten(1)
+        return self.classifier(feats).view(a, b, -1)
+
+    def _cell_forward(self, layer: int, mod: _SuperCell, s0, s1, cells, a: int, b: int, cache) -> torch.Tensor:
+        def pre(k: int, value: tuple[torch.Tensor, bool], fn: nn.Module) -> tuple[torch.Tensor, bool]:
+            tensor, shared = value
+            if not shared:
+                return fn(tensor), False
+            with _bn_groups(1):
+                return _cached(cache, ("pre", layer, k), fn, tensor), True
+
+        nodes = [pre(0, s0, mod.preprocess0), pre(1, s1, mod.preprocess1)]
+        device = s1[0].device
+        steps = self.config.steps
+        for dst in range(2, steps + 2):
+            groups: dict[tuple[int, str], list[int]] = defaultdict(list)
+            for arch, cell in enumerate(cells):
+                if dst < cell.steps + 2:
+                    for e in cell.edges[2 * (dst - 2) : 2 * (dst - 2) + 2]:
+                        groups[(e.src, e.op)].append(arch)
+            out: torch.Tensor | None = None
+            for (src, op), archs in groups.items():
+                if op == "null":
+                    continue
+                inp, shared = nodes[src]
+                fn = mod.edges[_slot(src, dst)][op]
+                full = len(archs) == a and archs == list(range(a))
+                idx = None if full else torch.tensor(archs, device=device)
+                if shared:  # one computation serves every architecture of the group
+                    with _bn_groups(1):
+                        y = _cached(cache, ("edge", layer, src, dst, op), fn, inp)
+                    y = y.unsqueeze(0).expand(len(archs), *y.shape)
+                else:
+                    if idx is not None:
+                        inp = inp.unflatten(0, (a, b)).index_select(0, idx).flatten(0, 1)
+                    with _bn_groups(len(archs)):
+                        y = fn(inp).unflatten(0, (len(archs), b))
+                if idx is None:
+                    out = y if out is None else out + y
+                else:
+                    if out is None:
+                        out = y.new_zeros((a, *y.shape[1:]))
+                    out = out.index_add(0, idx, y)
+            if out is None:  # every incoming edge is null (or absent) for every architecture
+                _, _, h, w = nodes[1][0].shape
+                if mod.reduction:
+                    h, w = (h + 1) // 2, (w + 1) // 2
+                out = nodes[1][0].new_zeros((a, b, mod.C, h, w))
+            nodes.append((out.flatten(0, 1).contiguous(memory_format=torch.channels_last), False))
+        inter = [n for n, _ in nodes[2:]]
+        if any(c.concat != tuple(range(2, steps + 2)) for c in cells):
+            # nodes outside an architecture's concat contribute zeros (loose-end cells share the same weights)
+            keep = torch.zeros((a, steps), device=device, dtype=inter[0].dtype)
+            for arch, cell in enumerate(cells):
+                keep[arch, [n - 2 for n in cell.concat]] = 1.0
+            inter = [(t.unflatten(0, (a, b)) * keep[:, i].view(a, 1, 1, 1, 1)).flatten(0, 1) for i, t in enumerate(inter)]
+        return torch.cat(inter, dim=1)
+
+    def extra_repr(self) -> str:
+        return f"config={self.config}"

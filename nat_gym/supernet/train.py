@@ -1,0 +1,216 @@
+"""Uniform-sampling training of the supernet (NAT.md section 5).
+
+Each SGD step samples one input architecture uniformly (two predecessors and two non-null ops per node) and trains
+the weights of that single path on one minibatch. SGD with the paper's settings (lr 0.01, momentum 0.9, weight decay
+3e-4), gradient clipping at 5, cosine learning-rate decay over the run. Randomness is derived from ``seed`` and the
+epoch, so a run resumed from a checkpoint continues exactly as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nat_gym.data import DatasetSplits, Split
+from nat_gym.errors import ConfigError
+from nat_gym.sampling import random_genotype
+from nat_gym.supernet.checkpoint import load_checkpoint, save_checkpoint
+from nat_gym.supernet.config import SupernetTrainConfig
+from nat_gym.supernet.model import Supernet
+
+__all__ = ["SupernetTrainConfig", "SupernetTrainer", "resolve_device", "evaluate_random_architectures"]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when available, else the CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {device!r} requested but CUDA is not available here; use 'auto' or 'cpu'")
+    return dev
+
+
+class SupernetTrainer:
+    """Trains a :class:`Supernet` by uniform architecture sampling, with logs and resumable checkpoints.
+
+    Args:
+        supernet: the model (moved to ``device``).
+        data: the dataset splits; ``data.train`` trains the weights, ``data.valid`` scores random architectures.
+        config: a :class:`SupernetTrainConfig`.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        checkpoint: where to write checkpoints (atomically); ``None`` for none.
+        log_dir: where to write ``metrics.csv`` and TensorBoard events; ``None`` for none.
+    """
+
+    def __init__(
+        self,
+        supernet: Supernet,
+        data: DatasetSplits,
+        config: SupernetTrainConfig | None = None,
+        *,
+        device: str | torch.device = "auto",
+        checkpoint: str | os.PathLike | None = None,
+        log_dir: str | os.PathLike | None = None,
+    ) -> None:
+        self.config = config or SupernetTrainConfig()
+        self.device = resolve_device(device)
+        self.supernet = supernet.to(self.device)
+        cfg = supernet.config
+        if (data.in_channels, data.num_classes) != (cfg.in_channels, cfg.num_classes):
+            raise ConfigError(
+                f"data: {data.name} has {data.in_channels} channels and {data.num_classes} classes, but the supernet "
+                f"expects in_channels={cfg.in_channels}, num_classes={cfg.num_classes}"
+            )
+        self.data = data
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.log_dir = Path(log_dir) if log_dir else None
+        c = self.config
+        self.optimizer = torch.optim.SGD(
+            supernet.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
+        )
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        self._sample_ops = [o for o in cfg.ops if o != "null"]
+        self._writer = None
+
+    # ------------------------------------------------------------------------------------------------- state
+    def lr_at(self, epoch: int) -> float:
+        c = self.config
+        return c.lr_min + 0.5 * (c.lr - c.lr_min) * (1 + math.cos(math.pi * epoch / c.epochs))
+
+    def resume(self, path: str | os.PathLike | None = None) -> bool:
+        """Load the checkpoint (default: ``self.checkpoint``) if it exists; returns whether it did."""
+        path = Path(path) if path else self.checkpoint
+        if path is None or not path.is_file():
+            return False
+        _, payload = load_checkpoint(path, self.supernet, map_location=self.device)
+        if payload.get("optimizer"):
+            self.optimizer.load_state_dict(payload["optimizer"])
+        self.epoch = int(payload.get("epoch", 0))
+        self.history = list(payload.get("history", []))
+        return True
+
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        path = Path(path) if path else self.checkpoint
+        if path is None:
+            raise ConfigError("checkpoint: no checkpoint path was given")
+        return save_checkpoint(
+            path, self.supernet, optimizer=self.optimizer, epoch=self.epoch, history=self.history,
+            train_config=asdict(self.config),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------------- training
+    def train_epoch(self) -> dict[str, float]:
+        """One pass over the training split, one random architecture per minibatch."""
+        c, net, epoch = self.config, self.supernet, self.epoch
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(epoch)
+        rng = np.random.default_rng([c.seed, epoch])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        net.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        steps = net.config.steps
+        for x, y in self.data.train.batches(c.batch_size, shuffle=True, generator=gen, drop_last=True):
+            genotype = random_genotype(rng, steps, self._sample_ops)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            logits = net(x, genotype)
+            loss = F.cross_entropy(logits, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), c.grad_clip)
+            self.optimizer.step()
+            net.bump_version()
+            total_loss += float(loss.detach()) * len(y)
+            correct += int((logits.detach().argmax(1) == y).sum())
+            seen += len(y)
+        self.epoch += 1
+        row = {"epoch": float(self.epoch), "lr": self.lr_at(epoch), "train_loss": total_loss / max(seen, 1),
+               "train_acc": correct / max(seen, 1)}  # fmt: skip
+        if c.eval_archs > 0:
+            accs = evaluate_random_architectures(net, self.data.valid, c.eval_archs, seed=c.seed + 1)
+            row.update(valid_acc_mean=float(accs.mean()), valid_acc_std=float(accs.std()))
+        return row
+
+    def train(self, *, progress: bool = True, callback: Callable[[dict[str, float]], None] | None = None):
+        """Train until ``config.epochs`` (continuing from the current epoch); returns the history."""
+        from tqdm.auto import tqdm
+
+        c = self.config
+        bar = tqdm(total=c.epochs, initial=self.epoch, desc="supernet", unit="epoch", disable=not progress,
+                   dynamic_ncols=True)  # fmt: skip
+        start = time.perf_counter()
+        try:
+            while self.epoch < c.epochs:
+                row = self.train_epoch()
+                row["seconds"] = time.perf_counter() - start
+                self.history.append(row)
+                self._log(row)
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k in ("train_loss", "train_acc",
+                                                                                  "valid_acc_mean")})  # fmt: skip
+                if callback is not None:
+                    callback(row)
+                if self.checkpoint and (self.epoch % c.checkpoint_every == 0 or self.epoch == c.epochs):
+                    self.save()
+        finally:
+            bar.close()
+            if self._writer is not None:
+                self._writer.flush()
+        return self.history
+
+    def _log(self, row: dict[str, float]) -> None:
+        if self.log_dir is None:
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        path = self.log_dir / "metrics.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.log_dir))
+            self._writer.add_text("config", json.dumps(asdict(self.config)))
+        for k, v in row.items():
+            if k != "epoch":
+                self._writer.add_scalar(f"supernet/{k}", v, int(row["epoch"]))
+
+
+@torch.no_grad()
+def evaluate_random_architectures(
+    supernet: Supernet, split: Split, n: int, *, seed: int = 0, batch_size: int | None = None
+) -> np.ndarray:
+    """Shared-weight accuracy of ``n`` random architectures (as the MDP samples them) on ``split``."""
+    rng = np.random.default_rng(seed)
+    ops = [o for o in supernet.config.ops if o != "null"]
+    device = next(supernet.parameters()).device
+    x, y = split.x.to(device), split.y.to(device)
+    bs = batch_size or len(y)
+    accs = []
+    for _ in range(n):
+        g = random_genotype(rng, supernet.config.steps, ops)
+        correct = 0
+        for i in range(0, len(y), bs):
+            correct += int((supernet(x[i : i + bs], g).argmax(-1) == y[i : i + bs]).sum())
+        accs.append(correct / len(y))
+    return np.asarray(accs)

@@ -1,0 +1,240 @@
+"""Tests for agents.gcn_policy: the NAT GCN policy (faithful and fixed variants)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from agents.gcn_policy import VARIANTS, GCNPolicy
+from nat_gym import genotypes, rules
+from nat_gym.envs.observation import OBS_KEYS, encode, to_pyg_batch
+from nat_gym.errors import ConfigError
+from nat_gym.genotype import Genotype
+
+RULES = rules.get("nat++ext")
+K = RULES.num_ops
+SMALL = {"op_embed_dim": 16, "lift_dim": 64, "hidden_dim": 32}
+
+
+def make(variant: str, seed: int = 0, **sizes) -> GCNPolicy:
+    torch.manual_seed(seed)
+    return GCNPolicy(K, variant, **(sizes or SMALL))
+
+
+def random_genotype(steps: int, rng: np.random.Generator) -> Genotype:
+    def cell() -> list[tuple[str, int, int]]:
+        return [(RULES.ops[rng.integers(K)], int(rng.integers(node)), node)
+                for node in range(2, steps + 2) for _ in range(2)]  # fmt: skip
+
+    return Genotype(cell(), cell())
+
+
+def stack(observations: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.stack([o[k] for o in observations]) for k in OBS_KEYS}
+
+
+@pytest.fixture(scope="module")
+def darts_obs() -> dict[str, np.ndarray]:
+    return encode(genotypes.get("DARTS_V2"), RULES)
+
+
+# ------------------------------------------------------------------------------------------------------- shapes
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_logits_shape_reference_sizes(variant, darts_obs):
+    policy = GCNPolicy(K, variant)  # reference sizes: 100 / 1024 / 100
+    assert policy.lift.out_features == 1024 and policy.op_embed.embedding_dim == 100
+    logits = policy(to_pyg_batch(darts_obs))
+    assert logits.shape == (16, K) and torch.isfinite(logits).all()
+    dist = policy.distribution(darts_obs)
+    assert dist.batch_shape == (1, 16) and dist.logits.shape == (1, 16, K)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("steps", [1, 4, 5, 8])
+def test_any_number_of_steps(variant, steps):
+    rng = np.random.default_rng(steps)
+    policy = make(variant)
+    obs = stack([encode(random_genotype(steps, rng), RULES) for _ in range(3)])
+    assert policy(to_pyg_batch(obs)).shape == (3 * 2 * 2 * steps, K)
+    actions, log_prob, entropy = policy.act(obs)
+    assert actions.shape == (3, 4 * steps) and log_prob.shape == (3,) and entropy.shape == (3,)
+
+
+def test_rejects_bad_config(darts_obs):
+    with pytest.raises(ConfigError):
+        GCNPolicy(K, "reference")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        GCNPolicy(0)
+    with pytest.raises(ConfigError):
+        GCNPolicy(K, lift_dim=0)
+    with pytest.raises(ConfigError, match="num_ops"):
+        GCNPolicy(K + 1, **SMALL)(to_pyg_batch(darts_obs))
+    with pytest.raises(ConfigError):
+        make("fixed").distribution([1, 2, 3])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        make("fixed").evaluate_actions(darts_obs, torch.zeros(1, 15, dtype=torch.long))
+
+
+# ------------------------------------------------------------------------------------------------------ masking
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_sampled_actions_always_valid(variant):
+    rng = np.random.default_rng(3)
+    gs = [random_genotype(4, rng) for _ in range(16)] + [genotypes.get("DARTS_V2"), genotypes.get("R2")]
+    obs = stack([encode(g, RULES) for g in gs])
+    mask = torch.as_tensor(obs["action_mask"]).reshape(len(gs), -1, K).bool()
+    policy = make(variant)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        dist = policy.distribution(obs)
+        assert torch.all(dist.probs[~mask] == 0)
+        draws = dist.sample((200,), generator=gen)  # [200, B, 2E]
+        assert mask.unsqueeze(0).expand(200, -1, -1, -1).gather(-1, draws.unsqueeze(-1)).all()
+        for _ in range(20):
+            actions, log_prob, _ = policy.act(obs, generator=gen)
+            assert mask.gather(-1, actions.unsqueeze(-1)).all()
+            assert torch.isfinite(log_prob).all()
+            for g, a in zip(gs, actions.tolist(), strict=True):
+                RULES.apply(g, a)  # raises on an invalid transition
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_log_prob_and_entropy_are_sums_over_edges(variant):
+    rng = np.random.default_rng(4)
+    obs = stack([encode(random_genotype(4, rng), RULES) for _ in range(5)])
+    policy = make(variant)
+    actions, log_prob, entropy = policy.act(obs, generator=torch.Generator().manual_seed(1))
+    assert actions.shape == (5, 16) and actions.dtype == torch.long
+    assert log_prob.shape == (5,) and entropy.shape == (5,)
+    dist = policy.distribution(obs)
+    per_edge = torch.log_softmax(dist.logits.masked_fill(~dist.mask, float("-inf")), -1)
+    expected = per_edge.gather(-1, actions.unsqueeze(-1)).squeeze(-1).sum(-1)
+    torch.testing.assert_close(log_prob, expected)
+    probs = per_edge.exp()
+    expected_h = -(probs * per_edge.masked_fill(~dist.mask, 0.0)).sum(-1).sum(-1)
+    torch.testing.assert_close(entropy, expected_h)
+    lp2, h2 = policy.evaluate_actions(obs, actions)
+    torch.testing.assert_close(lp2, log_prob)
+    torch.testing.assert_close(h2, entropy)
+    # a single observation with [2E] actions
+    single = {k: v[0] for k, v in obs.items()}
+    lp1, h1 = policy.evaluate_actions(single, actions[0].numpy())
+    assert lp1.shape == (1,)
+    torch.testing.assert_close(lp1, log_prob[:1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(h1, entropy[:1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_deterministic_act_is_masked_argmax(variant):
+    rng = np.random.default_rng(5)
+    obs = stack([encode(random_genotype(4, rng), RULES) for _ in range(6)])
+    policy = make(variant)
+    actions, _, _ = policy.act(obs, deterministic=True)
+    dist = policy.distribution(obs)
+    assert torch.equal(actions, dist.probs.argmax(-1))
+    assert torch.equal(actions, dist.logits.masked_fill(~dist.mask, float("-inf")).argmax(-1))
+
+
+# ------------------------------------------------------------------------------------------------------ the flaw
+def test_faithful_normal_cell_logits_ignore_the_ops():
+    """The reference design's flaw: for the DARTS_V2 normal cell, the logits do not depend on the ops at all."""
+    g = genotypes.get("DARTS_V2")
+    rng = np.random.default_rng(6)
+    faithful, fixed = make("faithful", seed=1), make("fixed", seed=1)
+    with torch.no_grad():
+        base_f = faithful(to_pyg_batch(encode(g, RULES)))[:8]
+        base_x = fixed(to_pyg_batch(encode(g, RULES)))[:8]
+        max_change_fixed = 0.0
+        for _ in range(10):
+            ops = [RULES.ops[i] for i in rng.integers(K, size=8)]
+            changed = g.with_ops(ops + list(g.reduce.ops))
+            assert changed.normal.ops != g.normal.ops
+            logits_f = faithful(to_pyg_batch(encode(changed, RULES)))[:8]
+            assert torch.equal(logits_f, base_f)
+            logits_x = fixed(to_pyg_batch(encode(changed, RULES)))[:8]
+            max_change_fixed = max(max_change_fixed, float((logits_x - base_x).abs().max()))
+    assert max_change_fixed > 1e-3
+
+
+def test_faithful_logits_do_see_ops_two_hops_back():
+    """The flaw is structural: the ops feeding node q reach the logits of node j only if q is exactly two hops
+    before j (H2[j] = sum over p -> j of ReLU(sum over q -> p of X[q] W1) W2)."""
+    g = Genotype(
+        [("sep_conv_3x3", 0, 2), ("sep_conv_3x3", 1, 2), ("sep_conv_3x3", 2, 3), ("sep_conv_3x3", 2, 3),
+         ("dil_conv_3x3", 3, 4), ("dil_conv_3x3", 3, 4)],
+        [("max_pool_3x3", 0, 2), ("max_pool_3x3", 1, 2), ("skip_connect", 0, 3), ("skip_connect", 2, 3),
+         ("skip_connect", 0, 4), ("skip_connect", 1, 4)],
+    )  # fmt: skip
+    policy = make("faithful")
+    with torch.no_grad():
+        before = policy(to_pyg_batch(encode(g, RULES)))
+        after = policy(to_pyg_batch(encode(g.with_ops(["conv_5x5"] * 2 + list(g.ops[2:])), RULES)))
+    assert torch.equal(before[:4], after[:4])  # the changed edges' own logits and node 3's: unchanged
+    assert not torch.allclose(before[4:6], after[4:6])  # node 4 is two hops after node 2: it sees them
+    assert torch.equal(before[6:], after[6:])  # the reduction cell is untouched
+
+
+# ----------------------------------------------------------------------------------------------- gradients etc.
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradients_reach_parameters(variant):
+    rng = np.random.default_rng(7)
+    obs = stack([encode(random_genotype(4, rng), RULES) for _ in range(4)])
+    policy = make(variant)
+    actions, log_prob, entropy = policy.act(obs)
+    (log_prob.sum() + 0.1 * entropy.sum()).backward()
+    for name, p in policy.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+    assert float(policy.lift.weight.grad.abs().sum()) > 0
+    assert float(policy.op_embed.weight.grad.abs().sum()) > 0
+    assert float(policy.input_embed.weight.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_batch_equals_single_forwards(variant):
+    rng = np.random.default_rng(8)
+    singles = [encode(random_genotype(4, rng), RULES) for _ in range(4)]
+    policy = make(variant)
+    batched = policy(to_pyg_batch(stack(singles))).reshape(4, 16, K)
+    for i, o in enumerate(singles):
+        torch.testing.assert_close(batched[i], policy(to_pyg_batch(o)), rtol=1e-5, atol=1e-6)
+    # tensors (as SB3 holds them) and a prebuilt Batch give the same distribution
+    as_tensors = {k: torch.as_tensor(v).float() for k, v in stack(singles).items()}
+    d1 = policy.distribution(as_tensors)
+    d2 = policy.distribution(Batch.from_data_list(to_pyg_batch(stack(singles)).to_data_list()))
+    torch.testing.assert_close(d1.logits, batched)
+    torch.testing.assert_close(d2.logits, batched)
+
+
+def test_cells_share_weights_but_differ_by_structure():
+    g = genotypes.get("DARTS_V2")
+    same = Genotype(g.normal, g.normal)
+    logits = make("fixed")(to_pyg_batch(encode(same, RULES)))
+    torch.testing.assert_close(logits[:8], logits[8:])
+
+
+# ----------------------------------------------------------------------------------------------- learning smoke
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_reinforce_smoke_learns_skip_on_edge_0(variant, darts_obs):
+    skip = RULES.index("skip_connect")
+    assert darts_obs["action_mask"][0, 0, skip] == 1
+    policy = make(variant, seed=2)
+    opt = torch.optim.Adam(policy.parameters(), lr=1e-2)
+    batch = to_pyg_batch(stack([darts_obs] * 32))
+    gen = torch.Generator().manual_seed(3)
+
+    def p_skip() -> float:
+        with torch.no_grad():
+            return float(policy.distribution(darts_obs).probs[0, 0, skip])
+
+    before = p_skip()
+    for _ in range(20):
+        actions, log_prob, _ = policy.act(batch, generator=gen)
+        reward = (actions[:, 0] == skip).float()
+        loss = -((reward - reward.mean()) * log_prob).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = p_skip()
+    assert after > before + 0.1, (before, after)
