@@ -26,7 +26,7 @@ from nat_gym.data import Split
 from nat_gym.errors import ConfigError
 from nat_gym.genotype import Genotype
 from nat_gym.supernet.model import Supernet
-from nat_gym.supernet.train import resolve_device
+from nat_gym.supernet.train import resolve_device, torch_threads
 
 __all__ = ["Evaluator", "SupernetEvaluator", "CallableEvaluator", "BatchKey"]
 
@@ -87,6 +87,8 @@ class SupernetEvaluator:
         cache_size: results kept (LRU).
         activation_cache: reuse architecture-independent activations across calls (memory: a few tensors per
             minibatch; at most ``activation_batches`` minibatches are kept).
+        threads: intra-op CPU threads while scoring (:func:`~nat_gym.supernet.train.torch_threads`; ``None``: leave
+            torch's setting).
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class SupernetEvaluator:
         cache_size: int = 200_000,
         activation_cache: bool = True,
         activation_batches: int = 4,
+        threads: int | None = 1,
     ) -> None:
         if len(split) == 0:
             raise ConfigError("split: the evaluation split is empty")
@@ -110,6 +113,7 @@ class SupernetEvaluator:
             raise ConfigError(f"max_archs_per_pass: expected >= 1, got {max_archs_per_pass!r}")
         self.device = resolve_device(device)
         self.supernet = supernet.to(self.device)
+        self.split = split
         self.batch_size = min(bs, len(split))
         self.max_archs_per_pass = int(max_archs_per_pass)
         x, y = split.x.to(self.device), split.y.to(self.device)
@@ -118,6 +122,7 @@ class SupernetEvaluator:
         self._use_activation_cache = activation_cache
         self._activations: OrderedDict[tuple, dict] = OrderedDict()
         self._activation_batches = activation_batches
+        self.threads = threads
         self.evaluations = 0  # architectures x minibatches actually run through the supernet
 
     # ------------------------------------------------------------------------------------------------- protocol
@@ -189,8 +194,9 @@ class SupernetEvaluator:
         try:
             for i in range(0, len(genotypes), self.max_archs_per_pass):
                 chunk = genotypes[i : i + self.max_archs_per_pass]
-                logits = net.forward_many(x, chunk, cache=cache)
-                accs.append((logits.argmax(-1) == y).float().mean(1).cpu().numpy())
+                with torch_threads(self.threads, self.device):
+                    logits = net.forward_many(x, chunk, cache=cache)
+                accs.append((logits.argmax(-1) == y).sum(1).cpu().numpy() / len(y))  # exact fractions
                 self.evaluations += len(chunk)
         finally:
             net.train(was_training)

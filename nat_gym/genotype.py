@@ -181,7 +181,29 @@ class Cell:
         """The same graph with new ops (one per edge, in edge order)."""
         if len(ops) != len(self.edges):
             raise GenotypeError(f"ops: expected {len(self.edges)} ops (one per edge), got {len(ops)}")
-        return Cell([(o, e.src, e.dst) for o, e in zip(ops, self.edges)], self.concat)
+        edges = []
+        for i, (o, e) in enumerate(zip(ops, self.edges)):
+            try:
+                o = canonical_op(o)
+            except InvalidOpError as err:
+                raise InvalidOpError(f"ops[{i}]: {err}") from None
+            edges.append(Edge(o, e.src, e.dst))
+        return Cell._trusted(tuple(edges), self.concat)  # the graph is unchanged: no need to validate it again
+
+    @classmethod
+    def _trusted(cls, edges: tuple[Edge, ...], concat: tuple[int, ...]) -> Cell:
+        """Build a cell from parts known to be valid and canonical (sorted ``Edge`` tuples, canonical op names)."""
+        cell = object.__new__(cls)
+        object.__setattr__(cell, "edges", edges)
+        object.__setattr__(cell, "concat", concat)
+        return cell
+
+    def __hash__(self) -> int:
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.edges, self.concat))
+            object.__setattr__(self, "_hash", h)
+        return h
 
     def pretty(self, title: str = "cell") -> str:
         """Human-readable lines: ``node 2 = sep_conv_3x3(0) + skip_connect(1)``."""
@@ -298,7 +320,29 @@ class Genotype:
         if isinstance(ops, str) or len(ops) != self.num_edges:
             raise GenotypeError(f"ops: expected {self.num_edges} ops (normal then reduce edges), got {ops!r}")
         k = len(self.normal.edges)
-        return Genotype(self.normal.with_ops(ops[:k]), self.reduce.with_ops(ops[k:]))
+        return Genotype._trusted(self.normal.with_ops(ops[:k]), self.reduce.with_ops(ops[k:]))
+
+    def _with_canonical_ops(self, ops: Sequence[str]) -> Genotype:
+        """:meth:`with_ops` for canonical op names (no checks; for the rules' fast path)."""
+        k = len(self.normal.edges)
+        n = tuple(Edge(o, e.src, e.dst) for o, e in zip(ops[:k], self.normal.edges))
+        r = tuple(Edge(o, e.src, e.dst) for o, e in zip(ops[k:], self.reduce.edges))
+        return Genotype._trusted(Cell._trusted(n, self.normal.concat), Cell._trusted(r, self.reduce.concat))
+
+    @classmethod
+    def _trusted(cls, normal: Cell, reduce: Cell) -> Genotype:
+        """Build a genotype from two valid cells with the same number of steps (no checks)."""
+        g = object.__new__(cls)
+        object.__setattr__(g, "normal", normal)
+        object.__setattr__(g, "reduce", reduce)
+        return g
+
+    def __hash__(self) -> int:
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.normal, self.reduce))
+            object.__setattr__(self, "_hash", h)
+        return h
 
     def digest(self) -> str:
         """A stable hex digest of the genotype (same in every process)."""

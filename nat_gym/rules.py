@@ -152,6 +152,11 @@ class TransitionRules:
 
     def op_indices(self, genotype: Genotype) -> np.ndarray:
         """``[E]`` int64 column index of every edge's op (normal edges, then reduce edges)."""
+        index = self._index
+        try:
+            return np.array([index[e.op] for e in genotype.edges], dtype=np.int64)
+        except KeyError:
+            pass
         out = np.empty(genotype.num_edges, dtype=np.int64)
         for i, e in enumerate(genotype.edges):
             try:
@@ -225,6 +230,20 @@ class TransitionRules:
         for i in bad:
             names[i] = genotype.edges[i].op
         return genotype.with_ops(names)
+
+    def apply_indices(self, genotype: Genotype, new_ops: np.ndarray) -> tuple[Genotype, np.ndarray]:
+        """Fast path of ``apply(..., invalid="keep")`` for an ``[E]`` integer array of column indices (the env's
+        action). Returns the transformed genotype and the ``[E]`` boolean array of invalid (kept) edges."""
+        new_ops = np.asarray(new_ops)
+        if new_ops.shape != (genotype.num_edges,) or not np.issubdtype(new_ops.dtype, np.integer):
+            raise TransitionError(f"new_ops: expected {genotype.num_edges} integer op indices, got {new_ops!r}")
+        if new_ops.size and (new_ops.min() < 0 or new_ops.max() >= self.num_ops):
+            raise TransitionError(f"new_ops: op indices must lie in 0..{self.num_ops - 1}, got {new_ops.tolist()}")
+        src = self.op_indices(genotype)
+        invalid = ~self.table[src, new_ops]
+        final = np.where(invalid, src, new_ops)
+        ops = self.ops
+        return genotype._with_canonical_ops([ops[i] for i in final]), invalid
 
     def validate_transformation(self, source: Genotype, target: Genotype) -> list[int]:
         """Edges where ``target`` is not a valid transformation of ``source`` (same graph required)."""

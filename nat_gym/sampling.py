@@ -7,28 +7,35 @@ ops uniformly from the op list without ``null``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
 from nat_gym.errors import ConfigError
-from nat_gym.genotype import Cell, Genotype
+from nat_gym.genotype import MAX_STEPS, Cell, Edge, Genotype
 from nat_gym.ops import check_vocabulary
 
 __all__ = ["random_cell", "random_genotype"]
 
 
+@lru_cache(maxsize=64)
+def _candidates(ops: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(o for o in check_vocabulary(ops) if o != "null")
+
+
 def random_cell(rng: np.random.Generator, steps: int, ops: Sequence[str], concat: str = "all") -> Cell:
     """A random cell: 2 uniform predecessors (with replacement) and 2 uniform ops per intermediate node."""
-    candidates = [o for o in check_vocabulary(ops) if o != "null"]
+    candidates = _candidates(tuple(ops))
     if not candidates:
         raise ConfigError("ops: at least one op other than 'null' is needed to sample architectures")
-    if not 1 <= steps:
-        raise ConfigError(f"steps: expected a positive number of intermediate nodes, got {steps!r}")
-    edges = []
-    for node in range(2, steps + 2):
-        for _ in range(2):
-            edges.append((candidates[int(rng.integers(len(candidates)))], int(rng.integers(node)), node))
-    return Cell(edges, concat)
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        raise ConfigError(f"steps: expected an integer in 1..{MAX_STEPS}, got {steps!r}")
+    dst = np.repeat(np.arange(2, steps + 2), 2)
+    src = (rng.random(2 * steps) * dst).astype(np.int64)  # uniform in 0..dst-1
+    op = rng.integers(len(candidates), size=2 * steps)
+    edges = tuple(Edge(candidates[o], int(s), int(d)) for o, s, d in zip(op, src, dst))
+    cell = Cell._trusted(edges, tuple(range(2, steps + 2)))  # valid by construction
+    return cell if concat == "all" else Cell(edges, concat)
 
 
 def random_genotype(
@@ -46,4 +53,4 @@ def random_genotype(
 
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     ops = NAT_PLUS_PLUS_OPS if ops is None else ops
-    return Genotype(random_cell(rng, steps, ops, concat), random_cell(rng, steps, ops, concat))
+    return Genotype._trusted(random_cell(rng, steps, ops, concat), random_cell(rng, steps, ops, concat))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache, partial
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -20,6 +21,7 @@ from nat_gym.sampling import random_genotype
 __all__ = ["NATCellEnv"]
 
 InvalidAction = Literal["keep", "raise", "penalize"]
+_COST_KEYS = {"C", "layers", "num_classes", "input_size", "in_channels", "affine"}
 
 
 class NATCellEnv(gym.Env):
@@ -132,6 +134,13 @@ class NATCellEnv(gym.Env):
             raise ConfigError(f"evaluator: {type(evaluator).__name__} does not implement the Evaluator protocol")
         self.evaluator = evaluator
         self.cost_config = dict(shape if cost_config is None else cost_config)
+        unknown = sorted(set(self.cost_config) - _COST_KEYS)
+        if unknown:
+            raise ConfigError(f"cost_config: unknown keys {unknown}; allowed: {sorted(_COST_KEYS)}")
+        cost_model.check_network_args(**{k: v for k, v in self.cost_config.items() if k != "affine"})
+        # per-genotype memos: the cost model and the observation encoder are pure functions of the genotype
+        self._cost = lru_cache(maxsize=1 << 16)(partial(cost_model.network_cost, **self.cost_config))
+        self._encode = lru_cache(maxsize=1 << 12)(partial(encode, rules=self.rules))
         self._edges = 2 * steps
         self.observation_space = observation_space(steps, self.rules.num_ops)
         self.action_space = action_space(steps, self.rules.num_ops)
@@ -171,7 +180,7 @@ class NATCellEnv(gym.Env):
         self._genotype, self._t = beta, 0
         self._batch = self._draw_batch()
         acc = float(self.evaluator.evaluate([beta], self._batch)[0])  # cached: makes the first step's cost one arch
-        obs = encode(beta, self.rules)
+        obs = self._observation(beta)
         c = self._cost(beta)
         self._last = {"genotype_before": beta, "genotype_after": beta, "acc_before": acc, "acc_after": acc}
         info = {"genotype": beta, "acc": acc, "params": c.params, "madds": c.madds,
@@ -185,26 +194,27 @@ class NATCellEnv(gym.Env):
             raise ConfigError(f"action: expected shape ({2 * self._edges},) (one op index per edge), got {ops.shape}")
         if not np.issubdtype(ops.dtype, np.integer) or ops.min() < 0 or ops.max() >= self.rules.num_ops:
             raise ConfigError(f"action: expected integers in 0..{self.rules.num_ops - 1}, got {ops.tolist()}")
-        invalid = self.rules.invalid_edges(beta, ops)
+        alpha, invalid_mask = self.rules.apply_indices(beta, ops)
+        invalid = int(invalid_mask.sum())
         if invalid and self.invalid_action == "raise":
             self.rules.apply(beta, ops, invalid="raise")  # raises a TransitionError naming the first bad edge
-        alpha = self.rules.apply(beta, ops, invalid="keep")
         acc_b, acc_a = (float(v) for v in self.evaluator.evaluate([beta, alpha], self._batch))
         cb, ca = self._cost(beta), self._cost(alpha)
         saving = (cb.madds - ca.madds) / cb.madds if cb.madds else 0.0
         reward = acc_a - acc_b + self.cost_weight * saving
         if self.invalid_action == "penalize":
-            reward -= self.invalid_penalty * len(invalid) / (2 * self._edges)
+            reward -= self.invalid_penalty * invalid / (2 * self._edges)
+        batch = self._batch
         self._t += 1
         terminated = self._t >= self.max_transforms
         self._genotype = alpha
         if not terminated:
-            self._batch = self._draw_batch()
-        obs = encode(alpha, self.rules)
+            self._batch = self._draw_batch()  # the next transformation is scored on a fresh minibatch
+        obs = self._observation(alpha)
         info = {
             "genotype_before": beta, "genotype_after": alpha, "acc_before": acc_b, "acc_after": acc_a,
             "params_before": cb.params, "params_after": ca.params, "madds_before": cb.madds, "madds_after": ca.madds,
-            "madds_saving": saving, "invalid_edges": len(invalid), "reward_batch": self._batch,
+            "madds_saving": saving, "invalid_edges": invalid, "reward_batch": batch,
             "action_mask": flat_action_mask(obs),
         }  # fmt: skip
         self._last = info
@@ -230,8 +240,8 @@ class NATCellEnv(gym.Env):
         n = self.evaluator.num_batches
         return None if n == 1 else int(self.np_random.integers(n))
 
-    def _cost(self, g: Genotype) -> cost_model.NetworkCost:
-        return cost_model.network_cost(g, **self.cost_config)
+    def _observation(self, g: Genotype) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self._encode(g).items()}  # copies: callers may write into them
 
 
 def _default_evaluator(rules, supernet, dataset, data_root, data_seed, steps, reward_images, device):

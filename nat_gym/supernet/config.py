@@ -103,5 +103,5 @@ class SupernetTrainConfig:
             raise ConfigError(f"lr: expected a positive learning rate, got {self.lr!r}")
 
 
-DEFAULT_TRAIN_CONFIG = SupernetTrainConfig(epochs=100, lr=0.05, checkpoint_every=10)
+DEFAULT_TRAIN_CONFIG = SupernetTrainConfig(epochs=250, lr=0.05, checkpoint_every=10)
 """Training of the default digits supernet (a few minutes on 2 CPU cores; see the README for its accuracy)."""

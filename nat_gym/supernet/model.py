@@ -16,6 +16,7 @@ single passes (to float tolerance): that is what makes batching a pure speed-up.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -32,6 +33,9 @@ from nat_gym.ops import build_op
 from nat_gym.supernet.config import SupernetConfig
 
 __all__ = ["SupernetConfig", "Supernet", "GroupBatchNorm2d", "ShiftedWindowPool"]
+
+
+_VERSIONS = itertools.count(1)  # process-wide: every weight change gets a fresh number
 
 
 class _BNGroups:
@@ -214,8 +218,8 @@ class Supernet(nn.Module):
         self.classifier = nn.Linear(c_p, cfg.num_classes)
         self.to(memory_format=torch.channels_last)
         self._ops = frozenset(cfg.ops)
-        self._version_tag = f"{id(self):x}"
-        self._step = 0
+        self._version_tag = "init"
+        self._step = next(_VERSIONS)
 
     # ------------------------------------------------------------------------------------------------- version
     @property
@@ -223,11 +227,11 @@ class Supernet(nn.Module):
         return f"{self._version_tag}:{self._step}"
 
     def bump_version(self, tag: str | None = None) -> None:
-        """Mark the weights as changed (called after every optimiser step and on load)."""
+        """Mark the weights as changed (called after every optimiser step and on load). Versions never repeat in a
+        process, so a cache keyed on them can never serve results of other weights."""
         if tag is not None:
-            self._version_tag, self._step = tag, 0
-        else:
-            self._step += 1
+            self._version_tag = tag
+        self._step = next(_VERSIONS)
 
     # ------------------------------------------------------------------------------------------------- checks
     def check_genotype(self, genotype: Genotype) -> None:

@@ -1,0 +1,113 @@
+"""Benchmark NATCell-v0 on the default configuration and print ratios measured in this one run.
+
+(a) uncached ``env.step`` (one new architecture to evaluate; ``beta`` was scored at reset): median ms;
+(b) cached steps/s (same ``beta`` and action: every evaluation is a cache hit) and its ratio to CartPole-v1's steps/s
+    measured here too;
+(c) evaluating 64 genotypes in one batched call vs 64 single calls (fresh evaluators, no result cache), as a ratio.
+
+Usage: ``python scripts/bench_env.py [--rules nat++] [--steps 200] [--threads N]`` (first use trains the default
+supernet, a few minutes, then caches it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import nat_gym  # noqa: F401  (registers NATCell-v0)
+from nat_gym.evaluator import SupernetEvaluator
+from nat_gym.sampling import random_genotype
+
+
+def masked_random_action(mask: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    rows = mask.reshape(-1, k)
+    return np.array([rng.choice(np.flatnonzero(r)) for r in rows])
+
+
+def loop_steps_per_second(env: gym.Env, action_fn, seconds: float) -> float:
+    env.reset(seed=0)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        _, _, terminated, truncated, _ = env.step(action_fn())
+        n += 1
+        if terminated or truncated:
+            env.reset(seed=0)
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rules", default="nat++", help="rule set of the environment (default: nat++)")
+    p.add_argument("--steps", type=int, default=200, help="uncached steps to time (default: 200)")
+    p.add_argument("--seconds", type=float, default=3.0, help="duration of each steps/s loop (default: 3)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    env = gym.make("NATCell-v0", rules=args.rules)
+    base = env.unwrapped
+    k = base.rules.num_ops
+    rng = np.random.default_rng(0)
+
+    # (a) uncached steps
+    times = []
+    for i in range(args.steps):
+        env.reset(seed=10_000 + i)
+        action = masked_random_action(base.action_masks(), k, rng)
+        t = time.perf_counter()
+        env.step(action)
+        times.append(time.perf_counter() - t)
+    step_ms = statistics.median(times) * 1e3
+
+    # (b) cached steps/s vs CartPole
+    env.reset(seed=0)
+    fixed = masked_random_action(base.action_masks(), k, rng)
+    nat_sps = loop_steps_per_second(env, lambda: fixed, args.seconds)
+    cart = gym.make("CartPole-v1")
+    cart_sps = loop_steps_per_second(cart, lambda: 1, args.seconds)
+
+    # (c) batched vs single evaluation of 64 genotypes
+    ev = base.evaluator
+    genos = [random_genotype(rng, base.steps, [o for o in base.rules.ops if o != "null"]) for _ in range(64)]
+
+    def fresh(max_archs: int) -> SupernetEvaluator:
+        return SupernetEvaluator(ev.supernet, ev.split, batch_size=ev.batch_size, device=ev.device,
+                                 max_archs_per_pass=max_archs)  # fmt: skip
+
+    ev_single, ev_batched = fresh(1), fresh(16)
+    ev_single.evaluate(genos[:1]), ev_batched.evaluate(genos[:1])  # warm the activation caches alike
+    t = time.perf_counter()
+    single = np.concatenate([ev_single.evaluate([g]) for g in genos[1:]])
+    single_s = time.perf_counter() - t
+    t = time.perf_counter()
+    batched = ev_batched.evaluate(genos[1:])
+    batched_s = time.perf_counter() - t
+    assert np.allclose(single, batched), "batched and single evaluation disagree"
+
+    figures = {
+        "threads": torch.get_num_threads(),
+        "reward_images": base.evaluator.num_images,
+        "uncached_step_median_ms": round(step_ms, 2),
+        "cached_steps_per_s": round(nat_sps),
+        "cartpole_steps_per_s": round(cart_sps),
+        "cached_vs_cartpole": round(nat_sps / cart_sps, 3),
+        "eval_64_single_s": round(single_s, 3),
+        "eval_64_batched_s": round(batched_s, 3),
+        "batched_vs_single": round(single_s / batched_s, 2),
+    }
+    for key, value in figures.items():
+        print(f"{key:>26}: {value}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Shared fixtures: an isolated cache folder for every test, tiny supernets, small datasets."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def nat_gym_cache(tmp_path_factory, monkeypatch):
+    """Every test writes nat-gym's cache (default supernets) into a fresh temp folder, never the user's."""
+    cache = tmp_path_factory.mktemp("nat_gym_cache")
+    monkeypatch.setenv("NAT_GYM_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture
+def one_thread():
+    """Run torch on one thread for the test (restored afterwards): tiny models are faster that way."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def tiny_supernet_config():
+    """A tiny NAT++ supernet configuration for 1-channel 8x8 images with 10 classes (fast on a CPU)."""
+    from nat_gym.supernet.config import SupernetConfig
+
+    return SupernetConfig(C=4, layers=3, steps=4, num_classes=10, in_channels=1)
+
+
+@pytest.fixture
+def tiny_supernet(tiny_supernet_config):
+    """A random-init tiny NAT++ supernet (seeded)."""
+    import torch
+
+    from nat_gym.supernet.model import Supernet
+
+    torch.manual_seed(0)
+    return Supernet(tiny_supernet_config)
+
+
+@pytest.fixture(scope="session")
+def fake_data():
+    """The synthetic ``fake`` dataset, small: 64 train / 32 valid / 16 test images of 1 x 8 x 8, 10 classes."""
+    from nat_gym.data import load_dataset
+
+    return load_dataset("fake", seed=0, n_train=64, n_valid=32, n_test=16)
+
+
+@pytest.fixture(scope="session")
+def digits_data():
+    """The embedded ``digits`` dataset (8 x 8, 1 channel, 10 classes; 360 validation images)."""
+    from nat_gym.data import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def shared_tiny_supernet(tiny_supernet_config_module):
+    """A tiny NAT++ supernet shared by the tests of one module: read-only (never train it or load into it)."""
+    import torch
+
+    from nat_gym.supernet.model import Supernet
+
+    torch.manual_seed(0)
+    return Supernet(tiny_supernet_config_module)
+
+
+@pytest.fixture(scope="module")
+def tiny_supernet_config_module():
+    from nat_gym.supernet.config import SupernetConfig
+
+    return SupernetConfig(C=4, layers=3, steps=4, num_classes=10, in_channels=1)

@@ -1,0 +1,525 @@
+"""``NATCell-v0``: Gymnasium / SB3 API checks, action masks, invalid actions, determinism, rewards, the reward
+cache, MaskablePPO, and argument errors. Supernet-backed envs use a tiny random-init supernet on ``digits``;
+the rest use a ``CallableEvaluator`` for speed (no test trains the default supernet)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+
+import nat_gym  # noqa: F401  (registers NATCell-v0)
+from nat_gym import genotypes as named
+from nat_gym import rules as rule_sets
+from nat_gym.cost import network_cost
+from nat_gym.envs.nat_cell import NATCellEnv
+from nat_gym.errors import ConfigError, GenotypeError, InvalidOpError, TransitionError
+from nat_gym.evaluator import CallableEvaluator, SupernetEvaluator
+from nat_gym.genotype import Genotype
+from nat_gym.ops import op_spec
+from nat_gym.supernet.checkpoint import save_checkpoint
+from nat_gym.supernet.config import SupernetConfig
+from nat_gym.supernet.model import Supernet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+RULE_NAMES = ["nat", "nat++", "nat++ext"]
+DIGITS_VALID = 360  # images in the digits validation split
+COST_C16 = {"C": 16, "layers": 5, "num_classes": 10, "input_size": 8, "in_channels": 1}
+
+
+_NETS: dict[tuple, Supernet] = {}
+
+
+def _supernet(rules: str = "nat++", seed: int = 0, **overrides) -> Supernet:
+    """A tiny random-init supernet for ``rules``; built once per configuration and shared (envs never train it,
+    and every env has its own evaluator cache)."""
+    key = (rules, seed, tuple(sorted(overrides.items())))
+    if key not in _NETS:
+        torch.manual_seed(seed)
+        cfg = {"C": 4, "layers": 3, "ops": rule_sets.get(rules).ops, "num_classes": 10, "in_channels": 1,
+               **overrides}  # fmt: skip
+        _NETS[key] = Supernet(SupernetConfig(**cfg))
+    return _NETS[key]
+
+
+def _skip_fraction(g: Genotype) -> float:
+    return sum(o == "skip_connect" for o in g.ops) / len(g.ops)
+
+
+def _fast_env(rules: str = "nat++", **kwargs) -> NATCellEnv:
+    return NATCellEnv(rules, evaluator=CallableEvaluator(_skip_fraction), **kwargs)
+
+
+@pytest.fixture
+def make_env():
+    """``make_env(rules, **kwargs)``: ``gym.make("NATCell-v0")`` with a tiny random-init supernet on digits."""
+    envs = []
+
+    def make(rules: str = "nat++", seed: int = 0, **kwargs):
+        env = gym.make("NATCell-v0", rules=rules, supernet=_supernet(rules, seed), dataset="digits", device="cpu",
+                       **kwargs)  # fmt: skip
+        envs.append(env)
+        return env
+
+    yield make
+    for env in envs:
+        env.close()
+
+
+def _masked_action(env, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random valid action: for each edge, one of the ops its mask allows."""
+    u = env.unwrapped
+    mask = u.action_masks().reshape(2 * u._edges, u.rules.num_ops)
+    return np.array([rng.choice(np.flatnonzero(row)) for row in mask], dtype=np.int64)
+
+
+def _identity_action(env) -> np.ndarray:
+    u = env.unwrapped
+    return np.array([u.rules.index(o) for o in u.genotype.ops], dtype=np.int64)
+
+
+def _first_invalid(env) -> tuple[int, int]:
+    """(edge, op index) of a masked-out op on the first edge that has one."""
+    u = env.unwrapped
+    mask = u.action_masks().reshape(2 * u._edges, u.rules.num_ops)
+    for i, row in enumerate(mask):
+        if not row.all():
+            return i, int(np.flatnonzero(~row)[0])
+    raise AssertionError("every op is allowed on every edge")
+
+
+def _assert_same(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _assert_same(a[k], b[k])
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    else:
+        assert a == b, (a, b)
+
+
+# ------------------------------------------------------------------------------------------------- API checkers
+@pytest.mark.parametrize("rules", RULE_NAMES)
+def test_gymnasium_and_sb3_env_checkers(make_env, rules):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = make_env(rules, reward_images=64)  # 64-image reward minibatches: the same API, faster
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gym_check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env.unwrapped, skip_render_check=True)
+
+
+def test_make_and_spaces(make_env):
+    env = make_env("nat++")
+    assert env.spec.id == "NATCell-v0"
+    u = env.unwrapped
+    assert isinstance(u, NATCellEnv) and isinstance(u.evaluator, SupernetEvaluator)
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    assert env.action_space.shape == (16,) and set(env.action_space.nvec.tolist()) == {13}
+    mask = u.action_masks()
+    assert mask.shape == (16 * 13,) and mask.dtype == bool
+    np.testing.assert_array_equal(mask, info["action_mask"])
+    np.testing.assert_array_equal(mask, obs["action_mask"].reshape(-1) != 0)
+    assert isinstance(info["genotype"], Genotype) and 0.0 <= info["acc"] <= 1.0
+
+
+def test_supernet_as_checkpoint_path(tmp_path):
+    net = _supernet("nat")
+    path = save_checkpoint(tmp_path / "net.pt", net)
+    env = NATCellEnv("nat", supernet=str(path), dataset="digits", device="cpu")
+    assert env.evaluator.supernet.config == net.config
+    env.reset(seed=0, options={"genotype": "DARTS_V2"})
+    g = named.get("DARTS_V2")
+    with torch.no_grad():
+        from nat_gym.data import load_dataset
+
+        valid = load_dataset("digits").valid
+        expected = int((net(valid.x, g).argmax(-1) == valid.y).sum()) / len(valid)
+    assert env.evaluator.evaluate([g])[0] == pytest.approx(expected, abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------- rendering
+def test_render_ansi(make_env):
+    env = make_env(render_mode="ansi")
+    env.reset(seed=1)
+    text = env.render()
+    assert isinstance(text, str) and "edges changed" in text
+    env.step(_masked_action(env, np.random.default_rng(0)))
+    text = env.render()
+    assert "edges changed" in text and "accuracy" in text
+
+
+def test_render_rgb_array():
+    env = _fast_env(render_mode="rgb_array")
+    env.reset(seed=1)
+    img = env.render()
+    assert isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+    env.step(_masked_action(env, np.random.default_rng(0)))
+    img = env.render()
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) > 10
+
+
+def test_render_without_mode_returns_none():
+    env = _fast_env()
+    env.reset(seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert env.render() is None
+
+
+# ------------------------------------------------------------------------------------------------- random actions
+def test_unmasked_random_actions():
+    env = _fast_env("nat++", max_transforms=4)
+    env.action_space.seed(0)
+    env.reset(seed=0)
+    invalid, episodes = [], 0
+    for _ in range(2000):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert not truncated and math.isfinite(reward)
+        invalid.append(info["invalid_edges"])
+        # edges with a masked-out op keep their op ("keep"): the result is always a valid transformation
+        assert env.rules.validate_transformation(info["genotype_before"], info["genotype_after"]) == []
+        if terminated:
+            episodes += 1
+            env.reset()
+    assert episodes == 500
+    assert max(invalid) > 0 and all(0 <= n <= 16 for n in invalid)
+
+
+def _madds_increase_explained(before: Genotype, after: Genotype) -> bool:
+    """The rules never raise the cost, except ``null -> skip`` and, on a stride-2 edge (leaving an input node of
+    the reduction cell), ``pool -> skip`` (a skip there is a factorized reduce; see nat_gym.rules)."""
+    e = len(before.normal.edges)
+    for i, (a, b) in enumerate(zip(before.edges, after.edges)):
+        if a.op != "skip_connect" and b.op == "skip_connect":
+            if a.op == "null" or (i >= e and a.src < 2 and op_spec(a.op).is_pool):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("rules", RULE_NAMES)
+def test_masked_random_actions_are_valid_and_never_costlier(rules):
+    env = _fast_env(rules, max_transforms=3)
+    rng = np.random.default_rng(1)
+    env.reset(seed=1)
+    increases = 0
+    for _ in range(300):
+        obs, _, terminated, _, info = env.step(_masked_action(env, rng))
+        assert info["invalid_edges"] == 0
+        before, after = info["genotype_before"], info["genotype_after"]
+        assert env.rules.validate_transformation(before, after) == []
+        if info["madds_after"] > info["madds_before"]:
+            increases += 1
+            assert _madds_increase_explained(before, after), before.diff(after)
+        assert info["madds_saving"] == pytest.approx(
+            (info["madds_before"] - info["madds_after"]) / info["madds_before"]
+        )
+        assert env.observation_space.contains(obs)
+        if terminated:
+            env.reset()
+        else:
+            np.testing.assert_array_equal(info["action_mask"], env.action_masks())
+
+
+# ------------------------------------------------------------------------------------------------- invalid actions
+def test_invalid_action_raise():
+    env = _fast_env(invalid_action="raise")
+    env.reset(seed=0, options={"genotype": "DARTS_V2"})
+    action = _identity_action(env)
+    edge, op = _first_invalid(env)
+    action[edge] = op
+    with pytest.raises(TransitionError, match=env.rules.ops[op]):
+        env.step(action)
+    assert env.genotype == named.get("DARTS_V2")  # nothing changed
+    _, _, _, _, info = env.step(_identity_action(env))
+    assert info["invalid_edges"] == 0
+
+
+@pytest.mark.parametrize("penalty", [1.0, 0.5])
+def test_invalid_action_penalize(make_env, penalty):
+    rewards, infos = {}, {}
+    for mode in ("keep", "penalize"):
+        env = make_env("nat++", invalid_action=mode, invalid_penalty=penalty)
+        env.reset(seed=4)
+        env.action_space.seed(4)
+        action = env.action_space.sample()
+        _, rewards[mode], _, _, infos[mode] = env.step(action)
+    n = infos["keep"]["invalid_edges"]
+    assert n > 0 and infos["penalize"]["invalid_edges"] == n
+    assert infos["keep"]["genotype_after"] == infos["penalize"]["genotype_after"]
+    assert rewards["keep"] - rewards["penalize"] == pytest.approx(penalty * n / 16, abs=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------- determinism
+def test_same_seed_same_trajectory(make_env):
+    runs = []
+    for _ in range(2):
+        env = make_env("nat++", seed=0, max_transforms=2, reward_images=64)
+        rng = np.random.default_rng(5)
+        record = [env.reset(seed=123)]
+        for _ in range(6):
+            obs, reward, terminated, truncated, info = env.step(_masked_action(env, rng))
+            record.append((obs, reward, terminated, truncated, info))
+            if terminated:
+                record.append(env.reset())
+        runs.append(record)
+    assert len(runs[0]) == len(runs[1])
+    for a, b in zip(*runs):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+
+
+def test_different_seeds_differ():
+    env = _fast_env()
+    first = env.reset(seed=0)[1]["genotype"]
+    assert any(env.reset(seed=s)[1]["genotype"] != first for s in range(1, 4))
+
+
+def test_reset_from_named_genotype():
+    env = _fast_env()
+    obs, info = env.reset(options={"genotype": "DARTS_V2"})
+    assert env.genotype == named.get("DARTS_V2") == info["genotype"]
+    obs2, _ = env.reset(options={"genotype": named.get("DARTS_V2")})
+    _assert_same(obs, obs2)
+    _, info = env.reset(options={"genotype": None})  # None: a random genotype
+    assert info["genotype"].steps == 4
+
+
+def test_reset_errors():
+    env = _fast_env()
+    with pytest.raises(GenotypeError, match="steps"):
+        env.reset(options={"genotype": "ENAS"})  # 5 steps on a steps=4 env
+    with pytest.raises(ConfigError, match="unknown keys"):
+        env.reset(options={"genotpye": "DARTS_V2"})
+    darts = named.get("DARTS_V2")
+    outside = darts.with_ops(["max_pool_5x5", *darts.ops[1:]])  # max_pool_5x5 is not in NAT's vocabulary
+    with pytest.raises(InvalidOpError, match="max_pool_5x5"):
+        _fast_env("nat").reset(options={"genotype": outside})
+    with pytest.raises(gym.error.ResetNeeded):
+        _fast_env().step(np.zeros(16, dtype=np.int64))
+
+
+def test_five_step_env():
+    env = _fast_env("nat++", steps=5)
+    _, info = env.reset(options={"genotype": "ENAS"})
+    assert info["genotype"] == named.get("ENAS") and env.action_space.shape == (20,)
+    _, _, _, _, info = env.step(_masked_action(env, np.random.default_rng(0)))
+    assert info["invalid_edges"] == 0
+
+
+# ------------------------------------------------------------------------------------------------- episodes
+def test_max_transforms_chains_steps():
+    env = _fast_env(max_transforms=3)
+    _, info = env.reset(seed=2)
+    current = info["genotype"]
+    rng = np.random.default_rng(2)
+    flags = []
+    for _ in range(3):
+        _, _, terminated, truncated, info = env.step(_masked_action(env, rng))
+        assert info["genotype_before"] == current and not truncated
+        current = info["genotype_after"]
+        assert env.genotype == current
+        flags.append(terminated)
+    assert flags == [False, False, True]
+
+
+def test_default_episode_is_one_step():
+    env = _fast_env()
+    env.reset(seed=0)
+    assert env.step(_identity_action(env))[2] is True
+
+
+# ------------------------------------------------------------------------------------------------- rewards
+def test_reward_minibatches(make_env):
+    env = make_env("nat++", reward_images=64)
+    u = env.unwrapped
+    assert u.evaluator.num_batches == math.ceil(DIGITS_VALID / 64)
+    rng = np.random.default_rng(3)
+    batches = set()
+    for seed in range(6):
+        _, info = env.reset(seed=seed)
+        assert isinstance(info["reward_batch"], int) and 0 <= info["reward_batch"] < 6
+        beta = info["genotype"]
+        assert info["acc"] == u.evaluator.evaluate([beta], info["reward_batch"])[0]
+        _, reward, _, _, info = env.step(_masked_action(env, rng))
+        assert isinstance(info["reward_batch"], int)
+        batches.add(info["reward_batch"])
+        assert reward == pytest.approx(info["acc_after"] - info["acc_before"], abs=1e-12)
+        acc = u.evaluator.evaluate([info["genotype_before"], info["genotype_after"]], info["reward_batch"])
+        np.testing.assert_array_equal(acc, [info["acc_before"], info["acc_after"]])
+        # accuracies on a 64-image minibatch (or the 40-image last one) are multiples of 1/size
+        size = 64 if info["reward_batch"] < 5 else DIGITS_VALID - 5 * 64
+        assert info["acc_after"] * size == pytest.approx(round(info["acc_after"] * size), abs=1e-5)
+    assert len(batches) > 1
+
+
+def test_whole_split_reward(make_env):
+    env = make_env("nat")
+    assert env.unwrapped.evaluator.num_batches == 1
+    _, info = env.reset(seed=0)
+    assert info["reward_batch"] is None
+    _, reward, _, _, info = env.step(_masked_action(env, np.random.default_rng(0)))
+    assert info["reward_batch"] is None
+    assert reward == pytest.approx(info["acc_after"] - info["acc_before"], abs=1e-12)
+
+
+def test_cost_weight_adds_the_madds_saving():
+    env = _fast_env(cost_weight=1.0)
+    rng = np.random.default_rng(4)
+    savings = []
+    for seed in range(5):
+        env.reset(seed=seed)
+        _, reward, _, _, info = env.step(_masked_action(env, rng))
+        saving = (info["madds_before"] - info["madds_after"]) / info["madds_before"]
+        assert info["madds_saving"] == pytest.approx(saving)
+        assert reward == pytest.approx(info["acc_after"] - info["acc_before"] + saving, abs=1e-12)
+        savings.append(saving)
+    assert any(s != 0 for s in savings)
+
+
+def test_reward_batch_is_the_batch_of_the_reward(make_env):
+    """In multi-step episodes too, info["reward_batch"] names the minibatch that acc_before / acc_after (and so
+    the reward) were measured on."""
+    env = make_env("nat++", reward_images=64, max_transforms=4)
+    ev = env.unwrapped.evaluator
+    rng = np.random.default_rng(8)
+    for seed in range(2):
+        _, info = env.reset(seed=seed)
+        assert info["acc"] == ev.evaluate([info["genotype"]], info["reward_batch"])[0]
+        terminated = False
+        while not terminated:
+            _, _, terminated, _, info = env.step(_masked_action(env, rng))
+            acc = ev.evaluate([info["genotype_before"], info["genotype_after"]], info["reward_batch"])
+            assert acc.tolist() == [info["acc_before"], info["acc_after"]], info["reward_batch"]
+
+
+def test_cost_config():
+    env = _fast_env(cost_config=COST_C16)
+    _, info = env.reset(seed=0)
+    assert info["madds"] == network_cost(info["genotype"], **COST_C16).madds
+    assert info["params"] == network_cost(info["genotype"], **COST_C16).params
+    _, _, _, _, info = env.step(_identity_action(env))
+    assert (
+        info["madds_after"] == info["madds_before"] == network_cost(info["genotype_before"], **COST_C16).madds
+    )
+
+
+@pytest.mark.parametrize("cost_config", [{"channels": 8}, {"C": 0}, {"C": 8, "input_size": -1}])
+def test_bad_cost_config_raises_config_error(cost_config):
+    with pytest.raises(ConfigError):
+        env = _fast_env(cost_config=cost_config)
+        env.reset(seed=0)
+
+
+def test_reward_cache(make_env):
+    env = make_env("nat++")
+    ev = env.unwrapped.evaluator
+    env.reset(seed=7)
+    action = _masked_action(env, np.random.default_rng(7))
+    _, r1, _, _, info1 = env.step(action)
+    runs = ev.cache_info["evaluations"]
+    env.reset(seed=7)
+    _, r2, _, _, info2 = env.step(action)
+    assert r1 == r2
+    assert info1["genotype_after"] == info2["genotype_after"]
+    assert ev.cache_info["evaluations"] == runs
+
+
+# ------------------------------------------------------------------------------------------------- MaskablePPO
+class _RecordInvalid(gym.Wrapper):
+    def __init__(self, env):
+        super().__init__(env)
+        self.invalid: list[int] = []
+
+    def step(self, action):
+        out = super().step(action)
+        self.invalid.append(out[4]["invalid_edges"])
+        return out
+
+
+def test_maskable_ppo_learns_with_action_masks():
+    from sb3_contrib import MaskablePPO
+
+    env = _RecordInvalid(_fast_env("nat++"))
+    model = MaskablePPO("MultiInputPolicy", env, n_steps=64, batch_size=32, n_epochs=2, seed=0, device="cpu")
+    model.learn(total_timesteps=128)
+    assert len(env.invalid) >= 128 and max(env.invalid) == 0  # masked during the rollouts too
+    obs, _ = env.reset(seed=0)
+    for _ in range(20):
+        action, _ = model.predict(obs, action_masks=env.unwrapped.action_masks(), deterministic=False)
+        obs, _, terminated, _, info = env.step(action)
+        assert info["invalid_edges"] == 0
+        if terminated:
+            obs, _ = env.reset()
+
+
+# ------------------------------------------------------------------------------------------------- argument errors
+def test_evaluator_and_supernet_both_raise():
+    with pytest.raises(ConfigError, match="not both"):
+        NATCellEnv("nat++", evaluator=CallableEvaluator(_skip_fraction), supernet=_supernet())
+
+
+def test_supernet_missing_rule_ops_raises():
+    net = _supernet("nat")  # NAT's vocabulary: no max_pool_5x5, avg_pool_5x5, dil_conv_5x5 ...
+    missing = [o for o in rule_sets.get("nat++").ops if o not in net.config.ops]
+    with pytest.raises(ConfigError, match="lacks") as err:
+        NATCellEnv("nat++", supernet=net, dataset="digits", device="cpu")
+    assert all(o in str(err.value) for o in missing)
+
+
+def test_supernet_shape_mismatches_raise():
+    with pytest.raises(ConfigError, match="steps"):
+        NATCellEnv("nat++", supernet=_supernet(steps=3), dataset="digits", device="cpu")
+    with pytest.raises(ConfigError, match="channels"):
+        NATCellEnv("nat++", supernet=_supernet(in_channels=3), dataset="digits", device="cpu")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"invalid_action": "ignore"},
+        {"render_mode": "human"},
+        {"max_transforms": 0},
+        {"max_transforms": 1.5},
+        {"max_transforms": True},
+        {"steps": 0},
+        {"steps": 9},
+        {"steps": True},
+    ],
+)
+def test_bad_arguments_raise(kwargs):
+    with pytest.raises(ConfigError, match=next(iter(kwargs))):
+        _fast_env(**kwargs)
+
+
+def test_non_evaluator_raises():
+    with pytest.raises(ConfigError, match="Evaluator"):
+        NATCellEnv("nat++", evaluator=_skip_fraction)
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        np.zeros(15, dtype=np.int64),
+        np.zeros((2, 8), dtype=np.int64),
+        np.full(16, 13, dtype=np.int64),
+        np.full(16, -1, dtype=np.int64),
+        np.full(16, 0.0),
+    ],
+)
+def test_bad_actions_raise(action):
+    env = _fast_env("nat++")
+    env.reset(seed=0)
+    with pytest.raises(ConfigError, match="action"):
+        env.step(action)
