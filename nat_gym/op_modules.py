@@ -111,5 +111,7 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
-        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
+        # a stride-2 conv of the input shifted by one pixel; odd sizes need a zero row/column to keep ceil(H / 2)
+        h, w = x.shape[2:]
+        shifted = (F.pad(x, (0, 1, 0, 1)) if h % 2 or w % 2 else x)[:, :, 1:, 1:]
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))

@@ -3,7 +3,8 @@
 (a) uncached ``env.step`` (one new architecture to evaluate; ``beta`` was scored at reset): median ms;
 (b) cached steps/s (same ``beta`` and action: every evaluation is a cache hit) and its ratio to CartPole-v1's steps/s
     measured here too;
-(c) evaluating 64 genotypes in one batched call vs 64 single calls (fresh evaluators, no result cache), as a ratio.
+(c) evaluating 64 genotypes in one batched call vs 64 single calls (fresh evaluators, no result cache), as a ratio;
+    also the grouped single-pass batching (the GPU path) forced on this device.
 
 Usage: ``python scripts/bench_env.py [--rules nat++] [--steps 200] [--threads N]`` (first use trains the default
 supernet, a few minutes, then caches it).
@@ -77,19 +78,22 @@ def main() -> None:
     ev = base.evaluator
     genos = [random_genotype(rng, base.steps, [o for o in base.rules.ops if o != "null"]) for _ in range(64)]
 
-    def fresh(max_archs: int) -> SupernetEvaluator:
-        return SupernetEvaluator(ev.supernet, ev.split, batch_size=ev.batch_size, device=ev.device,
-                                 max_archs_per_pass=max_archs)  # fmt: skip
+    def fresh(**kwargs) -> SupernetEvaluator:
+        return SupernetEvaluator(ev.supernet, ev.split, batch_size=ev.batch_size, device=ev.device, **kwargs)
 
-    ev_single, ev_batched = fresh(1), fresh(16)
-    ev_single.evaluate(genos[:1]), ev_batched.evaluate(genos[:1])  # warm the activation caches alike
-    t = time.perf_counter()
-    single = np.concatenate([ev_single.evaluate([g]) for g in genos[1:]])
-    single_s = time.perf_counter() - t
-    t = time.perf_counter()
-    batched = ev_batched.evaluate(genos[1:])
-    batched_s = time.perf_counter() - t
-    assert np.allclose(single, batched), "batched and single evaluation disagree"
+    def timed(evaluator: SupernetEvaluator, one_at_a_time: bool) -> tuple[float, np.ndarray]:
+        evaluator.evaluate(genos[:1])  # warm the activation cache alike
+        t = time.perf_counter()
+        if one_at_a_time:
+            accs = np.concatenate([evaluator.evaluate([g]) for g in genos[1:]])
+        else:
+            accs = evaluator.evaluate(genos[1:])
+        return time.perf_counter() - t, accs
+
+    single_s, single = timed(fresh(), one_at_a_time=True)
+    batched_s, batched = timed(fresh(), one_at_a_time=False)  # CPU: parallel workers; CUDA: grouped passes
+    grouped_s, grouped = timed(fresh(workers=1, max_archs_per_pass=16), one_at_a_time=False)
+    assert np.allclose(single, batched) and np.allclose(single, grouped), "batched and single evaluation disagree"
 
     figures = {
         "threads": torch.get_num_threads(),
@@ -101,6 +105,8 @@ def main() -> None:
         "eval_64_single_s": round(single_s, 3),
         "eval_64_batched_s": round(batched_s, 3),
         "batched_vs_single": round(single_s / batched_s, 2),
+        "eval_64_grouped16_s": round(grouped_s, 3),
+        "grouped_vs_single": round(single_s / grouped_s, 2),
     }
     for key, value in figures.items():
         print(f"{key:>26}: {value}")

@@ -13,9 +13,10 @@ def nat_gym_cache(tmp_path_factory, monkeypatch):
     return cache
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True, scope="session")
 def one_thread():
-    """Run torch on one thread for the test (restored afterwards): tiny models are faster that way."""
+    """Run torch on one thread for the whole session: the tests' tiny models are faster that way, and a busy
+    2-core machine makes two OpenMP threads spin against each other (10x slower, measured)."""
     import torch
 
     previous = torch.get_num_threads()

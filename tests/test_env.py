@@ -26,8 +26,6 @@ from nat_gym.supernet.checkpoint import save_checkpoint
 from nat_gym.supernet.config import SupernetConfig
 from nat_gym.supernet.model import Supernet
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 RULE_NAMES = ["nat", "nat++", "nat++ext"]
 DIGITS_VALID = 360  # images in the digits validation split
 COST_C16 = {"C": 16, "layers": 5, "num_classes": 10, "input_size": 8, "in_channels": 1}

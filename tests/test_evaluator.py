@@ -19,8 +19,6 @@ from nat_gym.supernet.checkpoint import load_checkpoint, save_checkpoint
 from nat_gym.supernet.config import SupernetTrainConfig
 from nat_gym.supernet.train import SupernetTrainer
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 SAMPLE_OPS = [o for o in NAT_PLUS_PLUS_OPS if o != "null"]
 
 

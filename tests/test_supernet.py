@@ -25,8 +25,6 @@ from nat_gym.supernet.config import SupernetConfig, SupernetTrainConfig
 from nat_gym.supernet.model import GroupBatchNorm2d, ShiftedWindowPool, Supernet, _bn_groups
 from nat_gym.supernet.train import SupernetTrainer, evaluate_random_architectures, resolve_device
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 SAMPLE_OPS = [o for o in NAT_PLUS_PLUS_OPS if o != "null"]
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 

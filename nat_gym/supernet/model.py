@@ -17,6 +17,7 @@ single passes (to float tolerance): that is what makes batching a pure speed-up.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -32,14 +33,15 @@ from nat_gym.op_modules import FactorizedReduce, Pool, ReLUConvBN
 from nat_gym.ops import build_op
 from nat_gym.supernet.config import SupernetConfig
 
-__all__ = ["SupernetConfig", "Supernet", "GroupBatchNorm2d", "ShiftedWindowPool"]
+__all__ = ["SupernetConfig", "Supernet", "GroupBatchNorm2d", "ShiftedWindowPool", "CroppedConv2d"]
 
 
 _VERSIONS = itertools.count(1)  # process-wide: every weight change gets a fresh number
 
 
-class _BNGroups:
-    """How many architectures the current batch stacks (read by every :class:`GroupBatchNorm2d`)."""
+class _BNGroups(threading.local):
+    """How many architectures the current batch stacks (read by every :class:`GroupBatchNorm2d`); per thread, so
+    several threads may run supernet passes at once."""
 
     value: int = 1
 
@@ -131,14 +133,55 @@ class ShiftedWindowPool(nn.Module):
         return f"{self.kind}, kernel={self.kernel}, stride={self.stride}"
 
 
+class CroppedConv2d(nn.Conv2d):
+    """A ``Conv2d`` with 'same' padding that drops the kernel taps which can only ever see zero padding.
+
+    On the small feature maps of a supernet (2x2 and 4x4 after two reductions) most taps of a 5x5 or dilated kernel
+    fall outside the image: a dilated 5x5 conv on a 2x2 map is a 1x1 conv. Cropping the kernel to the taps within
+    ``H - 1`` pixels of the centre gives the same output, several times faster on CPU.
+
+    Shapes:
+        - input: ``[N, C_in, H, W]``
+        - output: ``[N, C_out, ceil(H / stride), ceil(W / stride)]``
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kh, kw = self.kernel_size
+        dh, dw = self.dilation
+        rh = min(kh // 2, (x.shape[2] - 1) // dh)
+        rw = min(kw // 2, (x.shape[3] - 1) // dw)
+        if (rh, rw) == (kh // 2, kw // 2):
+            return super().forward(x)
+        ch, cw = kh // 2, kw // 2
+        weight = self.weight[:, :, ch - rh : ch + rh + 1, cw - rw : cw + rw + 1]
+        return F.conv2d(x, weight, self.bias, self.stride, (dh * rh, dw * rw), self.dilation, self.groups)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> CroppedConv2d:
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                  conv.groups, conv.bias is not None)  # fmt: skip
+        new.load_state_dict(conv.state_dict())
+        return new
+
+
+def _croppable(conv: nn.Module) -> bool:
+    """A conv whose padding is 'same' (``dilation * (k // 2)``) on odd kernels: cropping it is exact."""
+    if type(conv) is not nn.Conv2d:
+        return False
+    k, d, p = conv.kernel_size, conv.dilation, conv.padding
+    return max(k) > 1 and all(ki % 2 == 1 and pi == di * (ki // 2) for ki, di, pi in zip(k, d, p))
+
+
 def _swap_bn(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm2d in ``module`` by a :class:`GroupBatchNorm2d` and every pool by a
-    :class:`ShiftedWindowPool` (in place; returns ``module``)."""
+    """Replace every BatchNorm2d in ``module`` by a :class:`GroupBatchNorm2d`, every pool by a
+    :class:`ShiftedWindowPool` and every 'same' conv by a :class:`CroppedConv2d` (in place; returns ``module``)."""
     if isinstance(module, Pool):
         return ShiftedWindowPool(module.kind, module.kernel, module.stride)
     for name, child in module.named_children():
         if isinstance(child, nn.BatchNorm2d):
             setattr(module, name, GroupBatchNorm2d(child.num_features, child.eps))
+        elif _croppable(child):
+            setattr(module, name, CroppedConv2d.from_conv(child))
         elif isinstance(child, Pool):
             setattr(module, name, ShiftedWindowPool(child.kind, child.kernel, child.stride))
         else:
