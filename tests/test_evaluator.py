@@ -33,13 +33,15 @@ def _manual_accuracy(net, x, y, g) -> float:
 
 
 # ------------------------------------------------------------------------------------------------- SupernetEvaluator
-def test_batched_and_single_agree(shared_tiny_supernet, fake_data):
+@pytest.mark.parametrize("workers", [1, 2], ids=["grouped-passes", "parallel-workers"])
+def test_batched_and_single_agree(shared_tiny_supernet, fake_data, workers):
     net = shared_tiny_supernet
     gs = _genotypes(16) + _genotypes(4, seed=1, concat="loose_end")
-    batched = SupernetEvaluator(net, fake_data.valid, device="cpu", max_archs_per_pass=8)
-    single = SupernetEvaluator(net, fake_data.valid, device="cpu", max_archs_per_pass=1,
+    batched = SupernetEvaluator(net, fake_data.valid, device="cpu", max_archs_per_pass=8, workers=workers)
+    single = SupernetEvaluator(net, fake_data.valid, device="cpu", max_archs_per_pass=1, workers=1,
                                activation_cache=False)  # fmt: skip
-    a, b = batched.evaluate(gs), single.evaluate(gs)
+    a = batched.evaluate(gs)
+    b = np.concatenate([single.evaluate([g]) for g in gs])
     assert a.shape == (20,) and a.dtype == np.float64
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
     assert ((a >= 0) & (a <= 1)).all() and len(set(a.tolist())) > 1
