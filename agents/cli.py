@@ -209,24 +209,12 @@ def _run_transform(ns: argparse.Namespace) -> int:
 
 
 # ====================================================================================================== main
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nat-gym", description="nat-gym agents: train and transform.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    register(sub)
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m agents.cli train|transform ...`` (the same subcommands as ``nat-gym``)."""
-    from nat_gym.errors import NatGymError
+    """``python -m agents.cli train|transform ...``: the ``nat-gym`` command (these subcommands are registered there
+    through the ``nat_gym.commands`` entry point)."""
+    from nat_gym.cli import main as nat_gym_main
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except NatGymError as e:
-        print(f"nat-gym {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    return nat_gym_main(argv)
 
 
 if __name__ == "__main__":
