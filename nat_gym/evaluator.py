@@ -201,7 +201,7 @@ class SupernetEvaluator:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="nat-gym-eval")
             with torch_threads(1, self.device):  # each worker runs its pass on one core
-                accs = list(self._pool.map(lambda g: self._score([g], b, cache), genotypes))
+                accs = list(self._pool.map(lambda g: self._score([g], b, cache, single_thread=True), genotypes))
         else:
             with torch_threads(self.threads, self.device):
                 accs = [self._score(genotypes[i : i + self.max_archs_per_pass], b, cache)
@@ -210,7 +210,9 @@ class SupernetEvaluator:
         return np.concatenate(accs).astype(np.float64)
 
     @torch.no_grad()  # grad mode is per thread: set here, where the workers run
-    def _score(self, genotypes: list[Genotype], b: int, cache: dict | None) -> np.ndarray:
+    def _score(self, genotypes: list[Genotype], b: int, cache: dict | None, single_thread: bool = False) -> np.ndarray:
+        if single_thread:  # OpenMP's thread count is per calling thread: pin each worker to one
+            torch.set_num_threads(1)
         x, y = self._batches[b]
         # the supernet's BN always normalises with batch statistics: no train()/eval() switch needed
         logits = self.supernet.forward_many(x, genotypes, cache=cache)
