@@ -615,24 +615,10 @@ def _check_supernet_config(config, saved: dict[str, Any], path: Path) -> None:
 # ====================================================================================================== loading
 def load_trainer_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and validate a trainer checkpoint (a dict; see :meth:`NATTrainer.state_dict`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint: no such file {str(path)!r}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch raises many types for corrupt files
-        raise CheckpointError(f"checkpoint: cannot read {str(path)!r} ({type(e).__name__}: {e})") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"checkpoint: {str(path)!r} is not a NAT trainer checkpoint (nat-gym train --algo nat writes "
-            "OUT/checkpoint.pt)"
-        )
-    if payload.get("format_version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"checkpoint: format_version {payload.get('format_version')!r} of {str(path)!r} is not supported; "
-            f"expected {CHECKPOINT_VERSION}"
-        )
-    return payload
+    from nat_gym.supernet.checkpoint import read_checkpoint
+
+    what = "a NAT trainer checkpoint (nat-gym train --algo nat writes OUT/checkpoint.pt)"
+    return read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, what)
 
 
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[GCNPolicy, NATTrainerArgs]:

@@ -539,3 +539,23 @@ def test_config_validation_and_round_trip():
             SupernetTrainConfig(**bad)
     with pytest.raises(ConfigError, match="either"):
         Supernet(cfg, C=4)
+
+
+def test_train_supernet_command_writes_logs_and_resumes(tmp_path, capsys):
+    from nat_gym.cli import main
+
+    out = tmp_path / "sn"
+
+    def command(epochs: int) -> list[str]:
+        return ["train-supernet", "--dataset", "fake", "--channels", "4", "--layers", "3", "--epochs", str(epochs),
+                "--eval-archs", "2", "--out", str(out), "--no-progress"]  # fmt: skip
+
+    argv = command(2)
+    assert main(argv) == 0
+    for name in ("supernet.pt", "metrics.csv", "learning_curves.png", "summary.json"):
+        assert (out / name).is_file(), name
+    assert main(argv) == 2  # an existing run is never overwritten silently
+    assert "--resume" in capsys.readouterr().err
+    assert main([*command(4), "--resume"]) == 0
+    _, payload = load_checkpoint(out / "supernet.pt")
+    assert payload["epoch"] == 4

@@ -246,8 +246,6 @@ class NATCellEnv(gym.Env):
 
 def _default_evaluator(rules, supernet, dataset, data_root, data_seed, steps, reward_images, device):
     """Build the SupernetEvaluator the env uses when the user gives no evaluator."""
-    import torch  # noqa: F401  (the measurement floor needs torch; imported here so `import nat_gym` stays light)
-
     from nat_gym.data import load_dataset
     from nat_gym.supernet import Supernet, SupernetConfig
     from nat_gym.supernet.checkpoint import load_checkpoint

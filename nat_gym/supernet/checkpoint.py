@@ -71,8 +71,10 @@ def save_checkpoint(
     return atomic_save(payload, path)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a checkpoint file (no model is built)."""
+def read_checkpoint(
+    path: str | os.PathLike, fmt: str = FORMAT, version: int = FORMAT_VERSION, what: str = "a nat-gym supernet checkpoint"
+) -> dict[str, Any]:
+    """Read and validate a checkpoint file of format ``fmt`` (no model is built); ``what`` names it in errors."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint: no such file {str(path)!r}")
@@ -80,12 +82,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # torch raises many types for corrupt files
         raise CheckpointError(f"checkpoint: cannot read {str(path)!r} ({type(e).__name__}: {e})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint: {str(path)!r} is not a nat-gym supernet checkpoint")
-    if payload.get("format_version") != FORMAT_VERSION:
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise CheckpointError(f"checkpoint: {str(path)!r} is not {what}")
+    if payload.get("format_version") != version:
         raise CheckpointError(
             f"checkpoint: format_version {payload.get('format_version')!r} of {str(path)!r} is not supported; "
-            f"expected {FORMAT_VERSION}"
+            f"expected {version}"
         )
     return payload
 

@@ -1,0 +1,219 @@
+"""Tests for agents.nat_trainer (Algorithm 1) and the ``train`` flags of agents.cli, with tiny budgets."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import nat_gym  # noqa: F401  (registers NATCell-v0)
+from agents.cli import ALGOS, algo_fields, build_parser
+from agents.gcn_policy import GCNPolicy
+from agents.nat_trainer import (
+    STRUCTURAL_FIELDS,
+    NATTrainer,
+    NATTrainerArgs,
+    load_policy,
+    supernet_from_checkpoint,
+    train,
+)
+from nat_gym import rules as rule_sets
+from nat_gym.envs.observation import encode
+from nat_gym.errors import CheckpointError, ConfigError
+from nat_gym.evaluator import CallableEvaluator
+from nat_gym.sampling import random_genotype
+
+SMALL = {"op_embed_dim": 8, "lift_dim": 16, "hidden_dim": 8}
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """A random-init tiny NAT++ supernet checkpoint (C=4, 3 cells) for 1-channel images with 10 classes."""
+    from nat_gym.supernet.checkpoint import save_checkpoint
+    from nat_gym.supernet.config import SupernetConfig
+    from nat_gym.supernet.model import Supernet
+
+    torch.manual_seed(0)
+    net = Supernet(SupernetConfig(C=4, layers=3, ops=rule_sets.get("nat++").ops, num_classes=10, in_channels=1))
+    return str(save_checkpoint(tmp_path_factory.mktemp("supernet") / "tiny.pt", net))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    yield
+    torch.set_num_threads(previous)
+
+
+def tiny_args(ckpt: str, out, **kw) -> NATTrainerArgs:
+    base = dict(supernet=ckpt, epochs=2, out=str(out), progress=False, eval_inputs=2, eval_every=1,
+                checkpoint_every=1, device="cpu", **SMALL)  # fmt: skip
+    base.update(kw)
+    return NATTrainerArgs(**base)
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# --------------------------------------------------------------------------------------------------------- runs
+def test_train_writes_logs_and_checkpoint(tiny_ckpt, tmp_path):
+    out = tmp_path / "run"
+    policy, history = train(tiny_args(tiny_ckpt, out))
+    assert len(history) == 2
+    rows = read_csv(out / "metrics.csv")
+    assert [float(r["epoch"]) for r in rows] == [1.0, 2.0]
+    for col in ("supernet_loss", "supernet_acc", "reward", "baseline", "entropy", "madds_saving", "invalid_edges",
+                "eval_reward", "time"):  # fmt: skip
+        assert col in rows[0], col
+    assert all(float(r["invalid_edges"]) == 0 for r in rows)
+    assert all(np.isfinite(float(r["reward"])) and -1 <= float(r["reward"]) <= 1 for r in rows)
+    # six validation minibatches of 64 digits -> six policy updates per epoch (one per minibatch, as the paper)
+    assert float(rows[-1]["updates"]) == 12
+    for name in ("learning_curves.png", "summary.json", "checkpoint.pt"):
+        assert (out / name).is_file(), name
+    assert list(out.glob("events.out.tfevents.*"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["updates"] == 12
+
+    loaded, args = load_policy(out / "checkpoint.pt")
+    assert isinstance(loaded, GCNPolicy) and args == tiny_args(tiny_ckpt, out)
+    for (k, a), b in zip(policy.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a.cpu(), b), k
+    supernet = supernet_from_checkpoint(out / "checkpoint.pt")
+    assert supernet is not None and supernet.config.C == 4
+
+    with pytest.raises(ConfigError, match="--resume"):  # an existing run is never overwritten silently
+        train(tiny_args(tiny_ckpt, out))
+
+
+def test_resume_reproduces_the_uninterrupted_run(tiny_ckpt, tmp_path):
+    full = NATTrainer(tiny_args(tiny_ckpt, tmp_path / "full", epochs=3, eval_inputs=0), log=True)
+    full.train()
+
+    args = tiny_args(tiny_ckpt, tmp_path / "cut", epochs=3, eval_inputs=0)
+    first = NATTrainer(args)
+    first.train(until_epoch=1)  # "interrupted" after epoch 1 (its checkpoint is on disk)
+    del first
+    second = NATTrainer(args)
+    assert second.resume() and second.epoch == 1
+    second.train()
+
+    assert second.epoch == full.epoch == 3 and second.updates == full.updates
+    for (k, a), b in zip(full.policy.state_dict().items(), second.policy.state_dict().values()):
+        assert torch.equal(a, b), k
+    for (k, a), b in zip(full.supernet.state_dict().items(), second.supernet.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert [r["reward"] for r in full.history] == [r["reward"] for r in second.history]
+    assert full.baseline == second.baseline
+    assert len(read_csv(tmp_path / "cut" / "metrics.csv")) == 3  # rewritten, not duplicated
+
+
+@pytest.mark.parametrize(
+    "change", [{"variant": "faithful"}, {"hidden_dim": 12}, {"rules": "nat"}, {"steps": 3}]
+)
+def test_resume_with_other_structure_names_the_field(tiny_ckpt, tmp_path, change):
+    args = tiny_args(tiny_ckpt, tmp_path / "run", epochs=1, eval_inputs=0, policy_updates_per_epoch=1)
+    NATTrainer(args).save()
+    other = NATTrainer(dataclasses.replace(args, **change))
+    (name,) = change
+    assert name in STRUCTURAL_FIELDS
+    with pytest.raises(CheckpointError, match=name):
+        other.resume()
+
+
+def test_resume_of_missing_checkpoint_is_false(tiny_ckpt, tmp_path):
+    trainer = NATTrainer(tiny_args(tiny_ckpt, tmp_path / "none", eval_inputs=0))
+    assert trainer.resume() is False and trainer.epoch == 0
+
+
+def test_frozen_supernet_runs_and_keeps_weights(tiny_ckpt, tmp_path):
+    args = tiny_args(tiny_ckpt, tmp_path / "frozen", epochs=1, train_supernet=False, eval_inputs=0,
+                     policy_updates_per_epoch=2, m=2, n=3)  # fmt: skip
+    trainer = NATTrainer(args, log=False)
+    before = {k: v.clone() for k, v in trainer.supernet.state_dict().items()}
+    trainer.train()
+    assert all(torch.equal(before[k], v) for k, v in trainer.supernet.state_dict().items())
+    assert trainer.updates == 2 and trainer.timing["samples"] == 12
+    assert np.isnan(trainer.history[0]["supernet_loss"])
+
+
+# --------------------------------------------------------------------------------------------------------- learning
+def _skip_fraction(genotype) -> float:
+    return sum(op == "skip_connect" for op in genotype.ops) / len(genotype.ops)
+
+
+def _mean_reward(policy: GCNPolicy, rules, betas, seed: int) -> float:
+    obs = [encode(b, rules) for b in betas]
+    batch = {k: np.stack([o[k] for o in obs]) for k in obs[0]}
+    with torch.no_grad():
+        actions, _, _ = policy.act(batch, generator=torch.Generator().manual_seed(seed))
+    return float(np.mean([_skip_fraction(rules.apply(b, a)) - _skip_fraction(b) for b, a in zip(betas, actions.numpy())]))
+
+
+def test_training_improves_reward_over_the_untrained_policy(tmp_path):
+    """A reward we control (fraction of skip edges): a few dozen updates beat the initial policy on a fixed seed."""
+    rules = rule_sets.get("nat++")
+    env = gym.make("NATCell-v0", evaluator=CallableEvaluator(_skip_fraction), rules="nat++")
+    args = NATTrainerArgs(epochs=4, policy_updates_per_epoch=10, m=2, n=4, lr=3e-3, train_supernet=False,
+                          eval_inputs=0, progress=False, out=str(tmp_path / "toy"), device="cpu", **SMALL)  # fmt: skip
+    trainer = NATTrainer(args, env=env, log=False)
+    rng = np.random.default_rng(99)
+    betas = [random_genotype(rng, 4, [o for o in rules.ops if o != "null"]) for _ in range(64)]
+    untrained = _mean_reward(trainer.policy, rules, betas, seed=1)
+    trainer.train()
+    trained = _mean_reward(trainer.policy, rules, betas, seed=1)
+    assert trainer.updates == 40
+    assert trained > untrained + 0.05, (untrained, trained)
+    assert trainer.history[-1]["reward"] > trainer.history[0]["reward"]
+    assert all(r["invalid_edges"] == 0 for r in trainer.history)
+
+
+def test_supernet_training_needs_a_supernet(tmp_path):
+    env = gym.make("NATCell-v0", evaluator=CallableEvaluator(_skip_fraction))
+    with pytest.raises(ConfigError, match="train_supernet"):
+        NATTrainer(NATTrainerArgs(out=str(tmp_path), device="cpu", **SMALL), env=env)
+
+
+def test_args_are_validated():
+    with pytest.raises(ConfigError, match="variant"):
+        NATTrainerArgs(variant="nope")
+    with pytest.raises(ConfigError, match="m"):
+        NATTrainerArgs(m=0)
+    with pytest.raises(ConfigError, match="betas"):
+        NATTrainerArgs(betas=(0.5,))
+    with pytest.raises(ValueError, match="rules"):
+        NATTrainerArgs(rules="nope")
+
+
+# --------------------------------------------------------------------------------------------------------- cli
+def test_every_field_is_a_documented_flag(capsys):
+    spec = ALGOS["nat"]
+    parsed = {f.name: f for f in algo_fields(spec)}
+    real = {f.name: f for f in dataclasses.fields(NATTrainerArgs)}
+    assert list(parsed) == list(real)
+    for name, f in real.items():
+        assert parsed[name].default == f.default, name
+        assert parsed[name].doc, f"field {name} has no docstring"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = capsys.readouterr().out
+    for name in real:
+        assert "--" + name.replace("_", "-") in text, name
+
+
+def test_flags_map_to_args():
+    ns = build_parser().parse_args(["train", "--epochs", "3", "--reward-images", "none", "--no-train-supernet",
+                                    "--betas", "0.9", "0.99", "--variant", "faithful", "--m", "2"])  # fmt: skip
+    assert ns.algo == "nat" and not ns.resume
+    assert (ns.epochs, ns.reward_images, ns.train_supernet, ns.betas, ns.variant, ns.m) == (
+        3, None, False, [0.9, 0.99], "faithful", 2)
+    assert not hasattr(ns, "lr")  # untouched flags keep the dataclass defaults
+    args = NATTrainerArgs(**{k: getattr(ns, k) for k in ("epochs", "betas")})
+    assert args.betas == (0.9, 0.99)
