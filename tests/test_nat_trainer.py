@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import nat_gym  # noqa: F401  (registers NATCell-v0)
-from agents.cli import ALGOS, algo_fields, build_parser
+from agents.cli import ALGOS, algo_fields
 from agents.gcn_policy import GCNPolicy
 from agents.nat_trainer import (
     STRUCTURAL_FIELDS,
@@ -23,6 +23,7 @@ from agents.nat_trainer import (
     train,
 )
 from nat_gym import rules as rule_sets
+from nat_gym.cli import build_parser  # loads agents.cli:register through the entry point
 from nat_gym.envs.observation import encode
 from nat_gym.errors import CheckpointError, ConfigError
 from nat_gym.evaluator import CallableEvaluator
