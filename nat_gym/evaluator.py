@@ -126,6 +126,7 @@ class SupernetEvaluator:
         self.max_archs_per_pass = int(max_archs_per_pass)
         x, y = split.x.to(self.device), split.y.to(self.device)
         self._batches = [(x[i : i + self.batch_size], y[i : i + self.batch_size]) for i in range(0, len(y), self.batch_size)]
+        self._sizes = [len(yb) for _, yb in self._batches]
         self._cache = _ResultCache(cache_size)
         self._use_activation_cache = activation_cache
         self._activations: OrderedDict[tuple, dict] = OrderedDict()
@@ -148,7 +149,7 @@ class SupernetEvaluator:
 
     @property
     def num_images(self) -> int:
-        return sum(len(y) for _, y in self._batches)
+        return sum(self._sizes)
 
     @property
     def cache_info(self) -> dict[str, int]:
@@ -163,12 +164,14 @@ class SupernetEvaluator:
         """Accuracy in [0, 1] of each genotype on minibatch ``batch`` (``None``: on the whole split)."""
         if isinstance(genotypes, Genotype):
             raise ConfigError("genotypes: expected a list of genotypes, got a single Genotype (wrap it in a list)")
-        batch_ids = range(self.num_batches) if batch is None else [self._check_batch(batch)]
+        if batch is not None:
+            return self._accuracies(genotypes, self._check_batch(batch))
+        if len(self._sizes) == 1:
+            return self._accuracies(genotypes, 0)
         correct = np.zeros(len(genotypes))
-        for b in batch_ids:
-            correct += self._accuracies(genotypes, b) * len(self._batches[b][1])
-        total = sum(len(self._batches[b][1]) for b in batch_ids)
-        return correct / total
+        for b, size in enumerate(self._sizes):
+            correct += self._accuracies(genotypes, b) * size
+        return correct / sum(self._sizes)
 
     def _check_batch(self, batch: BatchKey) -> int:
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or not 0 <= batch < self.num_batches:

@@ -2,8 +2,10 @@
 
 (a) uncached ``env.step`` (one new architecture to evaluate; ``beta`` was scored at reset): median ms;
 (b) cached steps/s (every episode resets to the same ``beta`` with ``options={"genotype": beta}`` and takes the same
-    action: every evaluation is a cache hit; NATCell's episodes last one step, so this loop resets on every step)
-    and its ratio to CartPole-v1's steps/s measured by the same loop;
+    action: every evaluation is a cache hit, and so are the env's memos of transitions, observations and costs;
+    NATCell's episodes last one step, so this loop resets on every step) and its ratio to CartPole-v1's steps/s
+    measured by the same loop; also the same loop with the env's memos emptied before every step (only the
+    accuracies cached: what a step into a state never seen before costs besides the supernet);
 (c) evaluating 64 genotypes in one batched call vs 64 single calls (fresh evaluators, no result cache), as a ratio;
     also the grouped single-pass batching (the GPU path) forced on this device.
 
@@ -74,6 +76,13 @@ def main() -> None:
     fixed = masked_random_action(base.action_masks(), k, rng)
     # every episode replays the same state (reset to beta) and action: each score is a cache hit
     nat_sps = loop_steps_per_second(env, lambda: fixed, args.seconds, {"options": {"genotype": info["genotype"]}})
+
+    def forget_memos():
+        base._transitions.clear()
+        base._view.cache_clear()
+        return fixed
+
+    memo_free_sps = loop_steps_per_second(env, forget_memos, args.seconds, {"options": {"genotype": info["genotype"]}})
     cart = gym.make("CartPole-v1")
     cart_sps = loop_steps_per_second(cart, lambda: 1, args.seconds, {"seed": 0})
 
@@ -105,6 +114,8 @@ def main() -> None:
         "cached_steps_per_s": round(nat_sps),
         "cartpole_steps_per_s": round(cart_sps),
         "cached_vs_cartpole": round(nat_sps / cart_sps, 3),
+        "scores_only_cached_steps_per_s": round(memo_free_sps),
+        "scores_only_vs_cartpole": round(memo_free_sps / cart_sps, 3),
         "eval_64_single_s": round(single_s, 3),
         "eval_64_batched_s": round(batched_s, 3),
         "batched_vs_single": round(single_s / batched_s, 2),
@@ -112,7 +123,7 @@ def main() -> None:
         "grouped_vs_single": round(single_s / grouped_s, 2),
     }
     for key, value in figures.items():
-        print(f"{key:>26}: {value}")
+        print(f"{key:>30}: {value}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)

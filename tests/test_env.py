@@ -521,3 +521,41 @@ def test_bad_actions_raise(action):
     env.reset(seed=0)
     with pytest.raises(ConfigError, match="action"):
         env.step(action)
+
+
+# ------------------------------------------------------------------------------------------------- memos
+def test_memoised_transitions_still_check_actions():
+    env = _fast_env("nat++")
+    env.reset(seed=0, options={"genotype": "DARTS_V2"})
+    action = _masked_action(env, np.random.default_rng(0))
+    _, r1, _, _, info1 = env.step(action)
+    env.reset(options={"genotype": "DARTS_V2"})
+    _, r2, _, _, info2 = env.step(action.astype(np.int32))  # same action, another integer dtype: the same result
+    assert (r1, info1["genotype_after"]) == (r2, info2["genotype_after"])
+    env.reset(options={"genotype": "DARTS_V2"})
+    with pytest.raises(ConfigError, match="shape"):
+        env.step(action.reshape(2, 8))  # the same bytes as a memoised action, in a wrong shape
+
+
+def test_invalid_action_raise_is_repeatable():
+    env = _fast_env(invalid_action="raise")
+    env.reset(seed=0, options={"genotype": "DARTS_V2"})
+    action = _identity_action(env)
+    edge, op = _first_invalid(env)
+    action[edge] = op
+    for _ in range(2):  # the second time the transition is memoised: it must raise all the same
+        with pytest.raises(TransitionError, match=env.rules.ops[op]):
+            env.step(action)
+
+
+def test_observations_and_masks_are_private_copies():
+    env = _fast_env("nat++")
+    obs, info = env.reset(seed=0, options={"genotype": "DARTS_V2"})
+    reference = {k: v.copy() for k, v in obs.items()}
+    for v in obs.values():
+        v[...] = 0  # a caller writing into what it got ...
+    info["action_mask"][...] = False
+    env.action_masks()[...] = False
+    obs2, info2 = env.reset(options={"genotype": "DARTS_V2"})  # ... does not change what the env hands out later
+    _assert_same(obs2, reference)
+    assert info2["action_mask"].any() and env.action_masks().any()

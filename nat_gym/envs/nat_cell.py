@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache, partial
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -21,6 +21,7 @@ from nat_gym.sampling import random_genotype
 __all__ = ["NATCellEnv"]
 
 InvalidAction = Literal["keep", "raise", "penalize"]
+_MAX_TRANSITIONS = 1 << 16  # memoised (state, action) pairs; the memo is emptied when full
 _COST_KEYS = {"C", "layers", "num_classes", "input_size", "in_channels", "affine"}
 
 
@@ -138,10 +139,12 @@ class NATCellEnv(gym.Env):
         if unknown:
             raise ConfigError(f"cost_config: unknown keys {unknown}; allowed: {sorted(_COST_KEYS)}")
         cost_model.check_network_args(**{k: v for k, v in self.cost_config.items() if k != "affine"})
-        # per-genotype memos: the cost model and the observation encoder are pure functions of the genotype
-        self._cost = lru_cache(maxsize=1 << 16)(partial(cost_model.network_cost, **self.cost_config))
-        self._encode = lru_cache(maxsize=1 << 12)(partial(encode, rules=self.rules))
+        # memos of pure functions: per genotype (rule check, observation, mask, cost) and per (state, action)
+        self._network_cost = partial(cost_model.network_cost, **self.cost_config)
+        self._view = lru_cache(maxsize=1 << 14)(self._genotype_view)
+        self._transitions: dict[tuple[Genotype, bytes], tuple[Genotype, int]] = {}
         self._edges = 2 * steps
+        self._action_shape = (2 * self._edges,)
         self.observation_space = observation_space(steps, self.rules.num_ops)
         self.action_space = action_space(steps, self.rules.num_ops)
         self._genotype: Genotype | None = None
@@ -159,7 +162,7 @@ class NATCellEnv(gym.Env):
 
     def action_masks(self) -> np.ndarray:
         """Flat boolean mask of valid ops, ``[2E * K]`` (normal edges, then reduction edges)."""
-        return self.rules.mask(self.genotype).reshape(-1)
+        return self._view(self.genotype).flat_mask.copy()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -174,32 +177,25 @@ class NATCellEnv(gym.Env):
                     f"options['genotype']: it has {beta.steps} intermediate nodes per cell but this environment was "
                     f"made with steps={self.steps}; use gym.make('NATCell-v0', steps={beta.steps}, ...)"
                 )
-            self.rules.check(beta)
         else:
             beta = random_genotype(self.np_random, self.steps, self._sample_ops)
+        view = self._view(beta)  # checks beta's ops against the rule set
         self._genotype, self._t = beta, 0
         self._batch = self._draw_batch()
         acc = float(self.evaluator.evaluate([beta], self._batch)[0])  # cached: makes the first step's cost one arch
-        obs = self._observation(beta)
-        c = self._cost(beta)
         self._last = {"genotype_before": beta, "genotype_after": beta, "acc_before": acc, "acc_after": acc}
-        info = {"genotype": beta, "acc": acc, "params": c.params, "madds": c.madds,
-                "action_mask": flat_action_mask(obs), "reward_batch": self._batch}  # fmt: skip
-        return obs, info
+        info = {"genotype": beta, "acc": acc, "params": view.cost.params, "madds": view.cost.madds,
+                "action_mask": view.flat_mask.copy(), "reward_batch": self._batch}  # fmt: skip
+        return view.observation(), info
 
     def step(self, action):
         beta = self.genotype
-        ops = np.asarray(action)
-        if ops.shape != (2 * self._edges,):
-            raise ConfigError(f"action: expected shape ({2 * self._edges},) (one op index per edge), got {ops.shape}")
-        if not np.issubdtype(ops.dtype, np.integer) or ops.min() < 0 or ops.max() >= self.rules.num_ops:
-            raise ConfigError(f"action: expected integers in 0..{self.rules.num_ops - 1}, got {ops.tolist()}")
-        alpha, invalid_mask = self.rules.apply_indices(beta, ops)
-        invalid = int(invalid_mask.sum())
+        alpha, invalid = self._transition(beta, action)
         if invalid and self.invalid_action == "raise":
-            self.rules.apply(beta, ops, invalid="raise")  # raises a TransitionError naming the first bad edge
+            self.rules.apply(beta, np.asarray(action), invalid="raise")  # a TransitionError naming the first bad edge
         acc_b, acc_a = (float(v) for v in self.evaluator.evaluate([beta, alpha], self._batch))
-        cb, ca = self._cost(beta), self._cost(alpha)
+        view_a = self._view(alpha)
+        cb, ca = self._view(beta).cost, view_a.cost
         saving = (cb.madds - ca.madds) / cb.madds if cb.madds else 0.0
         reward = acc_a - acc_b + self.cost_weight * saving
         if self.invalid_action == "penalize":
@@ -210,15 +206,14 @@ class NATCellEnv(gym.Env):
         self._genotype = alpha
         if not terminated:
             self._batch = self._draw_batch()  # the next transformation is scored on a fresh minibatch
-        obs = self._observation(alpha)
         info = {
             "genotype_before": beta, "genotype_after": alpha, "acc_before": acc_b, "acc_after": acc_a,
             "params_before": cb.params, "params_after": ca.params, "madds_before": cb.madds, "madds_after": ca.madds,
             "madds_saving": saving, "invalid_edges": invalid, "reward_batch": batch,
-            "action_mask": flat_action_mask(obs),
+            "action_mask": view_a.flat_mask.copy(),
         }  # fmt: skip
         self._last = info
-        return obs, float(reward), terminated, False, info
+        return view_a.observation(), float(reward), terminated, False, info
 
     def render(self):
         if self.render_mode is None:
@@ -240,8 +235,42 @@ class NATCellEnv(gym.Env):
         n = self.evaluator.num_batches
         return None if n == 1 else int(self.np_random.integers(n))
 
-    def _observation(self, g: Genotype) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self._encode(g).items()}  # copies: callers may write into them
+    def _genotype_view(self, g: Genotype) -> _GenotypeView:
+        """Everything the env reports about a genotype (memoised per genotype: all pure functions of it)."""
+        self.rules.check(g)
+        obs = encode(g, self.rules)
+        for v in obs.values():
+            v.flags.writeable = False
+        return _GenotypeView(obs, flat_action_mask(obs), self._network_cost(g))
+
+    def _transition(self, beta: Genotype, action: Any) -> tuple[Genotype, int]:
+        """``(alpha, number of invalid edges)`` of an action, memoised per ``(beta, action)``."""
+        ops = np.asarray(action)
+        if ops.dtype != np.int64 and ops.dtype.kind in "iu":
+            ops = ops.astype(np.int64)
+        key = (beta, ops.tobytes()) if ops.dtype == np.int64 and ops.shape == self._action_shape else None
+        hit = None if key is None else self._transitions.get(key)
+        if hit is not None:
+            return hit
+        if ops.shape != self._action_shape:
+            raise ConfigError(f"action: expected shape {self._action_shape} (one op index per edge), got {ops.shape}")
+        if ops.dtype != np.int64 or ops.min() < 0 or ops.max() >= self.rules.num_ops:
+            raise ConfigError(f"action: expected integers in 0..{self.rules.num_ops - 1}, got {ops.tolist()}")
+        alpha, invalid_mask = self.rules.apply_indices(beta, ops)
+        hit = (alpha, int(invalid_mask.sum()))
+        if len(self._transitions) >= _MAX_TRANSITIONS:
+            self._transitions.clear()
+        self._transitions[key] = hit
+        return hit
+
+
+class _GenotypeView(NamedTuple):
+    obs: dict[str, np.ndarray]  # read-only; handed out as copies
+    flat_mask: np.ndarray
+    cost: cost_model.NetworkCost
+
+    def observation(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.obs.items()}  # copies: callers may write into them
 
 
 def _default_evaluator(rules, supernet, dataset, data_root, data_seed, steps, reward_images, device):

@@ -269,19 +269,19 @@ class Supernet(nn.Module):
         self.to(memory_format=torch.channels_last)
         self._ops = frozenset(cfg.ops)
         self._version_tag = "init"
-        self._step = next(_VERSIONS)
+        self._version = f"init:{next(_VERSIONS)}"
 
     # ------------------------------------------------------------------------------------------------- version
     @property
     def version(self) -> str:
-        return f"{self._version_tag}:{self._step}"
+        return self._version
 
     def bump_version(self, tag: str | None = None) -> None:
         """Mark the weights as changed (called after every optimiser step and on load). Versions never repeat in a
         process, so a cache keyed on them can never serve results of other weights."""
         if tag is not None:
             self._version_tag = tag
-        self._step = next(_VERSIONS)
+        self._version = f"{self._version_tag}:{next(_VERSIONS)}"
 
     # ------------------------------------------------------------------------------------------------- checks
     def check_genotype(self, genotype: Genotype) -> None:
