@@ -22,7 +22,13 @@ from nat_gym.sampling import random_genotype
 from nat_gym.supernet import default as default_mod
 from nat_gym.supernet.checkpoint import atomic_save, load_checkpoint, read_checkpoint, save_checkpoint
 from nat_gym.supernet.config import SupernetConfig, SupernetTrainConfig
-from nat_gym.supernet.model import GroupBatchNorm2d, ShiftedWindowPool, Supernet, _bn_groups
+from nat_gym.supernet.model import (
+    GroupBatchNorm2d,
+    ShiftedWindowPool,
+    Supernet,
+    _bn_groups,
+    grouped_batch_norm,
+)
 from nat_gym.supernet.train import SupernetTrainer, evaluate_random_architectures, resolve_device
 
 SAMPLE_OPS = [o for o in NAT_PLUS_PLUS_OPS if o != "null"]
@@ -167,6 +173,20 @@ def test_group_batch_norm_normalises_each_group_separately():
     torch.testing.assert_close(both[:4], bn(a), **TOL)
     torch.testing.assert_close(both[4:], bn(b), **TOL)
     torch.testing.assert_close(bn(a), F.batch_norm(a, None, None, training=True), **TOL)
+
+
+@pytest.mark.parametrize("shift", [0.0, 10.0, 100.0])
+@pytest.mark.parametrize("groups", [1, 3])
+def test_grouped_batch_norm_equals_native_per_group(groups, shift):
+    x = shift + torch.randn(groups * 4, 5, 6, 6, generator=torch.Generator().manual_seed(groups))
+    x = x.contiguous(memory_format=torch.channels_last)
+    out = grouped_batch_norm(x, groups)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    ref = torch.cat([F.batch_norm(c, None, None, training=True) for c in x.split(4)])
+    tol = {"atol": 1e-5 + 1e-6 * shift**2, "rtol": 1e-4}
+    torch.testing.assert_close(out, ref, **tol)
+    with torch.no_grad(), _bn_groups(groups):  # the supernet's inference path (grouped_batch_norm when groups > 1)
+        torch.testing.assert_close(GroupBatchNorm2d(5)(x), ref, **tol)
 
 
 def test_batch_norm_does_not_depend_on_train_or_eval_mode(shared_tiny_supernet):

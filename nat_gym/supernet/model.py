@@ -33,7 +33,7 @@ from nat_gym.op_modules import FactorizedReduce, Pool, ReLUConvBN
 from nat_gym.ops import build_op
 from nat_gym.supernet.config import SupernetConfig
 
-__all__ = ["SupernetConfig", "Supernet", "GroupBatchNorm2d", "ShiftedWindowPool", "CroppedConv2d"]
+__all__ = ["SupernetConfig", "Supernet", "GroupBatchNorm2d", "grouped_batch_norm", "ShiftedWindowPool", "CroppedConv2d"]
 
 
 _VERSIONS = itertools.count(1)  # process-wide: every weight change gets a fresh number
@@ -58,6 +58,28 @@ def _bn_groups(n: int):
         _GROUPS.value = previous
 
 
+def grouped_batch_norm(x: torch.Tensor, groups: int, eps: float = 1e-5) -> torch.Tensor:
+    """Non-affine batch-statistics BN of each of ``groups`` equal slices of the batch, in one pass for all of them.
+
+    On the ``[groups, B * H * W, C]`` view of a channels-last tensor, the per-channel sums of ``x`` and ``x ** 2``
+    give mean and (biased) variance, and one fused multiply-add normalises: measured on CPU at the supernet's sizes
+    (8 groups of 360 images), 1.5-2.3x faster than ``groups`` native batch-norm calls and a ``cat``. Equal to
+    ``F.batch_norm`` per slice to float tolerance: 1e-5 for inputs of mean about their standard deviation (a
+    supernet's), growing with ``(mean / std) ** 2`` (the variance is a difference of two sums).
+
+    Shapes:
+        - x: ``[groups * B, C, H, W]``
+        - output: same as input (channels-last)
+    """
+    n, c, h, w = x.shape
+    xs = x.permute(0, 2, 3, 1).reshape(groups, -1, c)
+    m = xs.shape[1]
+    mean = xs.sum(1, keepdim=True) / m
+    var = ((xs * xs).sum(1, keepdim=True) / m - mean * mean).clamp_min_(0.0)
+    scale = torch.rsqrt(var + eps)
+    return torch.addcmul(-mean * scale, xs, scale).view(n, h, w, c).permute(0, 3, 1, 2)
+
+
 class GroupBatchNorm2d(nn.Module):
     """Non-affine BN with batch statistics, computed separately for each of the ``groups`` architectures stacked
     along the batch dimension (the current group count comes from the supernet's forward).
@@ -75,8 +97,9 @@ class GroupBatchNorm2d(nn.Module):
         g = _GROUPS.value
         if g == 1:
             return F.batch_norm(x, None, None, training=True, eps=self.eps)
-        # one native batch-norm call per architecture: faster on CPU than a fused var_mean over a grouped view
-        chunks = x.split(x.shape[0] // g)
+        if not torch.is_grad_enabled():
+            return grouped_batch_norm(x, g, self.eps)
+        chunks = x.split(x.shape[0] // g)  # training a grouped pass: native BN (fused backward) per architecture
         return torch.cat([F.batch_norm(c, None, None, training=True, eps=self.eps) for c in chunks])
 
     def extra_repr(self) -> str:
@@ -357,6 +380,7 @@ class Supernet(nn.Module):
                     for e in cell.edges[2 * (dst - 2) : 2 * (dst - 2) + 2]:
                         groups[(e.src, e.op)].append(arch)
             out: torch.Tensor | None = None
+            owned = False
             for (src, op), archs in groups.items():
                 if op == "null":
                     continue
@@ -373,12 +397,20 @@ class Supernet(nn.Module):
                         inp = inp.unflatten(0, (a, b)).index_select(0, idx).flatten(0, 1)
                     with _bn_groups(len(archs)):
                         y = fn(inp).unflatten(0, (len(archs), b))
+                # `out` may alias an op's input (skip_connect) until a sum makes it a buffer of our own
                 if idx is None:
-                    out = y if out is None else out + y
+                    if out is None:
+                        out = y
+                    elif owned:
+                        out.add_(y)
+                    else:
+                        out, owned = out + y, True
                 else:
                     if out is None:
-                        out = y.new_zeros((a, *y.shape[1:]))
-                    out = out.index_add(0, idx, y)
+                        out, owned = y.new_zeros((a, *y.shape[1:])), True
+                    elif not owned:
+                        out, owned = out.clone(memory_format=torch.contiguous_format), True
+                    out.index_add_(0, idx, y)
             if out is None:  # every incoming edge is null (or absent) for every architecture
                 _, _, h, w = nodes[1][0].shape
                 if mod.reduction:
