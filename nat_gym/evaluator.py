@@ -93,9 +93,9 @@ class SupernetEvaluator:
             torch's setting).
         workers: on the CPU, a list of architectures is scored by this many threads in parallel, one single-path
             pass each (default: the number of CPU cores; 1 = grouped passes of ``max_archs_per_pass`` as on a GPU).
-            Measured on 2 cores: grouped passes are *slower* per architecture than single ones on a CPU (the
-            gather/scatter and per-architecture BN cost more than the saved call overhead), while two threads score
-            a list 2.2x faster than one at a time. On CUDA the grouped pass is used.
+            Measured on 2 cores: grouped passes are *slower* per architecture than single ones on a CPU (0.5x: the
+            gathers and scatters cost more than the saved call overhead), while two threads score a list 1.5-1.75x
+            faster than one at a time (``scripts/bench_env.py``). On CUDA the grouped pass is used.
     """
 
     def __init__(

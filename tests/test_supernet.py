@@ -4,6 +4,7 @@ sampled path only, uniform-sampling training (loss, determinism, resume), checkp
 from __future__ import annotations
 
 import io
+import json
 import os
 from dataclasses import replace
 
@@ -568,12 +569,16 @@ def test_train_supernet_command_writes_logs_and_resumes(tmp_path, capsys):
 
     def command(epochs: int) -> list[str]:
         return ["train-supernet", "--dataset", "fake", "--channels", "4", "--layers", "3", "--epochs", str(epochs),
-                "--eval-archs", "2", "--out", str(out), "--no-progress"]  # fmt: skip
+                "--eval-archs", "2", "--final-archs", "3", "--out", str(out), "--no-progress"]  # fmt: skip
 
     argv = command(2)
     assert main(argv) == 0
     for name in ("supernet.pt", "metrics.csv", "learning_curves.png", "summary.json"):
         assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["random_archs"] == 3 and 0 <= summary["valid_acc_random_mean"] <= 1
+    assert main([*argv, "--final-archs", "0"]) == 2
+    assert "--final-archs" in capsys.readouterr().err
     assert main(argv) == 2  # an existing run is never overwritten silently
     assert "--resume" in capsys.readouterr().err
     assert main([*command(4), "--resume"]) == 0

@@ -35,7 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--momentum", type=float, default=D.momentum, help=f"SGD momentum (default: {D.momentum})")
     p.add_argument("--weight-decay", type=float, default=D.weight_decay, help=f"(default: {D.weight_decay})")
     p.add_argument("--eval-archs", type=int, default=20,
-                   help="random architectures scored on the validation split after each epoch (default: 20)")
+                   help="random architectures scored on the validation split after each epoch, logged as "
+                   "valid_acc_mean/std (default: 20; 0 = none)")
+    p.add_argument("--final-archs", type=int, default=200,
+                   help="random architectures scored at the end, for summary.json and the printed mean +- std "
+                   "(default: 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of architecture sampling and data order (default: 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)")
     p.add_argument("--threads", type=int, default=1,
@@ -60,6 +64,9 @@ def _run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     ckpt = out / "supernet.pt"
+    if args.final_archs < 1 or args.eval_archs < 0:
+        raise ConfigError(f"--final-archs: expected >= 1 and --eval-archs >= 0, got {args.final_archs} and "
+                          f"{args.eval_archs}")  # fmt: skip
     if ckpt.exists() and not args.resume:
         raise ConfigError(f"--out: {ckpt} exists; pass --resume to continue it or choose another --out")
     data = load_dataset(args.dataset, root=args.data_root, download=args.download, seed=args.data_seed)
@@ -78,8 +85,8 @@ def _run(args: argparse.Namespace) -> int:
     trainer.train(progress=not args.no_progress)
     trainer.supernet.eval()
     with torch_threads(args.threads or None, trainer.device):
-        accs = evaluate_random_architectures(trainer.supernet, data.valid, max(args.eval_archs, 1), seed=args.seed + 1)
-    summary = {"epochs": trainer.epoch, "valid_acc_random_mean": float(accs.mean()),
+        accs = evaluate_random_architectures(trainer.supernet, data.valid, args.final_archs, seed=args.seed + 1)
+    summary = {"epochs": trainer.epoch, "random_archs": args.final_archs, "valid_acc_random_mean": float(accs.mean()),
                "valid_acc_random_std": float(accs.std()), "checkpoint": str(ckpt), "train_config": asdict(train_cfg)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if (out / "metrics.csv").exists():
