@@ -35,6 +35,10 @@ class NATCellEnv(gym.Env):
     ``null``), giving ``alpha``. The reward is the accuracy gain ``acc(alpha) - acc(beta)`` measured with the shared
     weights of a supernet on held-out training images.
 
+    Pure functions are memoised: the transition ``(beta, action) -> alpha`` (up to 65,536 pairs) and, per genotype
+    (LRU, 4,096), the rule check, observation, mask and cost; the evaluator caches the scores. Observations and
+    masks are handed out as private copies.
+
     ## Action Space
     ``MultiDiscrete([K] * 2E)`` where ``E = 2 * steps`` edges per cell and ``K = len(rules.ops)``: ``action[i]`` is
     the new op (index into ``env.unwrapped.rules.ops``) of edge ``i`` (normal cell edges, then reduction cell
@@ -141,7 +145,7 @@ class NATCellEnv(gym.Env):
         cost_model.check_network_args(**{k: v for k, v in self.cost_config.items() if k != "affine"})
         # memos of pure functions: per genotype (rule check, observation, mask, cost) and per (state, action)
         self._network_cost = partial(cost_model.network_cost, **self.cost_config)
-        self._view = lru_cache(maxsize=1 << 14)(self._genotype_view)
+        self._view = lru_cache(maxsize=1 << 12)(self._genotype_view)
         self._transitions: dict[tuple[Genotype, bytes], tuple[Genotype, int]] = {}
         self._edges = 2 * steps
         self._action_shape = (2 * self._edges,)
