@@ -106,8 +106,8 @@ class NATTrainerArgs:
     """GCN variant: fixed (self-loops, normalised adjacency, the edge's own op in the head) or faithful (the reference
     design, whose logits never see the edge's own op)."""
     epochs: int = 360
-    """Epochs of Algorithm 1 (each: one supernet epoch, then one policy epoch; on digits about 1.6 s on 2 CPU cores,
-    so the default run takes about 10 minutes). The papers: 100 (NAT), 200 (NAT++) on CIFAR-10."""
+    """Epochs of Algorithm 1 (each: one supernet epoch, then one policy epoch; on digits 1.1-1.6 s on 2 CPU cores,
+    so the default run takes 7-10 minutes). The papers: 100 (NAT), 200 (NAT++) on CIFAR-10."""
     m: int = 1
     """Input architectures per policy update (the paper: 1)."""
     n: int = 1
