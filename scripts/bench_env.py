@@ -10,8 +10,8 @@
     cache warm), as a ratio of the best of ``--repeats`` alternated timings; also the grouped single-pass batching (the
     GPU path) forced on this device.
 
-Usage: ``python scripts/bench_env.py [--rules nat++] [--steps 200] [--threads N]`` (first use trains the default
-supernet, a few minutes, then caches it).
+Usage: ``python scripts/bench_env.py [--rules nat++] [--steps 200] [--repeats 3] [--threads N]`` (first use trains the
+default supernet, a few minutes, then caches it).
 """
 
 from __future__ import annotations
