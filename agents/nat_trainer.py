@@ -308,11 +308,12 @@ class NATTrainer:
         """One REINFORCE update on ``m`` input architectures with ``n`` sampled transformations each."""
         a, env = self.args, self.env
         start = time.perf_counter()
-        # 1. m input architectures: the environment samples beta from the reset seed (and its reward minibatch)
+        # 1. m input architectures: the environment samples beta from the reset seed (and its reward minibatch);
+        #    unscored here, so that step 3 scores the inputs and their transformations in one batched call
         seeds = [int(s) for s in self.rng.integers(2**31 - 1, size=a.m)]
         observations, betas, batches = [], [], []
         for s in seeds:
-            obs, info = env.reset(seed=s)
+            obs, info = env.reset(seed=s, options={"score": False})
             observations.append(obs)
             betas.append(info["genotype"])
             batches.append(info["reward_batch"])

@@ -307,6 +307,21 @@ def test_reset_errors():
         _fast_env("nat").reset(options={"genotype": outside})
     with pytest.raises(gym.error.ResetNeeded):
         _fast_env().step(np.zeros(16, dtype=np.int64))
+    with pytest.raises(ConfigError, match="score"):
+        env.reset(options={"score": "no"})
+
+
+def test_reset_without_scoring_defers_beta_to_the_step(make_env):
+    env = make_env("nat++", render_mode="ansi")
+    ev = env.unwrapped.evaluator
+    _, info = env.reset(seed=3, options={"score": False})
+    assert "acc" not in info and ev.cache_info["evaluations"] == 0
+    assert "accuracy" not in env.render()  # nothing scored yet
+    _, reward, _, _, step_info = env.step(_masked_action(env, np.random.default_rng(3)))
+    assert ev.cache_info["evaluations"] == 2  # beta and alpha, both at the step
+    _, scored = env.reset(seed=3)
+    assert scored["acc"] == step_info["acc_before"] and ev.cache_info["evaluations"] == 2  # a cache hit
+    assert reward == pytest.approx(step_info["acc_after"] - step_info["acc_before"])
 
 
 def test_five_step_env():

@@ -62,7 +62,8 @@ class NATCellEnv(gym.Env):
     ``beta`` is sampled as in the paper: for each intermediate node two predecessors uniformly (with replacement) and
     two ops uniformly from the rule set's ops without ``null``. ``reset(options={"genotype": g})`` starts from a given
     genotype (a :class:`~nat_gym.genotype.Genotype`, a registered name such as ``"DARTS_V2"``, a JSON file or the
-    compact string form).
+    compact string form). ``options={"score": False}`` leaves ``beta`` unscored until the step (``info`` then has
+    no ``"acc"``): a caller that scores many inputs in one batched ``evaluator.evaluate`` call uses it.
 
     ## Episode End
     The episode terminates after ``max_transforms`` transformations (default 1: the paper's one-step MDP); with
@@ -86,7 +87,8 @@ class NATCellEnv(gym.Env):
     ## Info
     ``genotype_before`` / ``genotype_after`` (Genotypes), ``acc_before`` / ``acc_after``, ``params_before`` /
     ``params_after``, ``madds_before`` / ``madds_after``, ``madds_saving`` (relative), ``invalid_edges``,
-    ``reward_batch`` and ``action_mask``.
+    ``reward_batch`` and ``action_mask``. After ``reset``: ``genotype``, ``acc`` (unless ``options["score"]`` is
+    False), ``params``, ``madds``, ``reward_batch`` and ``action_mask``.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
@@ -171,9 +173,12 @@ class NATCellEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         options = dict(options or {})
-        unknown = sorted(set(options) - {"genotype"})
+        unknown = sorted(set(options) - {"genotype", "score"})
         if unknown:
-            raise ConfigError(f"options: unknown keys {unknown}; allowed: ['genotype']")
+            raise ConfigError(f"options: unknown keys {unknown}; allowed: ['genotype', 'score']")
+        score = options.get("score", True)
+        if not isinstance(score, (bool, np.bool_)):
+            raise ConfigError(f"options['score']: expected True or False, got {score!r}")
         if options.get("genotype") is not None:
             beta = named.resolve(options["genotype"])
             if beta.steps != self.steps:
@@ -186,10 +191,12 @@ class NATCellEnv(gym.Env):
         view = self._view(beta)  # checks beta's ops against the rule set
         self._genotype, self._t = beta, 0
         self._batch = self._draw_batch()
-        acc = float(self.evaluator.evaluate([beta], self._batch)[0])  # cached: makes the first step's cost one arch
-        self._last = {"genotype_before": beta, "genotype_after": beta, "acc_before": acc, "acc_after": acc}
-        info = {"genotype": beta, "acc": acc, "params": view.cost.params, "madds": view.cost.madds,
+        info = {"genotype": beta, "params": view.cost.params, "madds": view.cost.madds,
                 "action_mask": view.flat_mask.copy(), "reward_batch": self._batch}  # fmt: skip
+        self._last = {"genotype_before": beta, "genotype_after": beta}
+        if score:  # scored now and cached, so that the first step evaluates one new architecture
+            info["acc"] = float(self.evaluator.evaluate([beta], self._batch)[0])
+            self._last.update(acc_before=info["acc"], acc_after=info["acc"])
         return view.observation(), info
 
     def step(self, action):
