@@ -17,13 +17,13 @@ default supernet, a few minutes, then caches it).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import gymnasium as gym
 import numpy as np
 import torch
+from _report import report
 
 import nat_gym  # noqa: F401  (registers NATCell-v0)
 from nat_gym.evaluator import SupernetEvaluator
@@ -133,11 +133,7 @@ def main() -> None:
         "eval_64_grouped16_s": round(grouped_s, 3),
         "grouped_vs_single": round(single_s / grouped_s, 2),
     }
-    for key, value in figures.items():
-        print(f"{key:>30}: {value}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+    report(figures, args.json)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ Usage: ``python scripts/bench_policy.py [--updates 60] [--m 8 --n 4]``.
 from __future__ import annotations
 
 import argparse
-import json
+
+from _report import report
 
 from agents.nat_trainer import NATTrainer, NATTrainerArgs
 
@@ -47,11 +48,7 @@ def main() -> None:
         "speedup_m1_n1_vs_reference": round(REFERENCE_MS / single, 2),
         f"speedup_m{args.m}_n{args.n}_vs_reference": round(REFERENCE_MS / batched, 2),
     }
-    for k, v in figures.items():
-        print(f"{k:>34}: {v}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+    report(figures, args.json)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ Usage: ``python scripts/reward_snr.py [--archs 100] [--sizes 64 128 360]``.
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
+from _report import report
 
 from nat_gym import rules as rule_sets
 from nat_gym.data import load_dataset
@@ -71,11 +71,7 @@ def main() -> None:
     out["reward_snr_full_est"] = out["reward_std_random_transform"] / (
         out[f"reward_noise_std_{size}"] * (size / len(data.valid)) ** 0.5
     )
-    for k, v in out.items():
-        print(f"{k:>32}: {v:.4f}" if isinstance(v, float) else f"{k:>32}: {v}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+    report(out, args.json, float_digits=4)
 
 
 if __name__ == "__main__":
