@@ -54,11 +54,13 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=3.0, help="duration of each steps/s loop (default: 3)")
     p.add_argument("--repeats", type=int, default=3, help="timings of (c), alternated; the best counts (default: 3)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--supernet", default=None,
+                   help="supernet checkpoint to score with (default: the default digits supernet of the rule set)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    env = gym.make("NATCell-v0", rules=args.rules)
+    env = gym.make("NATCell-v0", rules=args.rules, supernet=args.supernet)
     base = env.unwrapped
     k = base.rules.num_ops
     rng = np.random.default_rng(0)
