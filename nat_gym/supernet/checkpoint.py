@@ -12,6 +12,8 @@ fields that differ.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -22,7 +24,15 @@ import torch
 from nat_gym.errors import CheckpointError
 from nat_gym.supernet.model import Supernet, SupernetConfig
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "atomic_save", "save_checkpoint", "load_checkpoint", "read_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "atomic_save",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_checkpoint",
+    "content_hash",
+]
 
 FORMAT = "nat-gym-supernet"
 FORMAT_VERSION = 1
@@ -115,3 +125,15 @@ def load_checkpoint(
         raise CheckpointError(f"checkpoint: weights of {str(path)!r} do not fit the supernet ({e})") from None
     supernet.bump_version(str(payload.get("version_tag", Path(path).name)))
     return supernet, payload
+
+
+def content_hash(supernet: Supernet) -> str:
+    """A digest of the supernet's configuration and weights (the first 16 hex digits of a SHA-256): equal for equal
+    weights whatever file or process they came from, different as soon as one weight differs. Benchmark results
+    record it, so that results scored with different supernets are never mixed."""
+    h = hashlib.sha256(json.dumps(supernet.config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(supernet.state_dict().items()):
+        t = tensor.detach().cpu()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.flatten().numpy().tobytes())  # flatten copies strided (channels-last) tensors into row order
+    return h.hexdigest()[:16]

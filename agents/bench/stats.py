@@ -1,0 +1,200 @@
+"""Statistics of benchmark results with ``rliable`` (Agarwal et al., "Deep RL at the edge of the statistical precipice",
+NeurIPS 2021): interquartile mean (IQM), mean and optimality gap with 95% stratified-bootstrap confidence intervals,
+probability of improvement, performance profiles.
+
+What a *run* and a *task* are:
+
+- per-instance protocol: a task is one input architecture, a run is one seed; the score of a run on a task is the
+  reward of the best transformation found (a ``[seeds, inputs]`` matrix);
+- amortised protocol: the task is the test set, a run is one seed (one trained policy); its score is the mean
+  reward over the test inputs (a ``[seeds, 1]`` matrix), as an RL agent's score is its mean return over evaluation
+  episodes. Performance profiles use the ``[seeds, inputs]`` matrix of single rewards.
+
+An *entry* is an algorithm and a mode (``"nat (best-of-8)"``; per-instance: the algorithm). The optimality gap is
+the mean shortfall from the best reward any entry reached on that input in these results (in accuracy points;
+rliable's ``aggregate_optimality_gap`` with ``gamma = 0`` on ``reward - best``). Bootstraps are seeded: the same rows
+give the same intervals.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nat_gym.errors import ConfigError
+
+__all__ = ["Entry", "ProtocolStats", "entries", "protocol_stats", "entry_label"]
+
+_STAT_SEED = 0
+
+
+def _rliable():
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from rliable import library, metrics
+    except ImportError:  # pragma: no cover - the bench extra is installed in CI
+        raise ConfigError("nat-gym bench statistics need rliable: pip install -e '.[bench]'") from None
+    return library, metrics
+
+
+def entry_label(algo: str, mode: str) -> str:
+    return algo if mode == "best" else f"{algo} ({mode})"
+
+
+@dataclass
+class Entry:
+    """One algorithm and mode of one protocol, with its matrices at every checkpoint.
+
+    Attributes:
+        rewards: checkpoint -> ``[seeds, inputs]`` rewards. ``savings``: the same for the MAdds saving.
+        evaluations, seconds: checkpoint -> ``[seeds]`` evaluations spent and wall-clock seconds (amortised: of the
+            run's training; per-instance: of one input's search, averaged over the inputs).
+    """
+
+    label: str
+    algo: str
+    mode: str
+    seeds: list[int]
+    rewards: dict[int, np.ndarray]
+    savings: dict[int, np.ndarray]
+    evaluations: dict[int, np.ndarray]
+    seconds: dict[int, np.ndarray]
+    stops: list[str]
+
+
+def entries(rows: Sequence[dict[str, Any]], protocol: str) -> tuple[list[Entry], list[str]]:
+    """The entries of one protocol and the input names (tasks), from result rows.
+
+    Raises:
+        ConfigError: rows of different pins (task set, env, rules, supernet, cost weight), or runs that do not cover
+            the same inputs and checkpoints.
+    """
+    from agents.bench.results import PIN_COLUMNS, pin_key
+
+    rows = [r for r in rows if r["protocol"] == protocol]
+    if not rows:
+        raise ConfigError(f"results: no rows of protocol {protocol!r}")
+    pins = {pin_key(r) for r in rows}
+    if len(pins) > 1:
+        a, b = sorted(pins, key=str)[:2]
+        diff = [f"{c}: {x!r} vs {y!r}" for c, x, y in zip(PIN_COLUMNS, a, b) if x != y]
+        raise ConfigError(f"results: {protocol} rows of different pins cannot be compared ({'; '.join(diff)})")
+    names = {r["instance"]: r["instance_name"] for r in rows}
+    inputs = [names[i] for i in sorted(names)]
+    marks = sorted({r["checkpoint"] for r in rows})
+    grouped: dict[tuple[str, str], dict[tuple[int, int, int], dict[str, Any]]] = defaultdict(dict)
+    for r in rows:
+        grouped[(r["algo"], r["mode"])][(r["seed"], r["checkpoint"], r["instance"])] = r
+    out = []
+    for (algo, mode), cells in sorted(grouped.items()):
+        seeds = sorted({k[0] for k in cells})
+        need = len(seeds) * len(marks) * len(inputs)
+        if len(cells) != need:
+            raise ConfigError(f"results: {entry_label(algo, mode)} has {len(cells)} rows where its seeds x checkpoints "
+                              f"x inputs need {need}: unfinished or mixed runs")  # fmt: skip
+        e = Entry(entry_label(algo, mode), algo, mode, seeds, {}, {}, {}, {}, [])
+        for c in marks:
+            grid = [[cells[(s, c, i)] for i in range(len(inputs))] for s in seeds]
+            e.rewards[c] = np.array([[r["reward"] for r in row] for row in grid])
+            e.savings[c] = np.array([[r["madds_saving"] for r in row] for row in grid])
+            e.evaluations[c] = np.array([np.mean([r["evaluations"] for r in row]) for row in grid])
+            e.seconds[c] = np.array([np.mean([r["seconds"] for r in row]) for row in grid])
+        e.stops = sorted({cells[(s, marks[-1], i)]["stop"] for s in seeds for i in range(len(inputs))})
+        out.append(e)
+    return out, inputs
+
+
+@dataclass
+class ProtocolStats:
+    """The statistics of one protocol at its final checkpoint (``budget``), plus learning curves.
+
+    Attributes:
+        point, ci: entry -> ``{"iqm", "mean", "gap", "saving"}`` point estimates and ``(low, high)`` 95% CIs.
+        winner: the entry with the highest IQM reward. ``poi``: entry -> (P(winner > entry), low, high).
+        curves: entry -> list of ``(checkpoint, mean evaluations, mean seconds, iqm, low, high)``.
+        profile_taus, profiles: reward thresholds and entry -> ``(fraction > tau, low, high)`` arrays.
+        per_input: entry -> mean reward per input over seeds (final checkpoint).
+        best_known: the best reward of any entry per input.
+    """
+
+    protocol: str
+    budget: int
+    inputs: list[str]
+    entries: list[Entry]
+    point: dict[str, dict[str, float]]
+    ci: dict[str, dict[str, tuple[float, float]]]
+    winner: str
+    poi: dict[str, tuple[float, float, float]]
+    curves: dict[str, list[tuple[float, ...]]]
+    profile_taus: np.ndarray
+    profiles: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    per_input: dict[str, np.ndarray]
+    best_known: np.ndarray
+
+
+def _run_scores(protocol: str, matrix: np.ndarray) -> np.ndarray:
+    """``[seeds, tasks]``: per-instance keeps one task per input; amortised averages the inputs (one task)."""
+    return matrix if protocol == "per-instance" else matrix.mean(axis=1, keepdims=True)
+
+
+def protocol_stats(rows: Sequence[dict[str, Any]], protocol: str, *, reps: int = 1000) -> ProtocolStats:
+    """Every statistic of ``protocol`` (see the module docstring and :class:`ProtocolStats`)."""
+    library, metrics = _rliable()
+    found, inputs = entries(rows, protocol)
+    final = max(found[0].rewards)
+    best = np.max([e.rewards[c].max(axis=0) for e in found for c in e.rewards], axis=0)  # [inputs]
+
+    def state():
+        return np.random.RandomState(_STAT_SEED)
+
+    def estimates(scores: dict[str, np.ndarray], func) -> tuple[dict, dict]:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # arch's deprecation of RandomState
+            return library.get_interval_estimates(scores, func, reps=reps, random_state=state())
+
+    def aggregate(scores: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(scores), metrics.aggregate_mean(scores)])
+
+    rewards = {e.label: _run_scores(protocol, e.rewards[final]) for e in found}
+    shortfall = {e.label: _run_scores(protocol, e.rewards[final] - best) for e in found}
+    savings = {e.label: _run_scores(protocol, e.savings[final]) for e in found}
+    pe, ci = estimates(rewards, aggregate)
+    gpe, gci = estimates(shortfall, lambda s: np.array([metrics.aggregate_optimality_gap(s, gamma=0.0)]))
+    spe, sci = estimates(savings, lambda s: np.array([metrics.aggregate_mean(s)]))
+    point, interval = {}, {}
+    for label in rewards:
+        point[label] = {"iqm": float(pe[label][0]), "mean": float(pe[label][1]), "gap": float(gpe[label][0]),
+                        "saving": float(spe[label][0])}  # fmt: skip
+        interval[label] = {"iqm": tuple(ci[label][:, 0]), "mean": tuple(ci[label][:, 1]), "gap": tuple(gci[label][:, 0]),
+                           "saving": tuple(sci[label][:, 0])}  # fmt: skip
+    winner = max(point, key=lambda k: (point[k]["iqm"], point[k]["mean"]))
+    pairs = {k: (rewards[winner], rewards[k]) for k in rewards if k != winner}
+    ppe, pci = estimates(pairs, metrics.probability_of_improvement) if pairs else ({}, {})
+    poi = {k: (float(np.ravel(ppe[k])[0]), *map(float, np.ravel(pci[k]))) for k in pairs}
+
+    curves = {}
+    for e in found:
+        marks = sorted(e.rewards)
+        cpe, cci = estimates({str(c): _run_scores(protocol, e.rewards[c]) for c in marks},
+                             lambda s: np.array([metrics.aggregate_iqm(s)]))  # fmt: skip
+        curves[e.label] = [(float(c), float(e.evaluations[c].mean()), float(e.seconds[c].mean()),
+                            float(cpe[str(c)][0]), float(cci[str(c)][0, 0]), float(cci[str(c)][1, 0]))
+                           for c in marks]  # fmt: skip
+
+    all_final = np.concatenate([e.rewards[final].ravel() for e in found])
+    taus = np.linspace(all_final.min(), all_final.max(), 41) if all_final.size else np.zeros(1)
+    ppe2, pci2 = estimates({e.label: e.rewards[final] for e in found},
+                           lambda s: library.score_distributions(s, taus))  # fmt: skip
+    profiles = {k: (np.asarray(ppe2[k]), np.asarray(pci2[k][0]), np.asarray(pci2[k][1])) for k in ppe2}
+    per_input = {e.label: e.rewards[final].mean(axis=0) for e in found}
+    return ProtocolStats(protocol, final, inputs, found, point, interval, winner, poi, curves, taus, profiles,
+                         per_input, best)  # fmt: skip
