@@ -151,15 +151,15 @@ def protocol_stats(rows: Sequence[dict[str, Any]], protocol: str, *, reps: int =
     final = max(found[0].rewards)
     best = np.max([e.rewards[c].max(axis=0) for e in found for c in e.rewards], axis=0)  # [inputs]
 
-    def state():
-        return np.random.RandomState(_STAT_SEED)
-
     def estimates(scores: dict[str, np.ndarray], func) -> tuple[dict, dict]:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # arch's deprecation of RandomState
-            return library.get_interval_estimates(scores, func, reps=reps, random_state=state())
+        # rliable's stratified bootstraps draw their indices from numpy's global generator (not from their
+        # random_state argument): seed it for each estimate and restore it afterwards
+        saved = np.random.get_state()
+        np.random.seed(_STAT_SEED)
+        try:
+            return library.get_interval_estimates(scores, func, reps=reps)
+        finally:
+            np.random.set_state(saved)
 
     def aggregate(scores: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(scores), metrics.aggregate_mean(scores)])
