@@ -324,6 +324,21 @@ def test_reset_without_scoring_defers_beta_to_the_step(make_env):
     assert reward == pytest.approx(step_info["acc_after"] - step_info["acc_before"])
 
 
+@pytest.mark.parametrize("name", ["DARTS_V2", "VGG", "ENAS", "NATv2_ENAS"])
+def test_observation_determines_the_state(name):
+    """The observation holds the whole genotype, cell outputs included (a loose-end cell and its fully-concat twin
+    differ in cost and reward, so they must not alias): decode(obs) is the state after reset and after a step."""
+    from nat_gym.envs.observation import decode
+
+    g = named.get(name)
+    env = _fast_env("nat++", steps=g.steps)
+    obs, info = env.reset(options={"genotype": g})
+    assert decode(obs, env.rules) == info["genotype"] == g
+    obs, _, _, _, info = env.step(_masked_action(env, np.random.default_rng(0)))
+    assert decode(obs, env.rules) == info["genotype_after"]
+    assert info["genotype_after"].reduce.concat == g.reduce.concat
+
+
 def test_five_step_env():
     env = _fast_env("nat++", steps=5)
     _, info = env.reset(options={"genotype": "ENAS"})

@@ -48,8 +48,9 @@ class NATCellEnv(gym.Env):
     ## Observation Space
     A ``Dict`` of fixed-shape arrays (see :mod:`nat_gym.envs.observation`):
     ``ops`` (2, E, K) one-hot ops, ``edges`` (2, E, 2) edge endpoints, ``adjacency`` (2, N, N) node adjacency
-    (``N = steps + 2``), ``action_mask`` (2, E, K). ``nat_gym.envs.observation.to_pyg_batch`` turns observations
-    into a ``torch_geometric`` batch of cell graphs.
+    (``N = steps + 2``), ``concat`` (2, N) the nodes that feed the cell output, ``action_mask`` (2, E, K). The
+    observation determines the genotype (``observation.decode``). ``nat_gym.envs.observation.to_pyg_batch`` turns
+    observations into a ``torch_geometric`` batch of cell graphs.
 
     ## Rewards
     ``acc(alpha) - acc(beta)`` on the same validation images with the same shared weights (``reward_images=None``:
