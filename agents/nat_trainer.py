@@ -316,7 +316,7 @@ class NATTrainer:
             obs, info = env.reset(seed=s, options={"score": False})
             observations.append(obs)
             betas.append(info["genotype"])
-            batches.append(info["reward_batch"])
+            batches.append(info.get("reward_batch"))  # absent: scored on the whole validation split
         # 2. one GCN pass over the m * n observations samples every transformation
         actions, log_prob, entropy = self.policy.act(_stack(observations, a.n), generator=self.generator)
         actions_np = actions.cpu().numpy()

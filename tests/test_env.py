@@ -395,12 +395,51 @@ def test_reward_minibatches(make_env):
 
 def test_whole_split_reward(make_env):
     env = make_env("nat")
-    assert env.unwrapped.evaluator.num_batches == 1
+    ev = env.unwrapped.evaluator
+    assert ev.num_batches == 1
     _, info = env.reset(seed=0)
-    assert info["reward_batch"] is None
+    assert "reward_batch" not in info  # no minibatch (and never a None value)
     _, reward, _, _, info = env.step(_masked_action(env, np.random.default_rng(0)))
-    assert info["reward_batch"] is None
+    assert "reward_batch" not in info
     assert reward == pytest.approx(info["acc_after"] - info["acc_before"], abs=1e-12)
+    acc = ev.evaluate([info["genotype_before"], info["genotype_after"]], info.get("reward_batch"))
+    assert acc.tolist() == [info["acc_before"], info["acc_after"]]
+
+
+_LOGGABLE = (int, float, np.integer, np.floating, np.ndarray, str, Genotype)
+
+
+def _assert_loggable(info: dict) -> None:
+    """What loggers and replay buffers can hold: numbers (finite), numeric arrays (finite), strings, genotypes.
+    Tianshou's buffer, for one, stops on a None value (it reads as nan: ``MalformedBufferError``)."""
+    for key, value in info.items():
+        assert isinstance(value, _LOGGABLE), (key, value)
+        if isinstance(value, (float, np.floating)):
+            assert math.isfinite(value), (key, value)
+        if isinstance(value, np.ndarray):
+            assert value.dtype.kind in "biuf", (key, value.dtype)
+            assert value.dtype.kind != "f" or np.isfinite(value).all(), key
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"reward_images": 64, "max_transforms": 2}, {"invalid_action": "penalize", "cost_weight": 0.5},
+     {"invalid_action": "raise", "render_mode": "ansi"}],
+)  # fmt: skip
+def test_info_values_are_numbers_arrays_strings_or_genotypes(make_env, kwargs):
+    env = make_env("nat++", **kwargs)
+    env.action_space.seed(0)
+    rng = np.random.default_rng(0)
+    for options in (None, {"score": False}, {"genotype": "DARTS_V2"}, {"genotype": "VGG", "score": False}):
+        _, info = env.reset(seed=0, options=options)
+        _assert_loggable(info)
+        terminated = False
+        while not terminated:
+            unmasked = kwargs.get("invalid_action") != "raise" and rng.random() < 0.5
+            action = env.action_space.sample() if unmasked else _masked_action(env, rng)
+            _, reward, terminated, _, info = env.step(action)
+            _assert_loggable(info)
+            assert isinstance(reward, float) and math.isfinite(reward)
 
 
 def test_cost_weight_adds_the_madds_saving():

@@ -89,7 +89,11 @@ class NATCellEnv(gym.Env):
     ``genotype_before`` / ``genotype_after`` (Genotypes), ``acc_before`` / ``acc_after``, ``params_before`` /
     ``params_after``, ``madds_before`` / ``madds_after``, ``madds_saving`` (relative), ``invalid_edges``,
     ``reward_batch`` and ``action_mask``. After ``reset``: ``genotype``, ``acc`` (unless ``options["score"]`` is
-    False), ``params``, ``madds``, ``reward_batch`` and ``action_mask``.
+    False), ``params``, ``madds``, ``reward_batch`` and ``action_mask``. ``reward_batch`` (the index of the
+    validation minibatch the accuracies were measured on) is there only when ``reward_images`` is an integer:
+    with the whole split there is no minibatch, and ``evaluator.evaluate(genotypes, info.get("reward_batch"))``
+    reproduces the accuracies either way. Every value is a number, a numpy array, a string or a Genotype, never
+    ``None``, so loggers and replay buffers (e.g. Tianshou's, which rejects ``None`` as ``nan``) can hold it.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
@@ -193,7 +197,9 @@ class NATCellEnv(gym.Env):
         self._genotype, self._t = beta, 0
         self._batch = self._draw_batch()
         info = {"genotype": beta, "params": view.cost.params, "madds": view.cost.madds,
-                "action_mask": view.flat_mask.copy(), "reward_batch": self._batch}  # fmt: skip
+                "action_mask": view.flat_mask.copy()}  # fmt: skip
+        if self._batch is not None:
+            info["reward_batch"] = self._batch
         self._last = {"genotype_before": beta, "genotype_after": beta}
         if score:  # scored now and cached, so that the first step evaluates one new architecture
             info["acc"] = float(self.evaluator.evaluate([beta], self._batch)[0])
@@ -221,9 +227,10 @@ class NATCellEnv(gym.Env):
         info = {
             "genotype_before": beta, "genotype_after": alpha, "acc_before": acc_b, "acc_after": acc_a,
             "params_before": cb.params, "params_after": ca.params, "madds_before": cb.madds, "madds_after": ca.madds,
-            "madds_saving": saving, "invalid_edges": invalid, "reward_batch": batch,
-            "action_mask": view_a.flat_mask.copy(),
+            "madds_saving": saving, "invalid_edges": invalid, "action_mask": view_a.flat_mask.copy(),
         }  # fmt: skip
+        if batch is not None:
+            info["reward_batch"] = batch
         self._last = info
         return view_a.observation(), float(reward), terminated, False, info
 
