@@ -167,6 +167,25 @@ def test_render_rgb_array():
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) > 10
 
 
+def test_rgb_array_frames_have_one_size_across_steps_episodes_and_genotypes():
+    """Video recorders (Gymnasium's RecordVideo: "ImageSequenceClip requires all images to be the same size") need
+    one frame size per env: after reset (one drawing) and after a step (before / after), for fully-concat and
+    loose-end cells, 4 and 5 steps."""
+    shapes = set()
+    for rules, steps, starts in (("nat++", 4, [None, "VGG", "MobileNetV2"]), ("nat++ext", 5, ["ENAS", "NASNet"])):
+        env = _fast_env(rules, steps=steps, max_transforms=2, render_mode="rgb_array")
+        rng = np.random.default_rng(steps)
+        for i, start in enumerate(starts):
+            env.reset(seed=i, options={"genotype": start})
+            shapes.add(env.render().shape)
+            for _ in range(2):
+                env.step(_masked_action(env, rng))
+                frame = env.render()
+                shapes.add(frame.shape)
+                assert frame.dtype == np.uint8
+    assert shapes == {(*NATCellEnv.frame_size, 3)} == {(720, 1280, 3)}
+
+
 def test_render_without_mode_returns_none():
     env = _fast_env()
     env.reset(seed=0)

@@ -82,8 +82,9 @@ class NATCellEnv(gym.Env):
     - ``invalid_action``: ``"keep"`` (default: a masked-out op leaves the edge unchanged, counted in
       ``info["invalid_edges"]``), ``"raise"`` (``TransitionError``) or ``"penalize"`` (keep, and lower the reward).
     - ``cost_config``: the stand-alone network whose params/MAdds ``info`` reports (defaults to the supernet's shape).
-    - ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``. ``render_mode``: ``"ansi"`` or
-      ``"rgb_array"``.
+    - ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``. ``render_mode``: ``"ansi"`` (a text
+      diff of the cells) or ``"rgb_array"`` (a drawing of both cells before / after the last step, always
+      :attr:`frame_size` pixels: 720 x 1280).
 
     ## Info
     ``genotype_before`` / ``genotype_after`` (Genotypes), ``acc_before`` / ``acc_after``, ``params_before`` /
@@ -97,6 +98,9 @@ class NATCellEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
+    frame_size: tuple[int, int] = (720, 1280)
+    """``(H, W)`` of every ``rgb_array`` frame: one size for every genotype, before and after a step (video
+    recorders such as Gymnasium's ``RecordVideo`` need it); each drawing is scaled to fit, on white."""
 
     def __init__(
         self,
@@ -247,7 +251,7 @@ class NATCellEnv(gym.Env):
             return head + before.diff(after) + "\n"
         from nat_gym.plotting import genotype_image
 
-        return genotype_image(before, after if after != before else None)
+        return genotype_image(before, after if after != before else None, size=self.frame_size)
 
     # --------------------------------------------------------------------------------------------------- helpers
     def _draw_batch(self) -> int | None:
