@@ -5,6 +5,7 @@ the rest use a ``CallableEvaluator`` for speed (no test trains the default super
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import gymnasium as gym
@@ -637,3 +638,90 @@ def test_observations_and_masks_are_private_copies():
     obs2, info2 = env.reset(options={"genotype": "DARTS_V2"})  # ... does not change what the env hands out later
     _assert_same(obs2, reference)
     assert info2["action_mask"].any() and env.action_masks().any()
+
+
+# ------------------------------------------------------------------------------------------------- copies
+def _run(env, actions: list[np.ndarray], seeds: list[int]) -> list:
+    """Finish the current episode with ``actions``, then one more episode per reset seed; every return value."""
+    record, it = [], iter(actions)
+    for seed in [None, *seeds]:
+        if seed is not None:
+            record.append(env.reset(seed=seed, options={"score": False}))
+        terminated = False
+        while not terminated:
+            out = env.step(next(it))
+            terminated = out[2]
+            record.append(out)
+    return record
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_envs_pickle_and_deepcopy_into_independent_envs(make_env, how):
+    """Ray, RLlib and some vector envs pickle envs; deep copies must not call into the original either. Both give
+    the same results as the original from the same state, and share no mutable state with it."""
+    import copy
+    import pickle
+
+    env = make_env("nat++", reward_images=64, max_transforms=2)
+    env.reset(seed=3, options={"score": False})
+    rng = np.random.default_rng(0)
+    env.step(_masked_action(env, rng))  # memos, the evaluator's cache and worker threads, the RNG: all in use
+    twin = pickle.loads(pickle.dumps(env)) if how == "pickle" else copy.deepcopy(env)
+    a, b = env.unwrapped, twin.unwrapped
+    assert b._view.__wrapped__.__self__ is b and a._view is not b._view and a._transitions is not b._transitions
+    assert a.evaluator is not b.evaluator and a.evaluator._cache is not b.evaluator._cache
+    assert a.evaluator.supernet is not b.evaluator.supernet and a.np_random is not b.np_random
+    assert b.genotype == a.genotype and b.np_random.bit_generator.state == a.np_random.bit_generator.state
+    # the same steps from the same state; the copy runs first: the original must not notice
+    seeds = [11, 12]
+    env.action_space.seed(5)
+    actions = [env.action_space.sample() for _ in range(5)]  # unmasked: invalid edges are kept ("keep")
+    genotype, rng_state, cache_state = a.genotype, a.np_random.bit_generator.state, dict(a.evaluator.cache_info)
+    copied = _run(twin, actions, seeds)
+    assert a.np_random.bit_generator.state == rng_state and a.evaluator.cache_info == cache_state
+    assert a.genotype == genotype and len(a._transitions) == 1
+    original = _run(env, actions, seeds)
+    assert len(copied) == len(original) == 7  # 1 step, then (reset, 2 steps) twice
+    for x, y in zip(copied, original):
+        for u, v in zip(x, y):
+            _assert_same(u, v)
+
+
+def test_genotypes_unpickled_in_another_process_hash_as_there():
+    """Genotypes cross processes (infos of subprocess vector envs, envs sent to Ray workers): string hashes differ
+    between processes, so a pickled genotype must not carry the hash memoised where it was made."""
+    import pickle
+    import subprocess
+    import sys
+
+    g = named.get("ENAS")
+    hash(g), hash(g.normal)  # memoised here
+    code = ("import pickle, sys; from nat_gym import genotypes; g = pickle.loads(sys.stdin.buffer.read()); "
+            "f = genotypes.get('ENAS'); print(g == f, f in {g}, g.normal in {f.normal}, g in {f: 1})")  # fmt: skip
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(g), capture_output=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed})  # fmt: skip
+        assert out.stdout.decode().split() == ["True"] * 4, out.stderr.decode()[-2000:]
+
+
+def test_async_vector_env_with_the_new_observation():
+    """gym.make_vec(..., vectorization_mode="async"): every worker holds its own env; observations (cell outputs
+    included) come back batched, decode to the workers' genotypes, and masked actions stay valid."""
+    from nat_gym.envs.observation import decode
+
+    envs = gym.make_vec("NATCell-v0", num_envs=2, vectorization_mode="async", rules="nat++",
+                        supernet=_supernet("nat++"), dataset="digits", device="cpu")  # fmt: skip
+    try:
+        obs, infos = envs.reset(seed=0)
+        assert envs.observation_space.contains(obs) and obs["concat"].shape == (2, 2, 6)
+        rules = rule_sets.get("nat++")
+        for i in range(2):
+            assert decode({k: v[i] for k, v in obs.items()}, rules) == infos["genotype"][i]
+        rng = np.random.default_rng(0)
+        masks = infos["action_mask"].reshape(2, 16, rules.num_ops)
+        actions = np.array([[rng.choice(np.flatnonzero(row)) for row in m] for m in masks])
+        obs, rewards, terminated, _, infos = envs.step(actions)
+        assert terminated.all() and np.isfinite(rewards).all()
+        assert infos["invalid_edges"].tolist() == [0, 0]
+    finally:
+        envs.close()

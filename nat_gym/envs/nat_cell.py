@@ -154,10 +154,8 @@ class NATCellEnv(gym.Env):
         if unknown:
             raise ConfigError(f"cost_config: unknown keys {unknown}; allowed: {sorted(_COST_KEYS)}")
         cost_model.check_network_args(**{k: v for k, v in self.cost_config.items() if k != "affine"})
-        # memos of pure functions: per genotype (rule check, observation, mask, cost) and per (state, action)
         self._network_cost = partial(cost_model.network_cost, **self.cost_config)
-        self._view = lru_cache(maxsize=1 << 12)(self._genotype_view)
-        self._transitions: dict[tuple[Genotype, bytes], tuple[Genotype, int]] = {}
+        self._new_memos()
         self._edges = 2 * steps
         self._action_shape = (2 * self._edges,)
         self.observation_space = observation_space(steps, self.rules.num_ops)
@@ -252,6 +250,24 @@ class NATCellEnv(gym.Env):
         from nat_gym.plotting import genotype_image
 
         return genotype_image(before, after if after != before else None, size=self.frame_size)
+
+    # --------------------------------------------------------------------------------------------------- copies
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled / deep-copied state: everything but the memos (the per-genotype memo wraps a method of *this*
+        env). A copy starts with empty memos of its own and shares nothing mutable with the original: its own
+        RNG state, evaluator (and evaluator cache) and current genotype. Ray, RLlib and vector envs rely on it."""
+        state = self.__dict__.copy()
+        del state["_view"], state["_transitions"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._new_memos()
+
+    def _new_memos(self) -> None:
+        """Memos of pure functions: per genotype (rule check, observation, mask, cost) and per (state, action)."""
+        self._view = lru_cache(maxsize=1 << 12)(self._genotype_view)
+        self._transitions: dict[tuple[Genotype, bytes], tuple[Genotype, int]] = {}
 
     # --------------------------------------------------------------------------------------------------- helpers
     def _draw_batch(self) -> int | None:
