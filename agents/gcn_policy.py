@@ -22,9 +22,11 @@ Two variants (``variant=``):
 ``"fixed"`` (default)
     Self-loops and the symmetric normalisation :math:`\hat D^{-1/2} (A + I) \hat D^{-1/2}` (``GCNConv``'s defaults),
     and a per-edge head whose input is :math:`[H_2[dst], \mathrm{emb}(op)]`, the edge's own current op included.
-    It also sees the cell's outputs: a learned vector (zero at initialisation) is added to the lifted features of
-    the nodes that feed the cell output (``node_concat``), so a loose-end cell and its fully-concat twin, which
-    differ in cost and accuracy, get different logits. The paper's design (``"faithful"``) does not see them.
+    It also sees the cell's outputs (``node_concat``): a learned vector, zero at initialisation, is added to the
+    lifted features of the intermediate nodes that do *not* feed the cell output, so a loose-end cell and its
+    fully-concat twin, which differ in cost and accuracy, get different logits. A fully-concat cell has no such
+    node: on fully-concat inputs (the env's random inputs) the vector gets no gradient and the policy computes
+    and learns exactly what it did without it. The paper's design (``"faithful"``) does not see the outputs.
 
 A batch may mix cells of different sizes for :meth:`GCNPolicy.forward` (per-edge logits); the distributions
 (:meth:`GCNPolicy.distribution`, :meth:`~GCNPolicy.act`, :meth:`~GCNPolicy.evaluate_actions`) have one row of
@@ -114,18 +116,19 @@ class GCNPolicy(nn.Module):
             self.head = nn.Linear(self.hidden_dim, 2 * self.num_ops)  # both incoming edges of a node
         else:
             self.head = nn.Linear(self.hidden_dim + d, self.num_ops)  # one edge: [H2[dst], emb(own op)]
-            # added to the lifted features of the nodes that feed the cell output; zero at initialisation (so the
-            # initial policy, and every other initial weight, is the same as without it)
-            self.concat_embed = nn.Parameter(torch.zeros(self.lift_dim))
+            # added to the lifted features of the intermediate nodes outside the cell output; zero at initialisation
+            # (the initial policy, and every other initial weight, is the same as without it)
+            # (a module registered last, so the parameters of older policies keep their order, e.g. in Adam's state)
+            self.non_output_embed = nn.Embedding(1, self.lift_dim, _weight=torch.zeros(1, self.lift_dim))
 
     def extra_repr(self) -> str:
         return f"num_ops={self.num_ops}, variant={self.variant!r}"
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        # fixed policies saved before they read the cell outputs lack the (then implicitly zero) output offset
-        key = prefix + "concat_embed"
+        # fixed policies saved before they read the cell outputs lack the (then implicitly zero) offset
+        key = prefix + "non_output_embed.weight"
         if self.variant == "fixed" and key not in state_dict and prefix + "head.weight" in state_dict:
-            state_dict[key] = torch.zeros_like(self.concat_embed)
+            state_dict[key] = torch.zeros_like(self.non_output_embed.weight)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
@@ -177,7 +180,8 @@ class GCNPolicy(nn.Module):
                     "batch.node_concat: missing; the fixed policy reads the cell outputs (build the batch with "
                     "nat_gym.envs.observation.to_pyg_batch)"
                 )
-            x = x + node_concat.unsqueeze(-1).to(x.dtype) * self.concat_embed
+            non_output = (node_id >= 2) & (node_concat == 0)  # intermediate nodes that do not feed the output
+            x = x + non_output.unsqueeze(-1).to(x.dtype) * self.non_output_embed.weight[0]
         h = torch.relu(self.conv1(x, edge_index))
         h = self.conv2(h, edge_index)  # [V, hidden]
         if self.variant == "faithful":

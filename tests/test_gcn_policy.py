@@ -246,14 +246,15 @@ def _fully_concat_twin(g: Genotype) -> Genotype:
 
 
 def test_fixed_policy_sees_the_cell_outputs_faithful_does_not():
-    """ENAS (loose-end reduction cell) and its fully-concat twin: the fixed policy's logits differ once its output
-    offset is trained (it starts at zero: same logits as without it); the faithful policy's never differ."""
+    """ENAS (loose-end reduction cell) and its fully-concat twin: the fixed policy's logits differ once its offset
+    of non-output nodes is trained (it starts at zero: the same logits as without it); the faithful policy's never
+    differ."""
     enas = genotypes.get("ENAS")
     a, b = encode(enas, RULES), encode(_fully_concat_twin(enas), RULES)
     fixed = make("fixed")
     torch.testing.assert_close(fixed(to_pyg_batch(a)), fixed(to_pyg_batch(b)))  # zero offset at initialisation
     with torch.no_grad():
-        fixed.concat_embed.normal_()
+        fixed.non_output_embed.weight.normal_()
     assert not torch.allclose(fixed(to_pyg_batch(a))[10:], fixed(to_pyg_batch(b))[10:])  # reduction cell edges
     torch.testing.assert_close(fixed(to_pyg_batch(a))[:10], fixed(to_pyg_batch(b))[:10])  # same normal cell
     faithful = make("faithful")
@@ -265,14 +266,29 @@ def test_fixed_policy_sees_the_cell_outputs_faithful_does_not():
     faithful(batch)  # the paper's design reads no outputs
 
 
+def test_fully_concat_inputs_leave_the_output_offset_untouched():
+    """On fully-concat cells (the env's random inputs) the offset gets exactly zero gradient: training on them
+    computes and learns what the fixed policy did before it read the outputs."""
+    rng = np.random.default_rng(9)
+    policy = make("fixed")
+    _, log_prob, entropy = policy.act(stack([encode(random_genotype(4, rng), RULES) for _ in range(4)]))
+    (log_prob.sum() + entropy.sum()).backward()
+    assert torch.equal(policy.non_output_embed.weight.grad, torch.zeros(1, policy.lift_dim))
+    policy.zero_grad()
+    _, log_prob, _ = policy.act(encode(genotypes.get("ENAS"), RULES))  # a loose-end cell: it learns
+    log_prob.sum().backward()
+    assert policy.non_output_embed.weight.grad.abs().sum() > 0
+
+
 def test_fixed_policy_loads_a_state_dict_without_the_output_offset():
     policy = make("fixed", seed=1)
-    old = {k: v for k, v in policy.state_dict().items() if k != "concat_embed"}  # saved before the offset
+    old = {k: v for k, v in policy.state_dict().items() if k != "non_output_embed.weight"}  # saved before it
     fresh = make("fixed", seed=2)
     with torch.no_grad():
-        fresh.concat_embed.fill_(1.0)
+        fresh.non_output_embed.weight.fill_(1.0)
     fresh.load_state_dict(old)
-    assert torch.equal(fresh.concat_embed, torch.zeros_like(fresh.concat_embed))
+    assert torch.equal(fresh.non_output_embed.weight, torch.zeros(1, fresh.lift_dim))
+    assert [n for n, _ in fresh.named_parameters()][-1] == "non_output_embed.weight"  # after the older ones
     assert torch.equal(fresh.lift.weight, policy.lift.weight)
 
 
