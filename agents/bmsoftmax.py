@@ -102,8 +102,8 @@ def _fill_masked(logits: Tensor, mask: Tensor, dim: int, where: str) -> Tensor:
             f"({_first_row(nan_rows)}); valid logits must be numbers (or +-inf)"
         )
     pos_inf = mask & (logits == math.inf)
-    has_pos_inf = pos_inf.any(dim=dim, keepdim=True)
-    filled = torch.where(has_pos_inf, torch.where(pos_inf, torch.zeros((), dtype=logits.dtype, device=logits.device), neg_inf), filled)
+    shared = torch.where(pos_inf, torch.zeros((), dtype=logits.dtype, device=logits.device), neg_inf)
+    filled = torch.where(pos_inf.any(dim=dim, keepdim=True), shared, filled)  # rows with +inf: those share the mass
     dead_rows = ~(filled > -math.inf).any(dim=dim)
     if bool(dead_rows.any()):
         raise MaskError(

@@ -116,9 +116,9 @@ class GCNPolicy(nn.Module):
             self.head = nn.Linear(self.hidden_dim, 2 * self.num_ops)  # both incoming edges of a node
         else:
             self.head = nn.Linear(self.hidden_dim + d, self.num_ops)  # one edge: [H2[dst], emb(own op)]
-            # added to the lifted features of the intermediate nodes outside the cell output; zero at initialisation
-            # (the initial policy, and every other initial weight, is the same as without it)
-            # (a module registered last, so the parameters of older policies keep their order, e.g. in Adam's state)
+            # added to the lifted features of the intermediate nodes outside the cell output; zero at initialisation,
+            # so the initial policy and every other initial weight are the same as without it; a module registered
+            # last, so the parameters of older policies keep their order (e.g. in Adam's saved state)
             self.non_output_embed = nn.Embedding(1, self.lift_dim, _weight=torch.zeros(1, self.lift_dim))
 
     def extra_repr(self) -> str:

@@ -567,7 +567,8 @@ class NATTrainer:
                 stacklevel=2,
             )
         self.policy.load_state_dict(payload["policy"])
-        self.optimizer.load_state_dict(_with_new_parameters(payload["policy_optimizer"], payload["policy"], self.policy))
+        optimizer_state = _with_new_parameters(payload["policy_optimizer"], payload["policy"], self.policy)
+        self.optimizer.load_state_dict(optimizer_state)
         sn = payload.get("supernet")
         if self.supernet_trainer is not None:
             if not sn or not sn.get("trained"):
@@ -626,7 +627,8 @@ def _with_new_parameters(optimizer_state: dict[str, Any], policy_state: Mapping[
         return optimizer_state
     ids = list(groups[0]["params"])
     start = max(ids, default=-1) + 1
-    return {**optimizer_state, "param_groups": [{**groups[0], "params": ids + list(range(start, start + len(missing)))}]}
+    group = {**groups[0], "params": ids + list(range(start, start + len(missing)))}
+    return {**optimizer_state, "param_groups": [group]}
 
 
 def load_trainer_checkpoint(path: str | Path) -> dict[str, Any]:

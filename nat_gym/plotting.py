@@ -601,8 +601,8 @@ def genotype_image(
     """
     fig = genotype_figure(before, after, title=title, dpi=dpi)
     if size is not None:
-        if (not isinstance(size, (tuple, list)) or len(size) != 2
-                or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)):  # fmt: skip
+        valid = isinstance(size, (tuple, list)) and len(size) == 2
+        if not valid or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in size):
             raise ConfigError(f"size: expected (height, width) in pixels, two positive integers, got {size!r}")
         height, width = int(size[0]), int(size[1])
         w_in, h_in = fig.get_size_inches()
