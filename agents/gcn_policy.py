@@ -22,6 +22,15 @@ Two variants (``variant=``):
 ``"fixed"`` (default)
     Self-loops and the symmetric normalisation :math:`\hat D^{-1/2} (A + I) \hat D^{-1/2}` (``GCNConv``'s defaults),
     and a per-edge head whose input is :math:`[H_2[dst], \mathrm{emb}(op)]`, the edge's own current op included.
+    It also sees the cell's outputs (``node_concat``): a learned vector, zero at initialisation, is added to the
+    lifted features of the intermediate nodes that do *not* feed the cell output, so a loose-end cell and its
+    fully-concat twin, which differ in cost and accuracy, get different logits. A fully-concat cell has no such
+    node: on fully-concat inputs (the env's random inputs) the vector gets no gradient and the policy computes
+    and learns exactly what it did without it. The paper's design (``"faithful"``) does not see the outputs.
+
+A batch may mix cells of different sizes for :meth:`GCNPolicy.forward` (per-edge logits); the distributions
+(:meth:`GCNPolicy.distribution`, :meth:`~GCNPolicy.act`, :meth:`~GCNPolicy.evaluate_actions`) have one row of
+``2E`` edges per observation and so need all cells of a batch to have the same number of edges.
 """
 
 from __future__ import annotations
@@ -72,7 +81,8 @@ class GCNPolicy(nn.Module):
     Shapes:
         - **input:** a :class:`~torch_geometric.data.Batch` of :math:`G` cell graphs from
           :func:`~nat_gym.envs.observation.to_pyg_batch` (``edge_index`` :math:`[2, GE]`, ``edge_op``
-          :math:`[GE]`, ``edge_mask`` :math:`[GE, K]`, ``node_id`` :math:`[GN]`), or an observation dict
+          :math:`[GE]`, ``edge_mask`` :math:`[GE, K]`, ``node_id`` and ``node_concat`` :math:`[GN]`), or an
+          observation dict
           (single: :math:`[2, E, K]` ...; batched: :math:`[B, 2, E, K]` ..., :math:`G = 2B`)
         - **output:** :meth:`forward`: logits :math:`[GE, K]`; :meth:`act`: actions :math:`[B, 2E]`,
           log-probabilities and entropies :math:`[B]`
@@ -96,9 +106,7 @@ class GCNPolicy(nn.Module):
         self.hidden_dim = _positive("hidden_dim", hidden_dim)
         d = self.op_embed_dim
         self.op_embed = nn.Embedding(self.num_ops, d)
-        self.input_embed = nn.Embedding(
-            2, 2 * d
-        )  # nodes 0 and 1, same width as an intermediate node's feature
+        self.input_embed = nn.Embedding(2, 2 * d)  # nodes 0 and 1, same width as an intermediate node's feature
         self.lift = nn.Linear(2 * d, self.lift_dim)
         faithful = variant == "faithful"
         conv_kw: dict[str, Any] = {"normalize": False, "add_self_loops": False} if faithful else {}
@@ -108,9 +116,20 @@ class GCNPolicy(nn.Module):
             self.head = nn.Linear(self.hidden_dim, 2 * self.num_ops)  # both incoming edges of a node
         else:
             self.head = nn.Linear(self.hidden_dim + d, self.num_ops)  # one edge: [H2[dst], emb(own op)]
+            # added to the lifted features of the intermediate nodes outside the cell output; zero at initialisation,
+            # so the initial policy and every other initial weight are the same as without it; a module registered
+            # last, so the parameters of older policies keep their order (e.g. in Adam's saved state)
+            self.non_output_embed = nn.Embedding(1, self.lift_dim, _weight=torch.zeros(1, self.lift_dim))
 
     def extra_repr(self) -> str:
         return f"num_ops={self.num_ops}, variant={self.variant!r}"
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        # fixed policies saved before they read the cell outputs lack the (then implicitly zero) offset
+        key = prefix + "non_output_embed.weight"
+        if self.variant == "fixed" and key not in state_dict and prefix + "head.weight" in state_dict:
+            state_dict[key] = torch.zeros_like(self.non_output_embed.weight)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def device(self) -> torch.device:
@@ -124,8 +143,13 @@ class GCNPolicy(nn.Module):
         consecutive (edges ``2j, 2j + 1`` feed node ``j + 2``), as :func:`to_pyg_batch` produces them.
 
         Args:
-            batch (torch_geometric.data.Batch): Cell graphs with ``edge_index``, ``edge_op``, ``node_id`` (and
-                ``edge_mask``, only checked for its width here).
+            batch (torch_geometric.data.Batch): Cell graphs with ``edge_index``, ``edge_op``, ``node_id``,
+                ``node_concat`` (read by the fixed variant) and ``edge_mask`` (only checked for its width here). The
+                graphs may have different numbers of edges.
+
+        Raises:
+            ConfigError: If the batch holds an odd number of edges, the mask's width is not ``num_ops``, or (fixed
+                variant) ``node_concat`` is missing.
 
         Returns:
             torch.Tensor: The logits, in edge order (graph 0's edges, graph 1's, ...).
@@ -149,6 +173,15 @@ class GCNPolicy(nn.Module):
         x = self.input_embed(node_id.clamp(max=1))  # [V, 2D]; rows of intermediate nodes are replaced below
         x = x.index_copy(0, pair_dst, emb.reshape(-1, 2 * self.op_embed_dim))
         x = self.lift(x)  # [V, lift]
+        if self.variant == "fixed":
+            node_concat = getattr(batch, "node_concat", None)
+            if node_concat is None:
+                raise ConfigError(
+                    "batch.node_concat: missing; the fixed policy reads the cell outputs (build the batch with "
+                    "nat_gym.envs.observation.to_pyg_batch)"
+                )
+            non_output = (node_id >= 2) & (node_concat == 0)  # intermediate nodes that do not feed the output
+            x = x + non_output.unsqueeze(-1).to(x.dtype) * self.non_output_embed.weight[0]
         h = torch.relu(self.conv1(x, edge_index))
         h = self.conv2(h, edge_index)  # [V, hidden]
         if self.variant == "faithful":
@@ -175,19 +208,37 @@ class GCNPolicy(nn.Module):
 
         Returns:
             MaskedCategorical: batch shape :math:`[B, 2E]` (normal edges then reduce edges), masked by
-            ``edge_mask`` (BMSoftmax: a masked op has probability exactly 0).
+            ``edge_mask`` (BMSoftmax: a masked op has probability exactly 0). An empty batch (``B = 0``) gives
+            an empty distribution (:math:`[0, 2E]` for an observation dict, :math:`[0, 0]` for an empty
+            :class:`Batch`, whose ``E`` is unknown).
+
+        Raises:
+            ConfigError: If the batch does not hold pairs of cells, or its cells have different numbers of edges
+                (e.g. 4-step and 5-step genotypes in one batch: batch them separately).
 
         Shapes:
             - **output:** logits and mask :math:`[B, 2E, K]`
         """
         batch = self.to_batch(obs_or_batch)
-        logits = self(batch)
         g = batch.num_graphs
-        if g % 2 or logits.shape[0] % g:
+        if g == 0:
+            e = 0
+            if isinstance(obs_or_batch, Mapping):
+                ops = obs_or_batch["ops"]
+                e = ops.shape[-2] if len(ops.shape) == 4 else 0
+            empty = torch.zeros(0, 2 * e, self.num_ops, device=self.device)
+            return MaskedCategorical(empty, empty.bool())
+        if g % 2:
+            raise ConfigError(f"batch: {g} graphs; expected pairs of (normal, reduce) cells")
+        edges_per_graph = torch.bincount(batch.batch[batch.edge_index[1]], minlength=g)
+        if bool((edges_per_graph != edges_per_graph[0]).any()):
+            sizes = sorted(set(edges_per_graph.tolist()))
             raise ConfigError(
-                f"batch: {g} graphs with {logits.shape[0]} edges in all; expected pairs of (normal, reduce) cells "
-                "with the same number of edges"
+                f"batch: its cells have different numbers of edges ({sizes}); a distribution has one row of 2E "
+                "edges per observation, so batch genotypes with the same number of steps together (forward() "
+                "gives per-edge logits for mixed batches)"
             )
+        logits = self(batch)
         b = g // 2
         shape = (b, logits.shape[0] // b, self.num_ops)
         return MaskedCategorical(logits.reshape(shape), batch.edge_mask.reshape(shape))

@@ -45,7 +45,7 @@ import random
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -316,7 +316,7 @@ class NATTrainer:
             obs, info = env.reset(seed=s, options={"score": False})
             observations.append(obs)
             betas.append(info["genotype"])
-            batches.append(info["reward_batch"])
+            batches.append(info.get("reward_batch"))  # absent: scored on the whole validation split
         # 2. one GCN pass over the m * n observations samples every transformation
         actions, log_prob, entropy = self.policy.act(_stack(observations, a.n), generator=self.generator)
         actions_np = actions.cpu().numpy()
@@ -567,7 +567,8 @@ class NATTrainer:
                 stacklevel=2,
             )
         self.policy.load_state_dict(payload["policy"])
-        self.optimizer.load_state_dict(payload["policy_optimizer"])
+        optimizer_state = _with_new_parameters(payload["policy_optimizer"], payload["policy"], self.policy)
+        self.optimizer.load_state_dict(optimizer_state)
         sn = payload.get("supernet")
         if self.supernet_trainer is not None:
             if not sn or not sn.get("trained"):
@@ -615,6 +616,21 @@ def _check_supernet_config(config, saved: dict[str, Any], path: Path) -> None:
 
 
 # ====================================================================================================== loading
+def _with_new_parameters(optimizer_state: dict[str, Any], policy_state: Mapping[str, Any],
+                         policy: GCNPolicy) -> dict[str, Any]:  # fmt: skip
+    """The optimizer state of a checkpoint whose policy predates parameters the policy has gained since (the fixed
+    GCN's ``non_output_embed``, registered last): those join the parameter group without state, as Adam's fresh
+    parameters do. Other checkpoints are returned as they are."""
+    missing = [name for name, _ in policy.named_parameters() if name not in policy_state]
+    groups = optimizer_state.get("param_groups", [])
+    if not missing or len(groups) != 1:
+        return optimizer_state
+    ids = list(groups[0]["params"])
+    start = max(ids, default=-1) + 1
+    group = {**groups[0], "params": ids + list(range(start, start + len(missing)))}
+    return {**optimizer_state, "param_groups": [group]}
+
+
 def load_trainer_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and validate a trainer checkpoint (a dict; see :meth:`NATTrainer.state_dict`)."""
     from nat_gym.supernet.checkpoint import read_checkpoint

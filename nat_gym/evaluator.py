@@ -19,7 +19,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -137,6 +137,13 @@ class SupernetEvaluator:
         self.workers = 1 if self.device.type != "cpu" else (workers or os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None
         self.evaluations = 0  # architectures x minibatches actually run through the supernet
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickling and deep copies (an env sent to a Ray worker or a subprocess) carry no worker threads: the copy
+        # starts its own pool when it first needs one
+        state = self.__dict__.copy()
+        state["_pool"] = None
+        return state
 
     # ------------------------------------------------------------------------------------------------- protocol
     @property

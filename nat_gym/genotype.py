@@ -205,6 +205,9 @@ class Cell:
             object.__setattr__(self, "_hash", h)
         return h
 
+    def __getstate__(self) -> dict[str, Any]:
+        return _without_hash(self)
+
     def pretty(self, title: str = "cell") -> str:
         """Human-readable lines: ``node 2 = sep_conv_3x3(0) + skip_connect(1)``."""
         lines = [f"{title} ({self.steps} steps, output = concat of nodes {list(self.concat)}):"]
@@ -344,6 +347,9 @@ class Genotype:
             object.__setattr__(self, "_hash", h)
         return h
 
+    def __getstate__(self) -> dict[str, Any]:
+        return _without_hash(self)
+
     def digest(self) -> str:
         """A stable hex digest of the genotype (same in every process)."""
         return hashlib.sha1(str(self).encode()).hexdigest()[:16]
@@ -434,6 +440,12 @@ class Genotype:
         normal = Cell.from_pairs(obj["normal"], _concat_arg(obj.get("normal_concat", "all")), name="normal")
         reduce = Cell.from_pairs(obj["reduce"], _concat_arg(obj.get("reduce_concat", "all")), name="reduce")
         return cls(normal, reduce)
+
+
+def _without_hash(value: Cell | Genotype) -> dict[str, Any]:
+    """Pickled state without the memoised hash: string hashes differ between processes (``PYTHONHASHSEED``), so a
+    hash computed in one would make an unpickled value miss every dict and set of another."""
+    return {k: v for k, v in value.__dict__.items() if k != "_hash"}
 
 
 def _concat_arg(value: Any) -> Any:

@@ -580,16 +580,44 @@ def genotype_figure(
 
 
 def genotype_image(
-    before: Genotype, after: Genotype | None = None, *, title: str | None = None, dpi: int = 80
+    before: Genotype,
+    after: Genotype | None = None,
+    *,
+    title: str | None = None,
+    dpi: int = 80,
+    size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """:func:`genotype_figure` rendered to an RGB ``uint8`` array of shape ``[H, W, 3]`` (for
-    ``render_mode="rgb_array"``)."""
+    ``render_mode="rgb_array"``).
+
+    Args:
+        before, after, title: See :func:`genotype_figure`.
+        dpi: Pixels per inch; the image's size then follows the drawing's (it depends on the cells' shapes).
+        size: ``(H, W)`` in pixels: the drawing is scaled to fit (``dpi`` is ignored) and centred on a white frame
+            of exactly this size, so that every frame of a video has one size whatever the genotypes.
+
+    Raises:
+        ConfigError: If ``size`` is not a pair of positive integers.
+    """
     fig = genotype_figure(before, after, title=title, dpi=dpi)
+    if size is not None:
+        valid = isinstance(size, (tuple, list)) and len(size) == 2
+        if not valid or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in size):
+            raise ConfigError(f"size: expected (height, width) in pixels, two positive integers, got {size!r}")
+        height, width = int(size[0]), int(size[1])
+        w_in, h_in = fig.get_size_inches()
+        fig.set_dpi(min(width / w_in, height / h_in) * (1 - 1e-6))  # Agg truncates to whole pixels: never more
     canvas = fig.canvas
     assert isinstance(canvas, FigureCanvasAgg)
     canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())
-    return np.ascontiguousarray(rgba[..., :3], dtype=np.uint8)
+    rgb = np.asarray(canvas.buffer_rgba())[..., :3]
+    if size is None:
+        return np.ascontiguousarray(rgb, dtype=np.uint8)
+    rgb = rgb[:height, :width]
+    frame = np.full((height, width, 3), 255, dtype=np.uint8)
+    top, left = (height - rgb.shape[0]) // 2, (width - rgb.shape[1]) // 2
+    frame[top : top + rgb.shape[0], left : left + rgb.shape[1]] = rgb
+    return frame
 
 
 def save_genotype_png(

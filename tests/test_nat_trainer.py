@@ -116,6 +116,28 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_ckpt, tmp_path):
     assert len(read_csv(tmp_path / "cut" / "metrics.csv")) == 3  # rewritten, not duplicated
 
 
+def test_resume_of_a_run_saved_before_the_policy_read_the_cell_outputs(tiny_ckpt, tmp_path):
+    """A fixed-GCN checkpoint written before the policy had ``non_output_embed`` (no such weight, one parameter
+    fewer in Adam's state) resumes: the new weight starts at zero, without optimizer state."""
+    args = tiny_args(tiny_ckpt, tmp_path / "old", epochs=2, eval_inputs=0)
+    first = NATTrainer(args)
+    first.train(until_epoch=1)
+    path = tmp_path / "old" / "checkpoint.pt"
+    payload = torch.load(path, weights_only=False)
+    del payload["policy"]["non_output_embed.weight"]
+    group = payload["policy_optimizer"]["param_groups"][0]
+    last = group["params"].pop()
+    payload["policy_optimizer"]["state"].pop(last, None)
+    torch.save(payload, path)
+    second = NATTrainer(args)
+    assert second.resume() and second.epoch == 1
+    assert torch.equal(second.policy.non_output_embed.weight, torch.zeros_like(second.policy.non_output_embed.weight))
+    for (k, a), b in zip(first.policy.state_dict().items(), second.policy.state_dict().values()):
+        assert k == "non_output_embed.weight" or torch.equal(a, b), k
+    second.train()
+    assert second.epoch == 2
+
+
 @pytest.mark.parametrize(
     "change", [{"variant": "faithful"}, {"hidden_dim": 12}, {"rules": "nat"}, {"steps": 3}]
 )

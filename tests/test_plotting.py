@@ -100,6 +100,25 @@ def test_genotype_image_before_after_highlights_changes() -> None:
     assert _red_pixels(plain) == 0
 
 
+def test_genotype_image_of_a_fixed_size_fits_every_drawing() -> None:
+    """``size=(H, W)``: one frame size whatever the drawing (1 or 2 rows, a chain like VGG or a wide cell), the
+    drawing scaled to fill the frame's width or height and centred on white."""
+    pairs = [(genotypes.get("DARTS_V2"), None), (genotypes.get("VGG"), genotypes.get("NAT_VGG")),
+             (genotypes.get("ENAS"), genotypes.get("NATv2_ENAS")), (genotypes.get("NASNet"), None)]  # fmt: skip
+    for before, after in pairs:
+        img = genotype_image(before, after, size=(360, 640))
+        assert img.shape == (360, 640, 3) and img.dtype == np.uint8
+        _assert_picture(img)
+        ink = np.argwhere((img != 255).any(axis=-1))
+        (top, left), (bottom, right) = ink.min(axis=0), ink.max(axis=0)
+        assert right - left > 0.8 * 640 or bottom - top > 0.8 * 360  # scaled to fit, not left small
+        assert img[0].min() == 255 or img[:, 0].min() == 255  # white margins where the aspect ratio differs
+    assert _red_pixels(genotype_image(*pairs[1], size=(360, 640))) > 20  # changed edges still highlighted
+    for bad in [(0, 640), (360,), (360.0, 640), "360x640", (True, 640)]:
+        with pytest.raises(ConfigError, match="size"):
+            genotype_image(pairs[0][0], size=bad)  # type: ignore[arg-type]
+
+
 def test_genotype_image_identical_after_has_no_highlight() -> None:
     g = genotypes.get("DARTS_V2")
     assert _red_pixels(genotype_image(g, g)) == 0

@@ -48,8 +48,9 @@ class NATCellEnv(gym.Env):
     ## Observation Space
     A ``Dict`` of fixed-shape arrays (see :mod:`nat_gym.envs.observation`):
     ``ops`` (2, E, K) one-hot ops, ``edges`` (2, E, 2) edge endpoints, ``adjacency`` (2, N, N) node adjacency
-    (``N = steps + 2``), ``action_mask`` (2, E, K). ``nat_gym.envs.observation.to_pyg_batch`` turns observations
-    into a ``torch_geometric`` batch of cell graphs.
+    (``N = steps + 2``), ``concat`` (2, N) the nodes that feed the cell output, ``action_mask`` (2, E, K). The
+    observation determines the genotype (``observation.decode``). ``nat_gym.envs.observation.to_pyg_batch`` turns
+    observations into a ``torch_geometric`` batch of cell graphs.
 
     ## Rewards
     ``acc(alpha) - acc(beta)`` on the same validation images with the same shared weights (``reward_images=None``:
@@ -81,17 +82,25 @@ class NATCellEnv(gym.Env):
     - ``invalid_action``: ``"keep"`` (default: a masked-out op leaves the edge unchanged, counted in
       ``info["invalid_edges"]``), ``"raise"`` (``TransitionError``) or ``"penalize"`` (keep, and lower the reward).
     - ``cost_config``: the stand-alone network whose params/MAdds ``info`` reports (defaults to the supernet's shape).
-    - ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``. ``render_mode``: ``"ansi"`` or
-      ``"rgb_array"``.
+    - ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``. ``render_mode``: ``"ansi"`` (a text
+      diff of the cells) or ``"rgb_array"`` (a drawing of both cells before / after the last step, always
+      :attr:`frame_size` pixels: 720 x 1280).
 
     ## Info
     ``genotype_before`` / ``genotype_after`` (Genotypes), ``acc_before`` / ``acc_after``, ``params_before`` /
     ``params_after``, ``madds_before`` / ``madds_after``, ``madds_saving`` (relative), ``invalid_edges``,
     ``reward_batch`` and ``action_mask``. After ``reset``: ``genotype``, ``acc`` (unless ``options["score"]`` is
-    False), ``params``, ``madds``, ``reward_batch`` and ``action_mask``.
+    False), ``params``, ``madds``, ``reward_batch`` and ``action_mask``. ``reward_batch`` (the index of the
+    validation minibatch the accuracies were measured on) is there only when ``reward_images`` is an integer:
+    with the whole split there is no minibatch, and ``evaluator.evaluate(genotypes, info.get("reward_batch"))``
+    reproduces the accuracies either way. Every value is a number, a numpy array, a string or a Genotype, never
+    ``None``, so loggers and replay buffers (e.g. Tianshou's, which rejects ``None`` as ``nan``) can hold it.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
+    frame_size: tuple[int, int] = (720, 1280)
+    """``(H, W)`` of every ``rgb_array`` frame: one size for every genotype, before and after a step (video
+    recorders such as Gymnasium's ``RecordVideo`` need it); each drawing is scaled to fit, on white."""
 
     def __init__(
         self,
@@ -145,10 +154,8 @@ class NATCellEnv(gym.Env):
         if unknown:
             raise ConfigError(f"cost_config: unknown keys {unknown}; allowed: {sorted(_COST_KEYS)}")
         cost_model.check_network_args(**{k: v for k, v in self.cost_config.items() if k != "affine"})
-        # memos of pure functions: per genotype (rule check, observation, mask, cost) and per (state, action)
         self._network_cost = partial(cost_model.network_cost, **self.cost_config)
-        self._view = lru_cache(maxsize=1 << 12)(self._genotype_view)
-        self._transitions: dict[tuple[Genotype, bytes], tuple[Genotype, int]] = {}
+        self._new_memos()
         self._edges = 2 * steps
         self._action_shape = (2 * self._edges,)
         self.observation_space = observation_space(steps, self.rules.num_ops)
@@ -192,7 +199,9 @@ class NATCellEnv(gym.Env):
         self._genotype, self._t = beta, 0
         self._batch = self._draw_batch()
         info = {"genotype": beta, "params": view.cost.params, "madds": view.cost.madds,
-                "action_mask": view.flat_mask.copy(), "reward_batch": self._batch}  # fmt: skip
+                "action_mask": view.flat_mask.copy()}  # fmt: skip
+        if self._batch is not None:
+            info["reward_batch"] = self._batch
         self._last = {"genotype_before": beta, "genotype_after": beta}
         if score:  # scored now and cached, so that the first step evaluates one new architecture
             info["acc"] = float(self.evaluator.evaluate([beta], self._batch)[0])
@@ -220,9 +229,10 @@ class NATCellEnv(gym.Env):
         info = {
             "genotype_before": beta, "genotype_after": alpha, "acc_before": acc_b, "acc_after": acc_a,
             "params_before": cb.params, "params_after": ca.params, "madds_before": cb.madds, "madds_after": ca.madds,
-            "madds_saving": saving, "invalid_edges": invalid, "reward_batch": batch,
-            "action_mask": view_a.flat_mask.copy(),
+            "madds_saving": saving, "invalid_edges": invalid, "action_mask": view_a.flat_mask.copy(),
         }  # fmt: skip
+        if batch is not None:
+            info["reward_batch"] = batch
         self._last = info
         return view_a.observation(), float(reward), terminated, False, info
 
@@ -239,7 +249,25 @@ class NATCellEnv(gym.Env):
             return head + before.diff(after) + "\n"
         from nat_gym.plotting import genotype_image
 
-        return genotype_image(before, after if after != before else None)
+        return genotype_image(before, after if after != before else None, size=self.frame_size)
+
+    # --------------------------------------------------------------------------------------------------- copies
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled / deep-copied state: everything but the memos (the per-genotype memo wraps a method of *this*
+        env). A copy starts with empty memos of its own and shares nothing mutable with the original: its own
+        RNG state, evaluator (and evaluator cache) and current genotype. Ray, RLlib and vector envs rely on it."""
+        state = self.__dict__.copy()
+        del state["_view"], state["_transitions"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._new_memos()
+
+    def _new_memos(self) -> None:
+        """Memos of pure functions: per genotype (rule check, observation, mask, cost) and per (state, action)."""
+        self._view = lru_cache(maxsize=1 << 12)(self._genotype_view)
+        self._transitions: dict[tuple[Genotype, bytes], tuple[Genotype, int]] = {}
 
     # --------------------------------------------------------------------------------------------------- helpers
     def _draw_batch(self) -> int | None:
