@@ -2,7 +2,6 @@
 
 Layout of the output folder ``out``::
 
-    out/config.json                       the benchmark's settings (a resumed run must have the same ones)
     out/runs/<protocol>/<algo>-seed<k>.csv  the rows of one job (written atomically when the job ends)
     out/runs/<protocol>/<algo>-seed<k>.json its wall-clock, evaluations, hyper-parameters
     out/policies/<algo>-seed<k>.pt        trained policies of the amortised protocol (per-instance sampling reads them)
@@ -11,9 +10,10 @@ Layout of the output folder ``out``::
     out/report.md, out/*.png              statistics and pictures (:mod:`agents.bench.report`)
 
 A job that was interrupted is simply run again; jobs that finished are never redone, so an interrupted benchmark
-resumes where it stopped (``nat-gym bench`` with the same arguments). Jobs run in separate processes with
-``jobs > 1`` (spawned; each loads the supernet once); their results do not depend on the order or the process
-(see :mod:`agents.bench.protocols`).
+resumes where it stopped (``nat-gym bench`` with the same arguments); algorithms and seeds can be added to a folder
+later, but a finished job is never resumed under settings it did not run with (:meth:`BenchConfig.job_settings`).
+Jobs run in separate processes with ``jobs > 1`` (spawned; each loads the supernet once); their results do not
+depend on the order or the process (see :mod:`agents.bench.protocols`).
 """
 
 from __future__ import annotations
@@ -33,11 +33,6 @@ from agents.bench.results import atomic_write_text, read_rows, write_rows
 from nat_gym.errors import ConfigError
 
 __all__ = ["BenchConfig", "run_bench", "job_paths", "collect_rows", "summary"]
-
-_SETTINGS = ("task_sets", "env_id", "budgets", "seeds", "checkpoints", "samples", "cost_weight", "supernet",
-             "hyperparams")  # fmt: skip
-"""Settings that make a benchmark what it is: a resumed run must keep them."""
-
 
 @dataclass
 class BenchConfig:
@@ -84,8 +79,15 @@ class BenchConfig:
         if self.samples < 0:
             raise ConfigError(f"samples: expected an integer >= 0, got {self.samples!r}")
 
-    def settings(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _SETTINGS}
+    def job_settings(self, protocol: str, algo: str) -> dict[str, Any]:
+        """What makes a job of ``protocol`` and ``algo`` what it is (a finished job with other values is not
+        resumed: :func:`run_bench` refuses). JSON-normalised."""
+        s = {"task_set": self.task_sets[protocol], "budget": self.budgets[protocol],
+             "checkpoints": self.checkpoints[protocol], "env_id": self.env_id, "cost_weight": self.cost_weight,
+             "supernet": self.supernet, "hyperparams": self.hyperparams.get(protocol, {}).get(algo, {})}  # fmt: skip
+        if protocol == "amortised":
+            s["samples"] = self.samples
+        return json.loads(json.dumps(s))
 
 
 def job_paths(out: str | Path, protocol: str, algo: str, seed: int) -> tuple[Path, Path]:
@@ -135,7 +137,7 @@ def _run_job(config: BenchConfig, protocol: str, algo: str, seed: int, eval_work
                                 num_checkpoints=config.checkpoints[protocol])  # fmt: skip
     seconds = time.perf_counter() - start
     final = [r for r in rows if r["checkpoint"] == config.budgets[protocol]]
-    meta = {"protocol": protocol, "algo": algo, "seed": seed, "settings": config.settings(),
+    meta = {"protocol": protocol, "algo": algo, "seed": seed, "settings": config.job_settings(protocol, algo),
             "job_seconds": seconds, "algorithm_seconds": max(r["seconds"] for r in rows),
             "evaluations": max(r["evaluations"] for r in rows), "rows": len(rows),
             "stops": sorted({r["stop"] for r in final}), "pin": ctx.pin, "hyperparams": hp}  # fmt: skip
@@ -147,22 +149,22 @@ def _run_job(config: BenchConfig, protocol: str, algo: str, seed: int, eval_work
 
 # ====================================================================================================== driver
 def _check_resume(config: BenchConfig) -> None:
-    path = Path(config.out) / "config.json"
-    current = json.loads(json.dumps(config.settings(), default=str))
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        diff = sorted(k for k in current if saved.get(k) != current[k] and k not in ("budgets", "task_sets",
-                                                                                       "checkpoints"))  # fmt: skip
-        for k in ("budgets", "task_sets", "checkpoints"):  # per protocol: a new protocol may be added later
-            diff += [f"{k}[{p}]" for p in config.protocols if p in saved.get(k, {}) and saved[k][p] != current[k][p]]
-        if diff:
-            raise ConfigError(
-                f"out: {config.out!r} holds a benchmark with other settings ({', '.join(diff)}); resume it with the "
-                "same settings or choose another --out"
-            )
-        for k in ("budgets", "task_sets", "checkpoints"):
-            current[k] = {**saved.get(k, {}), **current[k]}
-    atomic_write_text(path, json.dumps(current, indent=1))
+    """Refuse to resume finished jobs that were run with other settings than ``config``'s."""
+    diffs = []
+    for protocol in config.protocols:
+        for algo in config.algos[protocol]:
+            current = config.job_settings(protocol, algo)
+            for seed in config.seeds:
+                meta = job_paths(config.out, protocol, algo, seed)[1]
+                if meta.is_file():
+                    saved = json.loads(meta.read_text()).get("settings", {})
+                    diffs += [f"{protocol} {algo} seed {seed}: {k} {saved.get(k)!r} (now {v!r})"
+                              for k, v in current.items() if saved.get(k) != v]  # fmt: skip
+    if diffs:
+        raise ConfigError(
+            f"out: {config.out!r} holds finished runs with other settings ({'; '.join(diffs[:5])}"
+            f"{'; ...' if len(diffs) > 5 else ''}); resume them with the same settings or choose another --out"
+        )
 
 
 def run_bench(config: BenchConfig) -> dict[str, Any]:
