@@ -179,11 +179,19 @@ def test_statistics_find_the_better_algorithm():
     assert s.winner == "good" and s.budget == 10
     p, lo, hi = s.poi["bad"]
     assert p > 0.9 and lo > 0.5
-    assert s.point["good"]["iqm"] > 0.03 > -0.03 > s.point["bad"]["iqm"]
-    assert s.point["good"]["gap"] < s.point["bad"]["gap"]
+    assert s.score_name == "normalised score" and np.all(s.best_known > 0.04)
+    assert 1.0 >= s.point["good"]["iqm"] > 0.8 and s.point["bad"]["iqm"] < -0.8  # reward / best known per input
+    assert s.point["good"]["gap"] < 0.2 < 1.8 < s.point["bad"]["gap"]
+    assert s.point["good"]["reward"] == pytest.approx(np.mean([r["reward"] for r in rows if r["algo"] == "good"
+                                                               and r["checkpoint"] == 10]))  # fmt: skip
     lo_iqm, hi_iqm = s.ci["good"]["iqm"]
     assert lo_iqm <= s.point["good"]["iqm"] <= hi_iqm
     assert [c[0] for c in s.curves["good"]] == [5.0, 10.0] and s.curves["good"][1][3] > s.curves["good"][0][3]
+    amortised = [{**r, "protocol": "amortised", "mode": "argmax"} for r in rows]
+    a = protocol_stats(amortised, "amortised", reps=200)
+    assert a.winner == "good (argmax)" and a.score_name == "reward"  # one task: the test set, mean reward per run
+    assert a.point["good (argmax)"]["mean"] == pytest.approx(s.point["good"]["reward"])
+    assert a.point["bad (argmax)"]["gap"] == pytest.approx(np.mean(a.best_known) - a.point["bad (argmax)"]["mean"])
     mixed = [dict(r) for r in rows]
     mixed[0]["supernet"] = "other"
     with pytest.raises(ConfigError, match="different pins"):

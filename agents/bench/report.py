@@ -32,8 +32,16 @@ def _pts(x: float) -> str:
     return f"{100 * x:+.2f}"
 
 
-def _ci(lo: float, hi: float, sign: str = "+") -> str:
-    return f"[{100 * lo:{sign}.2f}, {100 * hi:{sign}.2f}]"
+def _num(x: float, scale: float, sign: str = "") -> str:
+    return f"{scale * x:{sign}.2f}"
+
+
+def _ci(lo: float, hi: float, scale: float = 100.0, sign: str = "+") -> str:
+    return f"[{_num(lo, scale, sign)}, {_num(hi, scale, sign)}]"
+
+
+def _score_unit(s: ProtocolStats) -> str:
+    return "reward (points)" if s.score_scale == 100 else s.score_name
 
 
 def _protocol_markdown(s: ProtocolStats, rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -49,26 +57,35 @@ def _protocol_markdown(s: ProtocolStats, rows: Sequence[dict[str, Any]]) -> list
     ]
     if s.protocol == "amortised":
         lines += ["A run is one seed: trained on sampled inputs for the budget, then scored on every test input; its "
-                  "score is the mean reward over the test inputs. `argmax`: one transformation per input; `best-of-K`: "
-                  "the best of K sampled ones (K extra test-time evaluations per input, not counted in the budget).",
-                  ""]  # fmt: skip
+                  "score is the mean reward over the test inputs (accuracy points). `argmax`: one transformation per "
+                  "input (one random draw for random-valid); `best-of-K`: the best of K sampled ones (K test-time "
+                  "evaluations per input, not counted in the budget). Optimality gap: the mean shortfall from the best "
+                  "reward any entry reached on each input.", ""]  # fmt: skip
     else:
         lines += ["A run is one seed on one input: the best transformation found within the budget (the input's own "
-                  "score is free; the identity, reward 0, is every search's starting incumbent).", ""]  # fmt: skip
+                  "score is free; the identity, reward 0, is every search's starting incumbent). Scores are "
+                  "normalised per input: reward / the best reward any entry found for that input (1 = the best "
+                  "known, 0 = the identity); optimality gap = the mean shortfall of that score from 1.", ""]  # fmt: skip
+    unit, k = _score_unit(s), s.score_scale
+    signed = "+" if k == 100 else ""
+    reward_col = s.protocol == "per-instance"  # amortised scores are rewards already
     lines += [
-        "| entry | IQM reward [95% CI] | mean reward [95% CI] | optimality gap [95% CI] | MAdds saving | "
-        f"P({s.winner} > entry) [95% CI] | evaluations | {'seconds per run' if s.protocol == 'amortised' else 'seconds per input'} | stop |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| entry | IQM {unit} [95% CI] | mean {unit} [95% CI] | optimality gap [95% CI] | "
+        + ("mean reward (points) [95% CI] | " if reward_col else "")
+        + f"MAdds saving | P({s.winner} > entry) [95% CI] | evaluations | "
+        f"{'seconds per run' if s.protocol == 'amortised' else 'seconds per input'} | stop |",
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if reward_col else ""),
     ]
     order = sorted(s.entries, key=lambda e: (-s.point[e.label]["iqm"], -s.point[e.label]["mean"], e.label))
     for e in order:
         p, c = s.point[e.label], s.ci[e.label]
         poi = "-" if e.label == s.winner else f"{s.poi[e.label][0]:.2f} [{s.poi[e.label][1]:.2f}, {s.poi[e.label][2]:.2f}]"
-        seconds = e.seconds[s.budget]
+        reward = f"{_pts(p['reward'])} {_ci(*c['reward'])} | " if reward_col else ""
         lines.append(
-            f"| {e.label} | {_pts(p['iqm'])} {_ci(*c['iqm'])} | {_pts(p['mean'])} {_ci(*c['mean'])} | "
-            f"{100 * p['gap']:.2f} {_ci(*c['gap'], sign='')} | {100 * p['saving']:.1f}% | {poi} | "
-            f"{e.evaluations[s.budget].mean():.0f} | {seconds.mean():.1f} | {', '.join(e.stops)} |"
+            f"| {e.label} | {_num(p['iqm'], k, signed)} {_ci(*c['iqm'], k, signed)} | "
+            f"{_num(p['mean'], k, signed)} {_ci(*c['mean'], k, signed)} | {_num(p['gap'], k)} {_ci(*c['gap'], k, '')} | "
+            f"{reward}{100 * p['saving']:.1f}% | {poi} | {e.evaluations[s.budget].mean():.0f} | "
+            f"{e.seconds[s.budget].mean():.1f} | {', '.join(e.stops)} |"
         )
     lines += ["", _verdict(s), ""]
     if s.protocol == "per-instance":
@@ -88,17 +105,18 @@ def _verdict(s: ProtocolStats) -> str:
         return f"Only one entry: {s.winner}."
     runner_up = max(s.poi, key=lambda k: (s.point[k]["iqm"], s.point[k]["mean"]))
     p, lo, hi = s.poi[runner_up]
+    k, unit = s.score_scale, (" points" if s.score_scale == 100 else "")
     gap = s.point[s.winner]["iqm"] - s.point[runner_up]["iqm"]
     sure = "clearly" if lo > 0.5 else "not clearly (the interval includes 0.5)"
-    return (f"**Winner: {s.winner}**, IQM reward {_pts(s.point[s.winner]['iqm'])} points, {100 * gap:.2f} points above "
-            f"the runner-up {runner_up}; P({s.winner} > {runner_up}) = {p:.2f} [{lo:.2f}, {hi:.2f}]: {sure} better.")
+    return (f"**Winner: {s.winner}**, IQM {s.score_name} {_num(s.point[s.winner]['iqm'], k)}{unit}, "
+            f"{_num(gap, k)}{unit} above the runner-up {runner_up}; P({s.winner} > {runner_up}) = {p:.2f} "
+            f"[{lo:.2f}, {hi:.2f}]: {sure} better.")
 
 
 def render_markdown(stats: Sequence[ProtocolStats], rows: Sequence[dict[str, Any]]) -> str:
     lines = ["# nat-gym bench report", "",
              "Statistics by rliable (IQM, mean and optimality gap with 95% stratified-bootstrap confidence intervals, "
-             "probability of improvement); rewards and gaps in accuracy points (0.01 of accuracy); the optimality gap "
-             "is the mean shortfall from the best reward any entry reached on that input. Rebuild with "
+             "probability of improvement); rewards in accuracy points (0.01 of accuracy). Rebuild with "
              "`nat-gym bench --report DIR`.", ""]  # fmt: skip
     for s in stats:
         lines += _protocol_markdown(s, rows)
@@ -124,15 +142,17 @@ def _save(fig: Figure, path: Path) -> None:
 def _aggregates_png(s: ProtocolStats, path: Path) -> None:
     labels = sorted(s.point, key=lambda k: s.point[k]["iqm"])
     colours = _colours(s)
-    panels = [("iqm", "IQM reward (points)"), ("mean", "mean reward (points)"), ("gap", "optimality gap (points)"),
-              ("saving", "MAdds saving (%)")]  # fmt: skip
+    unit = _score_unit(s)
+    panels = [("iqm", f"IQM {unit}"), ("mean", f"mean {unit}"), ("gap", "optimality gap"),
+              ("reward", "mean reward (points)"), ("saving", "MAdds saving (%)")]  # fmt: skip
     fig, axes = _figure(len(panels) + 1, width=3.2, height=0.5 * len(labels) + 1.4)
     y = np.arange(len(labels))
     for ax, (key, title) in zip(axes, panels):
+        scale = s.score_scale if key in ("iqm", "mean", "gap") else 100.0
         for k, label in enumerate(labels):
             lo, hi = s.ci[label][key]
-            ax.plot([100 * lo, 100 * hi], [k, k], color=colours[label], linewidth=6, alpha=0.6, solid_capstyle="butt")
-            ax.plot([100 * s.point[label][key]], [k], "|", color="black", markersize=12)
+            ax.plot([scale * lo, scale * hi], [k, k], color=colours[label], linewidth=6, alpha=0.6, solid_capstyle="butt")
+            ax.plot([scale * s.point[label][key]], [k], "|", color="black", markersize=12)
         ax.set_title(title, fontsize=9)
         ax.set_yticks(y, labels if ax is axes[0] else [""] * len(labels), fontsize=8)
         ax.grid(True, axis="x", alpha=0.3)
@@ -157,18 +177,19 @@ def _curves_png(s: ProtocolStats, path: Path) -> None:
     for label, curve in s.curves.items():
         c = np.array(curve)
         for ax, x in zip(axes, (c[:, 1], c[:, 2])):
+            y = s.score_scale * c[:, 3:6]
             if not np.any(x > 0):  # a floor that spends nothing: a horizontal line
-                ax.axhline(100 * c[-1, 3], color=colours[label], linestyle="--", linewidth=1, label=label)
+                ax.axhline(y[-1, 0], color=colours[label], linestyle="--", linewidth=1, label=label)
                 continue
-            ax.plot(x, 100 * c[:, 3], color=colours[label], marker="o", markersize=3, label=label)
-            ax.fill_between(x, 100 * c[:, 4], 100 * c[:, 5], color=colours[label], alpha=0.2)
+            ax.plot(x, y[:, 0], color=colours[label], marker="o", markersize=3, label=label)
+            ax.fill_between(x, y[:, 1], y[:, 2], color=colours[label], alpha=0.2)
     axes[0].set_xlabel("reward evaluations")
     axes[1].set_xlabel("wall-clock seconds per run" if s.protocol == "amortised" else "wall-clock seconds per input")
     for ax in axes:
-        ax.set_ylabel("IQM reward (points)")
+        ax.set_ylabel(f"IQM {_score_unit(s)}")
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"{s.protocol}: IQM reward with 95% CIs", fontsize=10)
+    fig.suptitle(f"{s.protocol}: IQM {s.score_name} with 95% CIs", fontsize=10)
     _save(fig, path)
 
 
@@ -177,10 +198,10 @@ def _profiles_png(s: ProtocolStats, path: Path) -> None:
     fig, axes = _figure(1, width=5.0, height=3.4)
     ax = axes[0]
     for label, (p, lo, hi) in s.profiles.items():
-        ax.plot(100 * s.profile_taus, p, color=colours[label], label=label)
-        ax.fill_between(100 * s.profile_taus, lo, hi, color=colours[label], alpha=0.2)
-    ax.set_xlabel("reward threshold tau (points)")
-    ax.set_ylabel("fraction of runs with reward > tau")
+        ax.plot(s.score_scale * s.profile_taus, p, color=colours[label], label=label)
+        ax.fill_between(s.score_scale * s.profile_taus, lo, hi, color=colours[label], alpha=0.2)
+    ax.set_xlabel(f"threshold tau ({_score_unit(s)})")
+    ax.set_ylabel(f"fraction of runs with {s.score_name} > tau")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title(f"{s.protocol}: performance profiles (95% CIs)", fontsize=10)

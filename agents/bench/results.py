@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,20 +46,10 @@ _FLOAT = ("seconds", "acc_before", "acc_after", "reward", "madds_saving", "cost_
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`~nat_gym.supernet.checkpoint.atomic_write`)."""
+    from nat_gym.supernet.checkpoint import atomic_write
+
+    return atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _cell(value: Any) -> str:

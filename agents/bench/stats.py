@@ -2,18 +2,23 @@
 NeurIPS 2021): interquartile mean (IQM), mean and optimality gap with 95% stratified-bootstrap confidence intervals,
 probability of improvement, performance profiles.
 
-What a *run* and a *task* are:
+What a *run*, a *task* and a *score* are:
 
 - per-instance protocol: a task is one input architecture, a run is one seed; the score of a run on a task is the
-  reward of the best transformation found (a ``[seeds, inputs]`` matrix);
-- amortised protocol: the task is the test set, a run is one seed (one trained policy); its score is the mean
+  *normalised score* of the best transformation found, ``reward / best known reward`` of that input (1: the best
+  any entry found in these results; 0: the identity), because the inputs' rewards differ by an order of magnitude
+  (a cell full of ``null`` edges gains 40 points, DARTS a few) and rliable's aggregates assume comparable tasks,
+  as Atari's human-normalised scores are. The optimality gap is rliable's with ``gamma = 1``: the mean shortfall of
+  the normalised score from the best known. A ``[seeds, inputs]`` matrix;
+- amortised protocol: the task is the test set, a run is one seed (one trained policy); its score is its mean
   reward over the test inputs (a ``[seeds, 1]`` matrix), as an RL agent's score is its mean return over evaluation
-  episodes. Performance profiles use the ``[seeds, inputs]`` matrix of single rewards.
+  episodes. The optimality gap is the mean shortfall from the best reward any entry reached on each input (rliable's
+  with ``gamma = 0`` on ``reward - best``), in accuracy points. Performance profiles use the single rewards per
+  test input.
 
-An *entry* is an algorithm and a mode (``"nat (best-of-8)"``; per-instance: the algorithm). The optimality gap is
-the mean shortfall from the best reward any entry reached on that input in these results (in accuracy points;
-rliable's ``aggregate_optimality_gap`` with ``gamma = 0`` on ``reward - best``). Bootstraps are seeded: the same rows
-give the same intervals.
+An *entry* is an algorithm and a mode (``"nat (best-of-8)"``; per-instance: the algorithm). The best known reward
+of an input depends on the entries compared: adding one that finds better transformations lowers the others'
+normalised scores. Bootstraps are seeded: the same rows give the same intervals.
 """
 
 from __future__ import annotations
@@ -116,18 +121,24 @@ class ProtocolStats:
     """The statistics of one protocol at its final checkpoint (``budget``), plus learning curves.
 
     Attributes:
-        point, ci: entry -> ``{"iqm", "mean", "gap", "saving"}`` point estimates and ``(low, high)`` 95% CIs.
-        winner: the entry with the highest IQM reward. ``poi``: entry -> (P(winner > entry), low, high).
+        score_name: what the aggregates are computed on (``"normalised score"`` or ``"reward"``);
+            ``score_scale``: the factor that displays it (1, or 100 for accuracy points).
+        point, ci: entry -> ``{"iqm", "mean", "gap", "reward", "saving"}`` point estimates and ``(low, high)`` 95%
+            CIs (``iqm``, ``mean``, ``gap`` of the score; ``reward`` the mean reward, ``saving`` the mean MAdds
+            saving).
+        winner: the entry with the highest IQM score. ``poi``: entry -> (P(winner > entry), low, high).
         curves: entry -> list of ``(checkpoint, mean evaluations, mean seconds, iqm, low, high)``.
-        profile_taus, profiles: reward thresholds and entry -> ``(fraction > tau, low, high)`` arrays.
+        profile_taus, profiles: score thresholds and entry -> ``(fraction of runs > tau, low, high)`` arrays.
         per_input: entry -> mean reward per input over seeds (final checkpoint).
-        best_known: the best reward of any entry per input.
+        best_known: the best reward of any entry per input, at any checkpoint.
     """
 
     protocol: str
     budget: int
     inputs: list[str]
     entries: list[Entry]
+    score_name: str
+    score_scale: float
     point: dict[str, dict[str, float]]
     ci: dict[str, dict[str, tuple[float, float]]]
     winner: str
@@ -139,9 +150,11 @@ class ProtocolStats:
     best_known: np.ndarray
 
 
-def _run_scores(protocol: str, matrix: np.ndarray) -> np.ndarray:
-    """``[seeds, tasks]``: per-instance keeps one task per input; amortised averages the inputs (one task)."""
-    return matrix if protocol == "per-instance" else matrix.mean(axis=1, keepdims=True)
+def normalised(rewards: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """``reward / best known reward`` per input (1: as good as the best any entry found; 0: the identity); an input
+    on which nothing beat the identity scores 1 for everyone."""
+    positive = best > 0
+    return np.where(positive, rewards / np.where(positive, best, 1.0), 1.0)
 
 
 def protocol_stats(rows: Sequence[dict[str, Any]], protocol: str, *, reps: int = 1000) -> ProtocolStats:
@@ -150,6 +163,21 @@ def protocol_stats(rows: Sequence[dict[str, Any]], protocol: str, *, reps: int =
     found, inputs = entries(rows, protocol)
     final = max(found[0].rewards)
     best = np.max([e.rewards[c].max(axis=0) for e in found for c in e.rewards], axis=0)  # [inputs]
+    if protocol == "per-instance":
+        score_name, scale, gamma = "normalised score", 1.0, 1.0
+
+        def score(m: np.ndarray) -> np.ndarray:  # [seeds, inputs]: one task per input
+            return normalised(m, best)
+
+        def per_run(m: np.ndarray) -> np.ndarray:
+            return m
+    else:
+        score_name, scale, gamma = "reward", 100.0, 0.0
+
+        def score(m: np.ndarray) -> np.ndarray:  # [seeds, 1]: the test set is the task
+            return m.mean(axis=1, keepdims=True)
+
+        per_run = score
 
     def estimates(scores: dict[str, np.ndarray], func) -> tuple[dict, dict]:
         # rliable's stratified bootstraps draw their indices from numpy's global generator (not from their
@@ -161,40 +189,44 @@ def protocol_stats(rows: Sequence[dict[str, Any]], protocol: str, *, reps: int =
         finally:
             np.random.set_state(saved)
 
-    def aggregate(scores: np.ndarray) -> np.ndarray:
-        return np.array([metrics.aggregate_iqm(scores), metrics.aggregate_mean(scores)])
+    def aggregate(s: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(s), metrics.aggregate_mean(s)])
 
-    rewards = {e.label: _run_scores(protocol, e.rewards[final]) for e in found}
-    shortfall = {e.label: _run_scores(protocol, e.rewards[final] - best) for e in found}
-    savings = {e.label: _run_scores(protocol, e.savings[final]) for e in found}
-    pe, ci = estimates(rewards, aggregate)
-    gpe, gci = estimates(shortfall, lambda s: np.array([metrics.aggregate_optimality_gap(s, gamma=0.0)]))
-    spe, sci = estimates(savings, lambda s: np.array([metrics.aggregate_mean(s)]))
+    scores = {e.label: score(e.rewards[final]) for e in found}
+    # optimality gap: per-instance, 1 - normalised score (gamma = 1); amortised, the shortfall from the best reward
+    # per input (gamma = 0 on reward - best)
+    gap_scores = scores if gamma else {e.label: score(e.rewards[final] - best) for e in found}
+    pe, ci = estimates(scores, aggregate)
+    gpe, gci = estimates(gap_scores, lambda s: np.array([metrics.aggregate_optimality_gap(s, gamma=gamma)]))
+    mean = lambda s: np.array([metrics.aggregate_mean(s)])  # noqa: E731
+    rpe, rci = estimates({e.label: per_run(e.rewards[final]) for e in found}, mean)
+    spe, sci = estimates({e.label: per_run(e.savings[final]) for e in found}, mean)
     point, interval = {}, {}
-    for label in rewards:
+    for label in scores:
         point[label] = {"iqm": float(pe[label][0]), "mean": float(pe[label][1]), "gap": float(gpe[label][0]),
-                        "saving": float(spe[label][0])}  # fmt: skip
-        interval[label] = {"iqm": tuple(ci[label][:, 0]), "mean": tuple(ci[label][:, 1]), "gap": tuple(gci[label][:, 0]),
+                        "reward": float(rpe[label][0]), "saving": float(spe[label][0])}  # fmt: skip
+        interval[label] = {"iqm": tuple(ci[label][:, 0]), "mean": tuple(ci[label][:, 1]),
+                           "gap": tuple(gci[label][:, 0]), "reward": tuple(rci[label][:, 0]),
                            "saving": tuple(sci[label][:, 0])}  # fmt: skip
     winner = max(point, key=lambda k: (point[k]["iqm"], point[k]["mean"]))
-    pairs = {k: (rewards[winner], rewards[k]) for k in rewards if k != winner}
+    pairs = {k: (scores[winner], scores[k]) for k in scores if k != winner}
     ppe, pci = estimates(pairs, metrics.probability_of_improvement) if pairs else ({}, {})
     poi = {k: (float(np.ravel(ppe[k])[0]), *map(float, np.ravel(pci[k]))) for k in pairs}
 
     curves = {}
     for e in found:
         marks = sorted(e.rewards)
-        cpe, cci = estimates({str(c): _run_scores(protocol, e.rewards[c]) for c in marks},
-                             lambda s: np.array([metrics.aggregate_iqm(s)]))  # fmt: skip
+        cpe, cci = estimates({str(c): score(e.rewards[c]) for c in marks}, lambda s: np.array([metrics.aggregate_iqm(s)]))
         curves[e.label] = [(float(c), float(e.evaluations[c].mean()), float(e.seconds[c].mean()),
                             float(cpe[str(c)][0]), float(cci[str(c)][0, 0]), float(cci[str(c)][1, 0]))
                            for c in marks]  # fmt: skip
 
-    all_final = np.concatenate([e.rewards[final].ravel() for e in found])
-    taus = np.linspace(all_final.min(), all_final.max(), 41) if all_final.size else np.zeros(1)
-    ppe2, pci2 = estimates({e.label: e.rewards[final] for e in found},
-                           lambda s: library.score_distributions(s, taus))  # fmt: skip
+    # performance profiles over single runs: normalised scores per (seed, input), or single rewards per test input
+    runs = {e.label: normalised(e.rewards[final], best) if gamma else e.rewards[final] for e in found}
+    every = np.concatenate([m.ravel() for m in runs.values()])
+    taus = np.linspace(every.min(), every.max(), 41)
+    ppe2, pci2 = estimates(runs, lambda s: library.score_distributions(s, taus))
     profiles = {k: (np.asarray(ppe2[k]), np.asarray(pci2[k][0]), np.asarray(pci2[k][1])) for k in ppe2}
     per_input = {e.label: e.rewards[final].mean(axis=0) for e in found}
-    return ProtocolStats(protocol, final, inputs, found, point, interval, winner, poi, curves, taus, profiles,
-                         per_input, best)  # fmt: skip
+    return ProtocolStats(protocol, final, inputs, found, score_name, scale, point, interval, winner, poi, curves,
+                         taus, profiles, per_input, best)  # fmt: skip

@@ -16,8 +16,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -27,6 +28,7 @@ from nat_gym.supernet.model import Supernet, SupernetConfig
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "atomic_write",
     "atomic_save",
     "save_checkpoint",
     "load_checkpoint",
@@ -38,14 +40,15 @@ FORMAT = "nat-gym-supernet"
 FORMAT_VERSION = 1
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` atomically: a crash mid-write leaves the previous file intact."""
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """Call ``write(file)`` on a temporary file next to ``path``, then fsync and rename it to ``path``: a crash
+    mid-write leaves the previous file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -53,6 +56,11 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to ``path`` atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(
