@@ -71,7 +71,7 @@ def parse_hyperparams(items: list[str] | None, file: str | None, algos: dict[str
             protocol = next((p for p in ("amortised", "per-instance") if algo in algos.get(p, [])), "")
         if algo not in algos.get(protocol, []):
             raise ConfigError(f"--hyperparams: {item!r} names an algorithm that no benchmarked protocol runs "
-                              f"({ {p: a for p, a in algos.items()} })")  # fmt: skip
+                              f"(they run {algos})")  # fmt: skip
         out.setdefault(protocol, {}).setdefault(algo, {})[key] = _value(value)
     return out
 

@@ -182,8 +182,7 @@ def run_per_instance(ctx: Context, algo: str, seed: int, *, budget: int, num_che
         args = args_cls(**hyperparams)
         extra: tuple = ()
     elif algo in AMORTISED and AMORTISED[algo].loader:
-        from agents.search.policy_search import PolicySearchArgs
-        from agents.search.policy_search import search as search
+        from agents.search.policy_search import PolicySearchArgs, search
 
         if ctx.policies is None:
             raise ConfigError(f"algos: {algo} samples a trained policy; give --policies (or run the amortised protocol)")

@@ -46,12 +46,6 @@ class Finding:
         return f"{self.source}: {self.algo} seed {self.seed} input {self.instance}: {self.problem}"
 
 
-def _task(name: str):
-    from nat_gym.envs import tasks
-
-    return tasks.get(name)
-
-
 def validate_rows(rows: Sequence[dict[str, Any]], *, supernet: str | None = None, tolerance: float = 0.0,
                   progress: bool = False) -> list[Finding]:  # fmt: skip
     """Findings for ``rows`` (empty: every row holds). See the module docstring.
@@ -61,6 +55,7 @@ def validate_rows(rows: Sequence[dict[str, Any]], *, supernet: str | None = None
     """
     from tqdm.auto import tqdm
 
+    from nat_gym.envs import tasks
     from nat_gym.envs.tasks import supernet_id
 
     findings: list[Finding] = []
@@ -69,7 +64,7 @@ def validate_rows(rows: Sequence[dict[str, Any]], *, supernet: str | None = None
         groups[(r["task_set"], r["env_id"], r["cost_weight"], r["supernet"])].append(r)
     bar = tqdm(total=len(rows), desc="validate", unit="row", disable=not progress, dynamic_ncols=True)
     for (task_name, env_id, cost_weight, sid), group in groups.items():
-        task = _task(task_name)
+        task = tasks.get(task_name)
         env = task.make_env(supernet=supernet, cost_weight=cost_weight, env_id=env_id, device="cpu")
         have = supernet_id(env.unwrapped.evaluator)
         if have != sid:
