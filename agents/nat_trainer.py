@@ -626,7 +626,7 @@ class NATTrainer:
             if not sn or not sn.get("trained"):
                 raise CheckpointError(
                     f"checkpoint: {str(path)!r} holds no trained supernet (it was saved with train_supernet=False); "
-                    "resume with train_supernet=False"
+                    "resume with train_supernet=False (--no-train-supernet)"
                 )
             _check_supernet_config(self.supernet.config, sn["config"], path)
             self.supernet.load_state_dict(sn["state_dict"])

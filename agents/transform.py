@@ -40,6 +40,7 @@ from nat_gym.envs.observation import encode
 from nat_gym.errors import ConfigError, GenotypeError, NatGymError
 from nat_gym.genotype import Genotype
 from nat_gym.rules import TransitionRules
+from nat_gym.supernet.cli import train_command
 
 __all__ = ["DARTS_CIFAR", "TransformResult", "transform", "cost_guard_mask", "check_transformable", "write_outputs"]
 
@@ -193,9 +194,8 @@ def check_transformable(genotype: Genotype, rules: TransitionRules, supernet: An
     if supernet is None:
         return
     cfg = supernet.config
-    out = f"runs/supernet-{rules.name}-{max(genotype.steps, cfg.steps)}steps"
-    train_supernet = (f"`nat-gym train-supernet --rules {rules.name} --steps {max(genotype.steps, cfg.steps)} "
-                      f"--out {out}`, then pass --supernet {out}/supernet.pt")  # fmt: skip
+    command, path = train_command(rules.name, max(genotype.steps, cfg.steps))
+    train_supernet = f"`{command}`, then pass --supernet {path}"
     if genotype.steps > cfg.steps:
         raise ConfigError(
             f"genotype: it has {genotype.steps} intermediate nodes per cell but the supernet has steps={cfg.steps}. "
@@ -293,7 +293,7 @@ def transform(
             ``samples < 1``.
     """
     g = named.resolve(genotype)
-    name = None if isinstance(genotype, Genotype) else _input_name(str(genotype))
+    input_name = None if isinstance(genotype, Genotype) else _input_name(str(genotype))
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ConfigError(f"samples: expected a positive integer, got {samples!r}")
     evaluator, r, shape = _evaluator_and_shape(env_or_evaluator, rules)
@@ -358,7 +358,8 @@ def transform(
         input=g, best=best, candidates=candidates, accuracies=cand_acc,
         log_probs=[float(v) for v in log_prob.cpu()], input_accuracy=input_acc, best_index=best_index,
         mode="argmax" if argmax else "sample", seed=int(seed), rules=r.name, costs=costs, null_to_skip=null_to_skip,
-        guarded_targets=guarded, num_images=getattr(evaluator, "num_images", None), input_name=name,
+        guarded_targets=guarded, num_images=getattr(evaluator, "num_images", None),
+        input_name=input_name,
     )  # fmt: skip
 
 

@@ -203,7 +203,7 @@ def check_aux_head_input(hw: tuple[int, int], input_hw: tuple[int, int] | None =
         given = f"input_size={input_hw[0]}x{input_hw[1]} gives " if input_hw is not None else "got "
         raise ConfigError(
             f"input_size: the auxiliary head needs 8x8 (up to 10x10) feature maps after the two reductions, "
-            f"but {given}{hw[0]}x{hw[1]}; use inputs of 29..40 pixels a side (e.g. 32) or auxiliary=False"
+            f"but {given}{hw[0]}x{hw[1]}; use inputs of 29..40 pixels a side (e.g. 32) or auxiliary=False (no --auxiliary)"
         )
 
 

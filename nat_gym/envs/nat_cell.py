@@ -249,13 +249,9 @@ class NATCellEnv(gym.Env):
             problems.append(f"it has {beta.steps} intermediate nodes per cell but this environment was made with "
                             f"steps={self.steps}")  # fmt: skip
             fix.append(f"steps={beta.steps}")
-        if outside:
+        if outside:  # every op nat-gym knows is in a shipped rule set (nat-ext, nat++ext), so one covers them
             problems.append(f"it uses {outside}, outside the vocabulary of rule set {self.rules.name!r}")
-            suggestion = rule_sets.covering(beta.ops, self.rules)
-            if suggestion is None:
-                raise InvalidOpError(f"options['genotype']: {'; '.join(problems)}, and no shipped rule set holds them; "
-                                    "define one with TransitionRules.from_dict and pass it as rules=")  # fmt: skip
-            fix.append(f"rules={suggestion.name!r}")
+            fix.append(f"rules={rule_sets.covering(beta.ops, self.rules).name!r}")
         raise (InvalidOpError if outside else GenotypeError)(
             f"options['genotype']: {'; '.join(problems)}; use gym.make('NATCell-v0', {', '.join(fix)}, ...) (with "
             "the other arguments as before; a supernet given by path or object must have those steps and ops)"
@@ -308,6 +304,7 @@ def _default_evaluator(rules, supernet, dataset, data_root, data_seed, steps, re
     from nat_gym.data import load_dataset
     from nat_gym.supernet import Supernet, SupernetConfig
     from nat_gym.supernet.checkpoint import load_checkpoint
+    from nat_gym.supernet.cli import train_command
     from nat_gym.supernet.default import load_or_train
 
     data = load_dataset(dataset, root=data_root, seed=data_seed)
@@ -318,19 +315,21 @@ def _default_evaluator(rules, supernet, dataset, data_root, data_seed, steps, re
         supernet, _ = load_checkpoint(supernet)
     cfg = supernet.config
     missing = [o for o in rules.ops if o not in cfg.ops]
-    train_one = (f"nat-gym train-supernet --rules {rules.name} --steps {steps}" if rules.name in rule_sets.RULE_SETS
-                 else f"Supernet(SupernetConfig(ops=rules.ops, steps={steps}, ...))")  # fmt: skip
+    if rules.name in rule_sets.RULE_SETS:
+        command, path = train_command(rules.name, steps)
+        train_one = f"`{command}`, then supernet={path!r}"
+    else:  # a user's rule set: no command line names it
+        train_one = f"Supernet(SupernetConfig(ops=rules.ops, steps={steps}, ...)) trained with SupernetTrainer"
     if missing:
         raise ConfigError(
-            f"supernet: its op vocabulary lacks {missing}, which rule set {rules.name!r} can produce; "
-            f"build the supernet with ops={list(rules.ops)} (`{train_one}`), or pass supernet=None for the default "
-            "supernet of these rules (trained once and cached)"
+            f"supernet: its op vocabulary lacks {missing}, which rule set {rules.name!r} can produce; use a "
+            f"supernet built with ops={list(rules.ops)} ({train_one}), or supernet=None for the default supernet "
+            "of these rules (trained once and cached)"
         )
     if cfg.steps < steps:
         raise ConfigError(
             f"supernet: it has steps={cfg.steps} but the environment asks for steps={steps}; use a supernet with "
-            f"steps >= {steps} (`{train_one}`), or pass supernet=None for the default supernet (trained once and "
-            "cached)"
+            f"steps >= {steps} ({train_one}), or supernet=None for the default supernet (trained once and cached)"
         )
     if (cfg.num_classes, cfg.in_channels) != (data.num_classes, data.in_channels):
         raise ConfigError(

@@ -7,7 +7,15 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-__all__ = ["register"]
+__all__ = ["register", "train_command"]
+
+
+def train_command(rules: str, steps: int) -> tuple[str, str]:
+    """The ``nat-gym train-supernet`` command that trains a supernet for rule set ``rules`` with ``steps``
+    intermediate nodes into a folder of its own, and the checkpoint it writes: the hint of error messages that need
+    such a supernet (``tests/test_hints.py`` runs it)."""
+    out = f"runs/supernet-{rules}-{steps}steps"
+    return f"nat-gym train-supernet --rules {rules} --steps {steps} --out {out}", f"{out}/supernet.pt"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
