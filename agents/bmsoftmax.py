@@ -64,15 +64,13 @@ def _prepare(logits: Tensor, mask: Tensor, dim: int, where: str) -> tuple[Tensor
     n_empty = int(empty.sum())
     if n_empty:
         first = tuple(int(i) for i in empty.nonzero()[0].tolist())
-        shape = f"(shape {list(mask.shape)}, dim={dim})"
-        if empty.numel() == 1:
-            what = f"the only row of the mask {shape} has no valid entry"
-        elif n_empty == 1:
-            what = f"1 of {empty.numel()} rows of the mask {shape} has no valid entry: row index {first}"
-        else:
-            what = (f"{n_empty} of {empty.numel()} rows of the mask {shape} have no valid entry; the first is row "
-                    f"index {first}")  # fmt: skip
-        raise MaskError(f"{where}: {what}. Every row needs at least one valid entry")
+        rows, verb = ("row" if empty.numel() == 1 else "rows"), ("has" if n_empty == 1 else "have")
+        where_first = ("" if empty.dim() == 0 else f": row index {first}" if n_empty == 1
+                       else f"; the first is row index {first}")  # fmt: skip
+        raise MaskError(
+            f"{where}: {n_empty} of {empty.numel()} {rows} of the mask (shape {list(mask.shape)}, dim={dim}) {verb} "
+            f"no valid entry{where_first}. Every row needs at least one valid entry"
+        )
     return mask, dim
 
 

@@ -41,18 +41,10 @@ from typing import Any, NamedTuple
 from nat_gym.errors import GenotypeError, InvalidOpError
 from nat_gym.ops import canonical_op
 
-__all__ = ["Edge", "Cell", "Genotype", "DartsGenotype", "MAX_STEPS", "ACCEPTED_FORMS"]
+__all__ = ["Edge", "Cell", "Genotype", "DartsGenotype", "MAX_STEPS"]
 
 MAX_STEPS = 8
 """Largest number of intermediate nodes accepted in a cell."""
-
-ACCEPTED_FORMS = (
-    "a registered name (nat-gym list), a JSON file or object ({\"normal\": {\"edges\": [[op, from, to], ...], "
-    "\"concat\": [...]}, \"reduce\": {...}}), the compact string 'normal=op:from:to,...;concat=2,3|reduce=...', or "
-    "a DARTS / NAT 'Genotype(normal=[...], normal_concat=[...], reduce=[...], reduce_concat=[...])' string with "
-    "(op, from) pairs or (op, from, to) triples, keyword or positional fields, list or range(a, b) concats"
-)
-"""The genotype spellings :func:`nat_gym.genotypes.resolve` reads (named in its error messages)."""
 
 _DARTS_FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 _MAX_TEXT = 100_000  # characters of a Genotype(...) string; longer strings are refused before parsing
@@ -235,8 +227,8 @@ class Cell:
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[Sequence[Any]], concat: Iterable[int] | str = "all", *, name: str = "cell"):
-        """A cell from DARTS's ``(op, from)`` pairs (entry ``k`` on node ``k // 2 + 2``) or, the NAT / NAT++
-        reference spelling, from ``(op, from, to)`` triples: one format for the whole list."""
+        """A cell from DARTS's ``(op, from)`` pairs (entry ``k`` on node ``k // 2 + 2``) or from the ``(op, from, to)``
+        triples of the NAT / NAT++ reference files; one format for the whole list."""
         if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
             raise GenotypeError(f"{name}: expected a list of (op, from) pairs or (op, from, to) triples, got {pairs!r}")
         entries = list(pairs)

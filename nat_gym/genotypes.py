@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from nat_gym.errors import GenotypeError
-from nat_gym.genotype import ACCEPTED_FORMS, Genotype
+from nat_gym.genotype import Genotype
 
-__all__ = ["get", "list", "names", "resolve", "transformations", "Transformation", "BASE_NAMES"]
+__all__ = ["get", "list", "names", "resolve", "transformations", "Transformation", "BASE_NAMES", "ACCEPTED_FORMS"]
 
 _builtin_list = list
 
@@ -38,6 +38,15 @@ BASE_NAMES: tuple[str, ...] = (
     "PNASNet", "R1", "R2", "R3", "R4", "R5",
 )  # fmt: skip
 """The well-known input architectures (``DARTS`` is the NAT papers' name for ``DARTS_V2``)."""
+
+
+ACCEPTED_FORMS = (
+    "a registered name (nat-gym list), a JSON file or object ({\"normal\": {\"edges\": [[op, from, to], ...], "
+    "\"concat\": [...]}, \"reduce\": {...}}), the compact string 'normal=op:from:to,...;concat=2,3|reduce=...', or "
+    "a DARTS / NAT 'Genotype(normal=[...], normal_concat=[...], reduce=[...], reduce_concat=[...])' string with "
+    "(op, from) pairs or (op, from, to) triples, keyword or positional fields, list or range(a, b) concats"
+)
+"""The spellings :func:`resolve` reads, as its error messages name them."""
 
 
 class Transformation(NamedTuple):

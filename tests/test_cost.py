@@ -355,3 +355,40 @@ def test_op_cost_validation():
         op_cost("conv_3x3", 8, 0)
     with pytest.raises(InvalidOpError):
         op_cost("conv_9x9", 8, 8)
+
+
+# ----------------------------------------------------------------------------------------------- command line
+
+
+def test_info_per_op_prints_the_nat_plus_plus_table(capsys):
+    """``nat-gym info --per-op -C 128`` is the NAT++ paper's per-op table (no BN parameters: affine=False)."""
+    import json
+
+    from nat_gym.cli import main
+
+    assert main(["info", "--per-op", "-C", "128"]) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[2:] if line[0] != "("}
+    for op, (madds_m, params_k) in NAT_TABLE.items():
+        assert rows[op] == [f"{madds_m:.1f}", f"{params_k:.1f}"], op
+    assert main(["info", "--per-op", "-C", "128", "--json", "--madds", "paper", "ENAS"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["config"] == {"C": 128, "input_size": 32, "stride": 1, "affine": False, "madds": "paper"}
+    assert set(data["ops"]) == set(genotypes.get("ENAS").ops)
+    assert data["ops"]["avg_pool_3x3"]["madds"] == 0  # pooling is not counted in the papers' convention
+    assert data["ops"]["sep_conv_3x3"] == {"params": 2 * (9 * 128 + 128 * 128), "madds": 2 * (9 * 128 + 128 * 128) * 1024}
+
+
+def test_info_madds_conventions_and_help(capsys):
+    import json
+
+    from nat_gym.cli import main
+
+    for madds, expected in (("true", 529_640_064), ("paper", 543_314_880)):
+        assert main(["info", "DARTS_V2", "--madds", madds, "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert (out["madds"], out["madds_convention"]) == (expected, madds)
+    with pytest.raises(SystemExit):
+        main(["info", "--help"])
+    text = capsys.readouterr().out
+    assert "nat-gym list" in text and "--list" not in text  # issue 8: there is no --list flag
+    assert "--madds" in text and "--per-op" in text
