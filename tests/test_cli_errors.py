@@ -80,18 +80,12 @@ TRAIN_CASES = [
     (["--reward-images", "0"], "--reward-images:"), (["--op-embed-dim", "0"], "--op-embed-dim:"),
     (["--lift-dim", "0"], "--lift-dim:"), (["--hidden-dim", "0"], "--hidden-dim:"),
     (["--variant", "best"], "--variant"), (["--rules", "bogus"], "--rules"), (["--dataset", "mnist"], "'mnist'"),
-    (["--device", "cuda:99"], "device"),
+    (["--device", "tpu"], "--device: expected 'auto', 'cpu', 'cuda' or 'cuda:N'"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(("flags", "fragment"), TRAIN_CASES, ids=[" ".join(f) for f, _ in TRAIN_CASES])
 def test_train_bad_values(flags, fragment, tmp_path, capsys):
-    if flags[0] == "--device":
-        pytest.importorskip("torch")
-        import torch
-
-        if torch.cuda.device_count() > 99:  # pragma: no cover
-            pytest.skip("a machine with 100 GPUs")
     assert_one_line_error(["train", "--out", str(tmp_path / "run"), *flags], capsys, fragment)
     assert not (tmp_path / "run").exists()  # nothing was started
 
@@ -115,7 +109,7 @@ SUPERNET_CASES = [
     (["--lr", "0"], "--lr"), (["--lr", "nan"], "--lr"), (["--momentum", "1"], "--momentum"),
     (["--weight-decay", "-1"], "--weight-decay"), (["--eval-archs", "-1"], "--eval-archs"),
     (["--final-archs", "0"], "--final-archs"), (["--seed", "-1"], "--seed"), (["--data-seed", "-1"], "--data-seed"),
-    (["--rules", "bogus"], "'bogus'"), (["--dataset", "mnist"], "'mnist'"), (["--device", "cuda:99"], "device"),
+    (["--rules", "bogus"], "'bogus'"), (["--dataset", "mnist"], "'mnist'"), (["--device", "tpu"], "device"),
     (["--resume"], "nothing to resume"),
 ]  # fmt: skip
 
