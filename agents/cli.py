@@ -133,6 +133,7 @@ def _add_field(group: argparse._ArgumentGroup, f: FieldSpec, choices: tuple[str,
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``transform`` to the ``nat-gym`` subcommands."""
     from nat_gym.cli_args import int_at_least
+
     p = sub.add_parser(
         "train",
         help="train an agent (--algo nat: the NAT/NAT++ transformer policy)",
