@@ -1,7 +1,7 @@
 """The ``nat-gym`` command.
 
 Subcommands of the library itself are registered here (``info``, ``rules``, ``list``; ``train-supernet`` from
-:mod:`nat_gym.supernet.cli`);
+:mod:`nat_gym.supernet.cli`, ``train-final`` from :mod:`nat_gym.final.cli`);
 other installed packages (``agents``) add theirs through the ``nat_gym.commands`` entry-point group: each entry point
 is a function ``register(subparsers)`` that adds parsers with ``set_defaults(func=...)``. ``nat_gym`` thus never
 imports ``agents``.
@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from nat_gym.errors import NatGymError
+from nat_gym.final.cli import register as register_final
 from nat_gym.supernet.cli import register as register_supernet
 
 __all__ = ["main", "build_parser"]
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _register_core(sub)
     register_supernet(sub)
+    register_final(sub)
     for register in _plugin_registrars():
         register(sub)
     return parser
