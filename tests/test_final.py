@@ -161,7 +161,7 @@ def test_test_split_is_measured_once_and_resume_checks(tmp_path, fake8, monkeypa
 def test_mixed_precision_and_channels_last_run_on_the_cpu(fake8):
     """The GPU path's code (autocast, gradient scaling, channels-last) is device-agnostic: it runs on the CPU."""
     for precision in ("bf16", "fp16"):
-        cfg = FinalTrainConfig(**{**TINY, "epochs": 1, "precision": precision, "channels_last": "on"})
+        cfg = FinalTrainConfig(**{**TINY, "epochs": 1, "precision": precision, "channels_last": True})
         t = FinalTrainer(genotypes.get("DARTS_V2"), cfg, data=fake8, progress=False)
         assert t.scaler.is_enabled() == (precision == "fp16")
         row = t.train()[-1]

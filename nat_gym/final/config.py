@@ -18,14 +18,11 @@ from typing import Any
 
 from nat_gym.errors import ConfigError
 
-__all__ = ["FinalTrainConfig", "PRESETS", "DIGITS", "DARTS_CIFAR10", "PRECISIONS", "CHANNELS_LAST"]
+__all__ = ["FinalTrainConfig", "PRESETS", "DIGITS", "DARTS_CIFAR10", "PRECISIONS"]
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 """``precision`` values: ``auto`` is bf16 autocast on CUDA (fp16 + gradient scaling where bf16 is unsupported) and
 fp32 on the CPU."""
-
-CHANNELS_LAST: tuple[str, ...] = ("auto", "on", "off")
-"""``channels_last`` values: ``auto`` is on for CUDA, off on the CPU."""
 
 
 @dataclass(frozen=True)
@@ -43,36 +40,36 @@ class FinalTrainConfig:
     image_size: int | None = None
     train_fraction: float = 0.9
     # network
-    channels: int = 16
-    layers: int = 8
+    channels: int = 8
+    layers: int = 5
     # the DARTS protocol
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 96
     lr: float = 0.025
     lr_min: float = 0.0
     momentum: float = 0.9
     weight_decay: float = 3e-4
     grad_clip: float = 5.0
-    drop_path_prob: float = 0.2
+    drop_path_prob: float = 0.0
     auxiliary_weight: float = 0.0
-    cutout: int = 4
-    crop_padding: int = 1
+    cutout: int = 2
+    crop_padding: int = 0
     hflip: bool = False
     # execution
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
-    channels_last: str = "auto"
+    channels_last: bool = True
     compile: bool = False
     threads: int | None = 1
     eval_batch_size: int = 500
     eval_every: int = 1
     checkpoint_every: int = 1
 
-    RUN_ONLY = ("epochs", "device", "threads", "eval_batch_size", "eval_every", "checkpoint_every", "compile",
+    RUN_ONLY = ("device", "threads", "eval_batch_size", "eval_every", "checkpoint_every", "compile",
                 "data_root")  # fmt: skip
-    """Fields that may change on ``--resume`` (``epochs`` too: a longer run continues the cosine schedule of the new
-    length, so it is no longer the same run; the trainer warns)."""
+    """Fields that may change on ``--resume``; any other difference is a :class:`~nat_gym.errors.CheckpointError`
+    (``epochs`` included: the cosine schedule depends on it)."""
 
     HELP = {
         "dataset": "digits (embedded), cifar10, cifar100 or fake",
@@ -92,7 +89,8 @@ class FinalTrainConfig:
         "momentum": "SGD momentum",
         "weight_decay": "SGD weight decay",
         "grad_clip": "gradient-norm clipping (0 = none)",
-        "drop_path_prob": "drop-path probability, ramped linearly from 0 at the first epoch (DARTS)",
+        "drop_path_prob": "drop-path probability, ramped linearly from 0 at the first epoch (DARTS); it zeroes whole "
+        "samples in cells whose nodes have a single non-null input (VGG, MobileNetV2), which then fail to train",
         "auxiliary_weight": "weight of the auxiliary head's loss (0 = no head); the head reads 8x8 maps after the "
         "second reduction, so it needs 29-40 pixel images",
         "cutout": "side of the cutout square in pixels (0 = none)",
@@ -101,7 +99,8 @@ class FinalTrainConfig:
         "seed": "seed of the initialisation, data order, augmentation and drop-path",
         "device": "auto (CUDA when available), cpu, cuda or cuda:N (torchrun: cuda:LOCAL_RANK)",
         "precision": "auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, bf16 or fp16 (with gradient scaling)",
-        "channels_last": "channels-last memory format: auto (on for CUDA), on or off",
+        "channels_last": "channels-last memory format (faster on CUDA, and 1.5-1.9x on the CPU: "
+        "scripts/bench_final.py)",
         "compile": "torch.compile the network (one compilation per mode; CUDA)",
         "threads": "intra-op CPU threads (none = torch's choice)",
         "eval_batch_size": "images per evaluation batch",
@@ -134,8 +133,9 @@ class FinalTrainConfig:
             raise ConfigError(f"lr: expected a positive learning rate, got {self.lr!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.channels_last not in CHANNELS_LAST:
-            raise ConfigError(f"channels_last: expected one of {', '.join(CHANNELS_LAST)}, got {self.channels_last!r}")
+        for name in ("hflip", "channels_last", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: expected true or false, got {getattr(self, name)!r}")
 
     def replace(self, **changes: Any) -> FinalTrainConfig:
         """A copy with ``changes`` (validated)."""

@@ -9,6 +9,7 @@ contains 0. With a single seed on either side no interval exists (``n/a``).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -81,7 +82,9 @@ def compare(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) ->
     if va.std() == 0 and vb.std() == 0:  # Welch's interval is undefined; the difference is exact
         low = high = diff
     else:
-        ci = stats.ttest_ind(vb, va, equal_var=False).confidence_interval(confidence)
+        with warnings.catch_warnings():  # scipy warns on (nearly) identical values in one group: harmless here
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ci = stats.ttest_ind(vb, va, equal_var=False).confidence_interval(confidence)
         low, high = float(ci.low), float(ci.high)
     verdict = "better" if low > 0 else "worse" if high < 0 else "equal within CI"
     return Comparison(diff, low, high, verdict)

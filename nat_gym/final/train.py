@@ -110,7 +110,7 @@ class FinalTrainer:
         built: FinalModel = build_model(arch, c, num_classes=self.data.num_classes, in_channels=self.data.in_channels,
                                         image_size=self.data.image_size, name=name)  # fmt: skip
         self.arch, self.cost = built.arch, built.cost
-        self.channels_last = c.channels_last == "on" or (c.channels_last == "auto" and self.device.type == "cuda")
+        self.channels_last = c.channels_last
         self.model = built.module.to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
