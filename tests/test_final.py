@@ -60,11 +60,25 @@ def test_augment_crop_flip_cutout():
 
 # ------------------------------------------------------------------------------------------------ config
 @pytest.mark.parametrize("field, value", [("channels", 0), ("layers", 2), ("drop_path_prob", 1.0), ("lr", 0.0),
-                                          ("precision", "fp8"), ("channels_last", "yes"), ("dataset", "mnist"),
+                                          ("precision", "fp8"), ("channels_last", "yes"),
                                           ("train_fraction", 0.0), ("grad_clip", -1.0)])  # fmt: skip
 def test_config_errors_name_the_field(field, value):
     with pytest.raises(ConfigError, match=field):
         FinalTrainConfig(**{field: value})
+
+
+def test_unknown_dataset_is_named():
+    from nat_gym.final.train import load_data
+
+    with pytest.raises(ConfigError, match="mnist"):
+        load_data(FinalTrainConfig(dataset="mnist"))
+
+
+def test_building_the_parser_does_not_import_torch():
+    code = "import sys, nat_gym.final.cli as c, argparse; c.register(argparse.ArgumentParser().add_subparsers()); " \
+           "print('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == "False", run.stderr
 
 
 def test_presets_and_round_trip():
@@ -228,3 +242,15 @@ def test_mean_ci_and_verdicts():
     assert compare([0.9, 0.9], [0.9, 0.9]).verdict == "equal within CI"
     with pytest.raises(ConfigError, match="values"):
         mean_ci([])
+
+
+@pytest.mark.slow
+def test_bench_final_reports_ratios(tmp_path):
+    out = tmp_path / "figures.json"
+    cmd = [sys.executable, "scripts/bench_final.py", "--steps", "1", "--repeats", "1", "--device", "cpu", "--arms",
+           "fp32:off", "fp32:on", "--json", str(out)]  # fmt: skip
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert figures["ratio_to_fp32:off[fp32:off]"] == 1.0
+    assert figures["images_per_s[fp32:on]"] > 0 and figures["ratio_to_fp32:off[fp32:on]"] > 0

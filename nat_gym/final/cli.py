@@ -24,7 +24,6 @@ def _optional(kind: type):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nat_gym.data import DATASETS
     from nat_gym.final.config import PRECISIONS, PRESETS, FinalTrainConfig
 
     p = sub.add_parser(
@@ -45,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output folder (default: runs/final/ARCH)")
     p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt if it exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    choices = {"dataset": DATASETS, "precision": PRECISIONS}
+    choices = {"precision": PRECISIONS}
     group = p.add_argument_group("training (FinalTrainConfig)")
     for f in dataclasses.fields(FinalTrainConfig):
         values = {name: getattr(cfg, f.name) for name, cfg in PRESETS.items()}

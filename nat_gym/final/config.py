@@ -110,10 +110,7 @@ class FinalTrainConfig:
     """One line per field: the ``--help`` text of its flag."""
 
     def __post_init__(self) -> None:
-        from nat_gym.data import DATASETS
-
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"dataset: expected one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        # ``dataset`` is checked by nat_gym.data.load_dataset (importing it here would import torch)
         for name, low in (("channels", 1), ("layers", 3), ("epochs", 1), ("batch_size", 2), ("eval_batch_size", 1),
                           ("eval_every", 1), ("checkpoint_every", 1), ("cutout", 0), ("crop_padding", 0),
                           ("data_seed", 0), ("seed", 0)):  # fmt: skip
