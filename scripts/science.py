@@ -86,7 +86,6 @@ def train_one(genotype: Genotype, name: str, config: FinalTrainConfig, folder: P
         trainer.resume()
         trainer.train()
         result = trainer.test()
-        trainer.write_outputs()
     finally:
         trainer.close()
     return result
@@ -231,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                 supernet=args.supernet)  # fmt: skip
             names[arch]["policy"] = f"policy({arch})"
 
-    jobs = [(arch, variant, seed) for arch in genos for variant in genos[arch] for seed in args.seeds]
+    # seed-major: an interrupted table already has every architecture at the first seeds
+    jobs = [(arch, variant, seed) for seed in args.seeds for arch in genos for variant in genos[arch]]
     from tqdm.auto import tqdm
 
     start = time.perf_counter()

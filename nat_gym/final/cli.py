@@ -99,7 +99,6 @@ def _run(args: argparse.Namespace) -> int:
             f"precision {str(trainer.amp_dtype).removeprefix('torch.') if trainer.amp_dtype else 'fp32'}")  # fmt: skip
         trainer.train()
         result = trainer.test()
-        trainer.write_outputs()
     finally:
         trainer.close()
     say(f"test accuracy {result['test_acc']:.4f} on {result['test_images']} images (measured once, after epoch "

@@ -326,7 +326,8 @@ class FinalTrainer:
             tmp.replace(self.out / "result.json")
         csv_path = self.out / "metrics.csv"
         if csv_path.exists():
-            columns = [k for k in _CURVES if any(k in r for r in self.history)]
+            columns = [k for k in _CURVES if any(k in r for r in self.history)
+                       and not (k == "drop_path_prob" and self.config.drop_path_prob == 0)]  # fmt: skip
             plot_learning_curves(csv_path, self.out / "learning_curves.png", x="epoch", y=columns,
                                  title=f"{self.arch['name']} on {self.config.dataset}")  # fmt: skip
 
