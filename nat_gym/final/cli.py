@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(the DARTS protocol: pass --data-root DIR holding cifar-10-batches-py)")  # fmt: skip
     p.add_argument("--out", default=None, help="output folder (default: runs/final/ARCH)")
     p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt if it exists")
+    p.add_argument("--download", action="store_true",
+                   help="let torchvision download CIFAR into --data-root (one process: under torchrun, download first)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     choices = {"precision": PRECISIONS}
     group = p.add_argument_group("training (FinalTrainConfig)")
@@ -77,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
     from nat_gym.errors import ConfigError
     from nat_gym.final.config import PRESETS, FinalTrainConfig
     from nat_gym.final.model import resolve_arch
-    from nat_gym.final.train import FinalTrainer
+    from nat_gym.final.train import FinalTrainer, load_data
 
     arch = resolve_arch(args.arch)
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(FinalTrainConfig)
@@ -86,7 +89,10 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_out(args.arch, arch)
     if (out / "checkpoint.pt").exists() and not args.resume:
         raise ConfigError(f"--out: {out / 'checkpoint.pt'} exists; pass --resume to continue it or choose another --out")
-    trainer = FinalTrainer(arch, config, out=out, name=args.arch, progress=not args.no_progress)
+    if args.download and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("--download: download the dataset in a single process first, then start torchrun")
+    data = load_data(config, download=args.download)
+    trainer = FinalTrainer(arch, config, out=out, data=data, name=args.arch, progress=not args.no_progress)
     say = print if trainer.ctx.is_main else (lambda *a, **k: None)
     try:
         if args.resume and trainer.resume():

@@ -55,8 +55,9 @@ CHECKPOINT_VERSION = 1
 _CURVES = ("train_loss", "valid_loss", "train_acc", "valid_acc", "lr", "drop_path_prob")
 
 
-def load_data(config: FinalTrainConfig) -> DatasetSplits:
-    """The dataset of ``config`` (:func:`nat_gym.data.load_dataset`; nothing is downloaded)."""
+def load_data(config: FinalTrainConfig, download: bool = False) -> DatasetSplits:
+    """The dataset of ``config`` (:func:`nat_gym.data.load_dataset`); CIFAR is downloaded into ``data_root`` only
+    with ``download=True``."""
     kwargs: dict[str, Any] = {}
     if config.dataset == "digits":
         kwargs["image_size"] = config.image_size or 8
@@ -66,7 +67,7 @@ def load_data(config: FinalTrainConfig) -> DatasetSplits:
         if config.image_size not in (None, 32):
             raise ConfigError(f"image_size: CIFAR images are 32x32, got {config.image_size}")
         kwargs["train_fraction"] = config.train_fraction
-    return load_dataset(config.dataset, root=config.data_root, seed=config.data_seed, **kwargs)
+    return load_dataset(config.dataset, root=config.data_root, download=download, seed=config.data_seed, **kwargs)
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
