@@ -209,6 +209,8 @@ class FinalTrainer:
                 seen += len(y)
                 if self._bar is not None:
                     self._bar.update(1)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the kernels are asynchronous: time them, not their launch
         train_seconds = time.perf_counter() - start
         self.scheduler.step()
         self.epoch += 1
