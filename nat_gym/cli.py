@@ -1,7 +1,7 @@
 """The ``nat-gym`` command.
 
 Subcommands of the library itself are registered here (``info``, ``rules``, ``list``, ``download``;
-``train-supernet`` from :mod:`nat_gym.supernet.cli`);
+``train-supernet`` from :mod:`nat_gym.supernet.cli`, ``train-final`` from :mod:`nat_gym.final.cli`);
 other installed packages (``agents``) add theirs through the ``nat_gym.commands`` entry-point group: each entry point
 is a function ``register(subparsers)`` that adds parsers with ``set_defaults(func=...)``. ``nat_gym`` thus never
 imports ``agents``.
@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 
 from nat_gym.cli_args import OneLineParser, int_at_least
 from nat_gym.errors import ConfigError, NatGymError
+from nat_gym.final.cli import register as register_final
 from nat_gym.supernet.cli import register as register_supernet
 
 __all__ = ["main", "build_parser"]
@@ -180,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _register_core(sub)
     register_supernet(sub)
+    register_final(sub)
     for register in _plugin_registrars():
         register(sub)
     return parser
