@@ -30,13 +30,9 @@ from agents.nat_trainer import NATTrainerArgs, make_env, train
 from nat_gym import genotypes as named
 from nat_gym.cost import network_cost
 from nat_gym.envs.observation import encode
-from nat_gym.sampling import random_genotype
+from nat_gym.sampling import random_genotype, random_valid_action
 
 NAMED = ("DARTS_V1", "DARTS_V2", "VGG", "ResBlock", "MobileNetV2", "R1", "R2", "R3", "R4", "R5")
-
-
-def random_valid_ops(rules, genotype, rng: np.random.Generator) -> list[int]:
-    return [int(rng.choice(np.flatnonzero(row))) for row in rules.mask(genotype)]
 
 
 def score(env, betas, alphas) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +76,8 @@ def main() -> None:
     results: dict[str, dict] = {}
     rand_rng = np.random.default_rng(7)
     for label, betas in (("fresh", fresh), ("named", named_betas)):
-        r, s = score(base_env, betas, [rules.apply(b, random_valid_ops(rules, b, rand_rng)) for b in betas])
+        alphas = [rules.apply_indices(b, random_valid_action(rules, b, rand_rng))[0] for b in betas]
+        r, s = score(base_env, betas, alphas)
         results[f"random/{label}"] = {"reward": float(r.mean()), "saving": float(s.mean())}
         results[f"identity/{label}"] = {"reward": 0.0, "saving": 0.0}
 

@@ -577,7 +577,9 @@ def test_train_supernet_command_writes_logs_and_resumes(tmp_path, capsys):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["random_archs"] == 3 and 0 <= summary["valid_acc_random_mean"] <= 1
-    assert main([*argv, "--final-archs", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # argparse rejects it, in one line
+        main([*argv, "--final-archs", "0"])
+    assert exit_info.value.code == 2
     assert "--final-archs" in capsys.readouterr().err
     assert main(argv) == 2  # an existing run is never overwritten silently
     assert "--resume" in capsys.readouterr().err

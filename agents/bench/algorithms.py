@@ -98,10 +98,9 @@ class RandomValidAgent(FloorAgent):
     """Every edge picks uniformly among the ops its rules allow."""
 
     def actions(self, genotypes: Sequence[Genotype], *, deterministic: bool, rng: np.random.Generator) -> np.ndarray:
-        out = []
-        for g in genotypes:
-            out.append([int(rng.choice(np.flatnonzero(row))) for row in self.rules.mask(g)])
-        return np.array(out, dtype=np.int64)
+        from nat_gym.sampling import random_valid_action
+
+        return np.array([random_valid_action(self.rules, g, rng) for g in genotypes], dtype=np.int64)
 
 
 class IdentityAgent(FloorAgent):
@@ -136,9 +135,9 @@ class GCNTransformPolicy:
 
 
 BENCH_NAT_DEFAULTS: dict[str, Any] = {"reward_images": None, "train_supernet": False, "eval_inputs": 0,
-                                      "progress": False, "threads": 1, "device": "cpu"}  # fmt: skip
+                                      "progress": False, "threads": 1, "device": "cpu", "epochs": 10**9}  # fmt: skip
 """NAT trainer arguments the bench fixes: the pinned reward (whole validation split), the frozen pinned supernet,
-no held-out report (it would spend evaluations), one thread, CPU."""
+no held-out report (it would spend evaluations), one thread, CPU, and no epoch limit (the budget ends training)."""
 
 
 class NATAgent(GCNTransformPolicy):

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nat_gym.cli_args import float_at_least, int_at_least
 from nat_gym.errors import ConfigError
 
 __all__ = ["register", "parse_per_protocol", "parse_hyperparams"]
@@ -104,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"algorithms (default: all of each protocol). Amortised: {amortised}. Per-instance: "
                         f"{searches}; and {policies} (best-of-K samples of the policy the amortised protocol trained "
                         "with the same seed). A name runs in every chosen protocol that knows it")  # fmt: skip
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="seeds (default: 0 1 2 3 4)")
+    p.add_argument("--seeds", nargs="+", type=int_at_least(0), default=[0, 1, 2, 3, 4], help="seeds (default: 0 1 2 3 4)")
     p.add_argument("--budget", nargs="+", metavar="[PROTOCOL=]N", default=None,
                    help="reward evaluations per run: one number, or per protocol (amortised=2000 per-instance=100); "
                         "required unless --report")  # fmt: skip
@@ -114,10 +115,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", nargs="+", metavar="PROTOCOL=TASKSET", default=None,
                    help="task set per protocol: a registered name or a JSON file of inputs (default: "
                         "amortised=digits/test-200-v0 per-instance=digits/named-v0)")  # fmt: skip
-    p.add_argument("--samples", type=int, default=8,
+    p.add_argument("--samples", type=int_at_least(0), default=8,
                    help="K of the amortised best-of-K mode: sampled transformations per test input (default: 8; 0: "
                         "argmax only)")  # fmt: skip
-    p.add_argument("--cost-weight", type=float, default=0.0,
+    p.add_argument("--cost-weight", type=float_at_least(0.0), default=0.0,
                    help="the env's cost_weight: reward += weight * relative MAdds saving (the cost-aware variant; "
                         "default: 0, the papers' reward)")  # fmt: skip
     p.add_argument("--supernet", default=None,
@@ -131,8 +132,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policies", default=None,
                    help="folder of the trained policies that per-instance policy sampling uses (default: "
                         "OUT/policies, written by the amortised protocol)")  # fmt: skip
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default: 1)")
-    p.add_argument("--reps", type=int, default=1000, help="bootstrap replications of the CIs (default: 1000)")
+    p.add_argument("--jobs", type=int_at_least(1), default=1, help="runs in parallel processes (default: 1)")
+    p.add_argument("--reps", type=int_at_least(1), default=1000, help="bootstrap replications of the CIs (default: 1000)")
     p.add_argument("--out", default="runs/bench", help="output folder (default: runs/bench)")
     p.add_argument("--report", metavar="DIR", default=None,
                    help="only rebuild DIR/report.md and the PNGs from the CSVs in DIR/runs (no run)")
@@ -152,9 +153,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--supernet", default=None,
                    help="the supernet checkpoint the benchmark used (default: the task set's default supernet); "
                         "its content hash must match the rows'")  # fmt: skip
-    p.add_argument("--tolerance", type=float, default=0.0, help="allowed absolute difference (default: 0, exact)")
-    p.add_argument("--sample", type=int, default=None, help="check this many random rows (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of --sample (default: 0)")
+    p.add_argument("--tolerance", type=float_at_least(0.0), default=0.0, help="allowed absolute difference (default: 0, exact)")
+    p.add_argument("--sample", type=int_at_least(1), default=None, help="check this many random rows (default: all)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of --sample (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_validate)
 

@@ -13,7 +13,7 @@ from nat_gym import cost as cost_model
 from nat_gym import genotypes as named
 from nat_gym import rules as rule_sets
 from nat_gym.envs.observation import action_space, encode, flat_action_mask, observation_space
-from nat_gym.errors import ConfigError, GenotypeError
+from nat_gym.errors import ConfigError, GenotypeError, InvalidOpError
 from nat_gym.evaluator import Evaluator, SupernetEvaluator
 from nat_gym.genotype import Genotype
 from nat_gym.sampling import random_genotype
@@ -188,11 +188,7 @@ class NATCellEnv(gym.Env):
             raise ConfigError(f"options['score']: expected True or False, got {score!r}")
         if options.get("genotype") is not None:
             beta = named.resolve(options["genotype"])
-            if beta.steps != self.steps:
-                raise GenotypeError(
-                    f"options['genotype']: it has {beta.steps} intermediate nodes per cell but this environment was "
-                    f"made with steps={self.steps}; use gym.make('NATCell-v0', steps={beta.steps}, ...)"
-                )
+            self._check_start(beta)
         else:
             beta = random_genotype(self.np_random, self.steps, self._sample_ops)
         view = self._view(beta)  # checks beta's ops against the rule set
@@ -270,6 +266,25 @@ class NATCellEnv(gym.Env):
         self._transitions: dict[tuple[Genotype, bytes], tuple[Genotype, int]] = {}
 
     # --------------------------------------------------------------------------------------------------- helpers
+    def _check_start(self, beta: Genotype) -> None:
+        """Raise a :class:`GenotypeError` whose hint makes an environment that takes ``beta``: the right ``steps``
+        and a rule set whose vocabulary holds ``beta``'s ops (checked together, so one hint fixes both)."""
+        outside = sorted({o for o in beta.ops if o not in self.rules.ops})
+        if beta.steps == self.steps and not outside:
+            return
+        problems, fix = [], []
+        if beta.steps != self.steps:
+            problems.append(f"it has {beta.steps} intermediate nodes per cell but this environment was made with "
+                            f"steps={self.steps}")  # fmt: skip
+            fix.append(f"steps={beta.steps}")
+        if outside:  # every op nat-gym knows is in a shipped rule set (nat-ext, nat++ext), so one covers them
+            problems.append(f"it uses {outside}, outside the vocabulary of rule set {self.rules.name!r}")
+            fix.append(f"rules={rule_sets.covering(beta.ops, self.rules).name!r}")
+        raise (InvalidOpError if outside else GenotypeError)(
+            f"options['genotype']: {'; '.join(problems)}; use gym.make('NATCell-v0', {', '.join(fix)}, ...) (with "
+            "the other arguments as before; a supernet given by path or object must have those steps and ops)"
+        )
+
     def _draw_batch(self) -> int | None:
         n = self.evaluator.num_batches
         return None if n == 1 else int(self.np_random.integers(n))
@@ -317,6 +332,7 @@ def _default_evaluator(rules, supernet, dataset, data_root, data_seed, steps, re
     from nat_gym.data import load_dataset
     from nat_gym.supernet import Supernet, SupernetConfig
     from nat_gym.supernet.checkpoint import load_checkpoint
+    from nat_gym.supernet.cli import train_command
     from nat_gym.supernet.default import load_or_train
 
     data = load_dataset(dataset, root=data_root, seed=data_seed)
@@ -327,13 +343,22 @@ def _default_evaluator(rules, supernet, dataset, data_root, data_seed, steps, re
         supernet, _ = load_checkpoint(supernet)
     cfg = supernet.config
     missing = [o for o in rules.ops if o not in cfg.ops]
+    if rules.name in rule_sets.RULE_SETS:
+        command, path = train_command(rules.name, steps)
+        train_one = f"`{command}`, then supernet={path!r}"
+    else:  # a user's rule set: no command line names it
+        train_one = f"Supernet(SupernetConfig(ops=rules.ops, steps={steps}, ...)) trained with SupernetTrainer"
     if missing:
         raise ConfigError(
-            f"supernet: its op vocabulary lacks {missing}, which rule set {rules.name!r} can produce; "
-            f"build the supernet with ops={list(rules.ops)}"
+            f"supernet: its op vocabulary lacks {missing}, which rule set {rules.name!r} can produce; use a "
+            f"supernet built with ops={list(rules.ops)} ({train_one}), or supernet=None for the default supernet "
+            "of these rules (trained once and cached)"
         )
     if cfg.steps < steps:
-        raise ConfigError(f"supernet: it has steps={cfg.steps} but the environment asks for steps={steps}")
+        raise ConfigError(
+            f"supernet: it has steps={cfg.steps} but the environment asks for steps={steps}; use a supernet with "
+            f"steps >= {steps} ({train_one}), or supernet=None for the default supernet (trained once and cached)"
+        )
     if (cfg.num_classes, cfg.in_channels) != (data.num_classes, data.in_channels):
         raise ConfigError(
             f"supernet: it expects {cfg.in_channels} channels / {cfg.num_classes} classes but dataset {dataset!r} "
