@@ -14,8 +14,8 @@ is reported.
 
 Rewards always come from the environment's ``reset``/``step``, so the rows hold exactly what ``nat-gym validate``
 recomputes. Wall-clock: every amortised run and every per-instance search starts with an empty score cache, so no
-run profits from scores another run computed. Seeds: the random generator of a run is derived from ``(seed, input index)`` or ``(seed, checkpoint)``
-only, so results do not depend on the order in which runs execute or on ``--jobs``.
+run profits from scores another run computed. Seeds: the random generator of a run is derived from ``(seed, input
+index)`` or ``(seed, checkpoint)`` only, so results do not depend on the order in which runs execute or on ``--jobs``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.bench.algorithms import AMORTISED, load_policy, make_agent
+from agents.bench.results import PIN_COLUMNS
 from nat_gym.budget import BudgetedEvaluator, BudgetExhausted
 from nat_gym.envs.tasks import ExcludeInputs, TaskSet, reserved_inputs
 from nat_gym.errors import ConfigError
@@ -102,20 +103,19 @@ class Context:
         """Score ``actions[i]`` on ``starts[i]`` through the environment (one batched evaluator call first)."""
         base = self.env.unwrapped
         alphas = [base.rules.apply_indices(g, a)[0] for g, a in zip(starts, actions)]
-        self.evaluator.evaluate(list(dict.fromkeys(list(starts) + alphas)))  # fills the cache, two threads
+        self.evaluator.evaluate(list(dict.fromkeys(list(starts) + alphas)))  # fills the cache (evaluator's threads)
         out = []
         for g, a in zip(starts, actions):
-            _, info = self.env.reset(options={"genotype": g})
+            self.env.reset(options={"genotype": g})
             _, reward, _, _, info = self.env.step(np.asarray(a, dtype=np.int64))
             out.append({"start": g, "result": info["genotype_after"], "acc_before": info["acc_before"],
                         "acc_after": info["acc_after"], "reward": reward, "madds_saving": info["madds_saving"]})  # fmt: skip
         return out
 
     def row(self, **fields: Any) -> dict[str, Any]:
-        pin = self.pin
+        """A result row (:mod:`agents.bench.results`): ``fields`` with the genotypes as strings, and the pins."""
         return {**fields, "start": str(fields["start"]), "result": str(fields["result"]),
-                **{k: pin[k] for k in ("task_set", "task_digest", "env_id", "env_version", "rules", "rules_digest",
-                                       "supernet", "cost_weight")}}  # fmt: skip
+                **{k: self.pin[k] for k in PIN_COLUMNS}}
 
 
 # ====================================================================================================== amortised
