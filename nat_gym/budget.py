@@ -15,12 +15,15 @@ raises :class:`BudgetExhausted`; so a run stops with exactly ``budget`` evaluati
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nat_gym.errors import ConfigError, NatGymError
-from nat_gym.evaluator import BatchKey, Evaluator
 from nat_gym.genotype import Genotype
+
+if TYPE_CHECKING:  # nat_gym.evaluator imports torch; this module stays light (the CLI's parser imports it)
+    from nat_gym.evaluator import BatchKey, Evaluator
 
 __all__ = ["BudgetExhausted", "BudgetedEvaluator"]
 
@@ -52,6 +55,8 @@ class BudgetedEvaluator:
     """
 
     def __init__(self, evaluator: Evaluator, budget: int | None = None, *, free: Iterable[Genotype] = ()) -> None:
+        from nat_gym.evaluator import Evaluator
+
         if not isinstance(evaluator, Evaluator):
             raise ConfigError(f"evaluator: {type(evaluator).__name__} does not implement the Evaluator protocol")
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 0):

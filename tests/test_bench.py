@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +140,14 @@ def test_validate_accepts_the_rows_and_flags_tampered_ones(bench, capsys):
     other = save_checkpoint(bench["root"] / "other.pt", Supernet(cfg))
     assert main(["validate", str(out), "--supernet", str(other), "--no-progress"]) == 2
     assert "scored with supernet" in capsys.readouterr().err
+
+
+def test_building_the_parser_imports_no_torch():
+    code = "import sys; from nat_gym.cli import build_parser; build_parser(); " \
+           "print(sorted(m for m in ('torch', 'optuna', 'rliable') if m in sys.modules))"
+    run = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert run.stdout.strip() == "[]", run.stderr
 
 
 def test_bench_arguments_are_checked(tmp_path):

@@ -79,9 +79,17 @@ def parse_hyperparams(items: list[str] | None, file: str | None, algos: dict[str
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``bench`` and ``validate`` to the ``nat-gym`` subcommands."""
+    import dataclasses
+
     from agents.bench.algorithms import AMORTISED
     from agents.search import SEARCHES
+    from agents.search import load as load_search
+    from agents.search.policy_search import PolicySearchArgs
 
+    keys = "; ".join(f"{k}: {', '.join(f.name for f in dataclasses.fields(load_search(k)[1])) or 'none'}"
+                     for k in SEARCHES)  # fmt: skip
+    keys += (f"; per-instance policy sampling: {', '.join(f.name for f in dataclasses.fields(PolicySearchArgs))}; "
+             "nat: the flags of nat-gym train --algo nat (lr, m, n, entropy_coef, variant, ...)")  # fmt: skip
     amortised = ", ".join(f"{k} ({v.help})" for k, v in AMORTISED.items())
     searches = ", ".join(f"{k} ({v.help})" for k, v in SEARCHES.items())
     policies = ", ".join(k for k, v in AMORTISED.items() if v.loader)
@@ -126,7 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "trained once and cached); its content hash is pinned in every row")  # fmt: skip
     p.add_argument("--hyperparams", nargs="+", metavar="[PROTOCOL:]ALGO.KEY=VALUE", default=None,
                    help="hyper-parameter overrides, e.g. nat.lr=0.001 evolution.population_size=10 "
-                        "per-instance:nat.chunk=16 (recorded in summary.json)")  # fmt: skip
+                        f"per-instance:nat.chunk=16 (recorded in summary.json). Keys: {keys}")  # fmt: skip
     p.add_argument("--hyperparams-file", default=None,
                    help="YAML or JSON file {protocol: {algo: {key: value}}}; --hyperparams override it")
     p.add_argument("--policies", default=None,
