@@ -9,7 +9,13 @@ trained policies that the per-instance protocol samples best-of-K). An :class:`A
 - ``actions(genotypes, deterministic=..., rng=...)``: transform inputs zero-shot (``[B, 2E]`` op indices);
 - ``save(path)``: write the trained policy (``None`` for the floors, which have nothing to save).
 
-Adding an algorithm (e.g. an SB3 baseline of ``nat-gym train``) is one entry here and one small adapter.
+Adding an algorithm (e.g. an SB3 baseline of ``nat-gym train``) is one entry here and one small adapter. For an SB3
+model the adapter builds the model on ``env`` (the budgeted, test-input-excluding training env the protocol hands
+over; wrap it as the algorithm needs, e.g. NATEdge-v0's edge-by-edge form), ``learn(until)`` calls
+``model.learn(total_timesteps=<large>, callback=<stop once env.unwrapped.evaluator.used >= until>,
+reset_num_timesteps=False)`` (at the budget ``env.step`` raises :class:`~nat_gym.budget.BudgetExhausted` out of
+``learn``; the protocol catches it), ``actions`` encodes each genotype (:func:`nat_gym.envs.observation.encode`) and
+calls ``model.predict(obs, action_masks=..., deterministic=...)``, and ``save``/``load`` use SB3's own files.
 """
 
 from __future__ import annotations
