@@ -481,9 +481,10 @@ class Supernet(nn.Module):
         inter = [n for n, _ in nodes[2:]]
         if any(c.concat != tuple(range(2, steps + 2)) for c in cells):
             # nodes outside an architecture's concat contribute zeros (loose-end cells share the same weights)
-            keep = torch.zeros((a, steps), device=device, dtype=inter[0].dtype)
+            keep = torch.zeros((a, steps), dtype=inter[0].dtype)  # built on the host, copied to the device once
             for arch, cell in enumerate(cells):
                 keep[arch, [n - 2 for n in cell.concat]] = 1.0
+            keep = keep.to(device)
             inter = [(t.unflatten(0, (a, b)) * keep[:, i].view(a, 1, 1, 1, 1)).flatten(0, 1) for i, t in enumerate(inter)]
         return _ChannelsLastCat.apply(*inter) if torch.is_grad_enabled() else torch.cat(inter, dim=1)
 

@@ -166,7 +166,11 @@ class SupernetTrainer:
         rng = np.random.default_rng([c.seed, epoch])
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         net.train()
-        total_loss, correct, seen = 0.0, 0, 0
+        # running sums stay on the device: no host synchronisation per step on CUDA (float64: the same sums as
+        # Python floats would give)
+        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
         steps = net.config.steps
         self.optimizer.zero_grad(set_to_none=True)  # from here on, only the last step's path holds gradients
         self._grad_params = []
@@ -174,12 +178,12 @@ class SupernetTrainer:
             genotype = random_genotype(rng, steps, self._sample_ops)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             loss, logits = self.train_step(x, y, genotype)
-            total_loss += float(loss) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
+            total_loss += loss.double() * len(y)
+            correct += (logits.argmax(1) == y).sum()
             seen += len(y)
         self.epoch += 1
-        row = {"epoch": float(self.epoch), "lr": self.lr_at(epoch), "train_loss": total_loss / max(seen, 1),
-               "train_acc": correct / max(seen, 1)}  # fmt: skip
+        row = {"epoch": float(self.epoch), "lr": self.lr_at(epoch), "train_loss": float(total_loss) / max(seen, 1),
+               "train_acc": int(correct) / max(seen, 1)}  # fmt: skip
         if c.eval_archs > 0:
             accs = evaluate_random_architectures(net, self.data.valid, c.eval_archs, seed=c.seed + 1)
             row.update(valid_acc_mean=float(accs.mean()), valid_acc_std=float(accs.std()))
