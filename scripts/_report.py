@@ -30,27 +30,31 @@ def _sync() -> None:
         torch.cuda.synchronize()  # CUDA kernels run asynchronously: a timing must wait for them
 
 
-def alternate(arms: Mapping[str, Callable[[int], object]], rounds: int, per_round: int = 1,
-              warmup: int = 1) -> dict[str, list[float]]:  # fmt: skip
+def alternate(arms: Mapping[str, Callable[[int], object]], rounds: int, per_round: int = 1, warmup: int = 1,
+              prepare: Mapping[str, Callable[[int], object]] | None = None) -> dict[str, list[float]]:  # fmt: skip
     """Time the ``arms`` alternately: seconds per call of each arm, one figure per round.
 
     In round ``r`` every arm is called with the unit indices ``r * per_round .. (r + 1) * per_round - 1`` (so each
     arm does the same work: the same architectures, the same images), the arms one after the other, in an order
     that reverses every round (A B, B A, A B, ...), so a change in the machine's load hits all arms alike.
-    ``warmup`` extra rounds run first and are not counted.
+    ``prepare[name](i)``, if given, runs untimed before each call of arm ``name`` on unit ``i``. ``warmup`` extra
+    rounds run first and are not counted.
     """
     names = list(arms)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(warmup + rounds):
-        units = range(r * per_round, (r + 1) * per_round)
         for name in names if r % 2 == 0 else names[::-1]:
-            _sync()
-            start = time.perf_counter()
-            for i in units:
+            seconds = 0.0
+            for i in range(r * per_round, (r + 1) * per_round):
+                if prepare and name in prepare:
+                    prepare[name](i)
+                _sync()
+                start = time.perf_counter()
                 arms[name](i)
-            _sync()
+                _sync()
+                seconds += time.perf_counter() - start
             if r >= warmup:
-                times[name].append((time.perf_counter() - start) / per_round)
+                times[name].append(seconds / per_round)
     return times
 
 

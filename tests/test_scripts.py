@@ -1,5 +1,5 @@
 """Smoke tests: the benchmark scripts run end to end with tiny budgets (a tiny random-init supernet, so no test
-trains the default one) and write the figures they print."""
+trains the default one) and write the figures they print; their plain baseline computes nat-gym's function."""
 
 from __future__ import annotations
 
@@ -24,12 +24,60 @@ def test_bench_env_runs_and_reports(tmp_path):
     net = save_checkpoint(tmp_path / "tiny.pt", Supernet(cfg))
     out = tmp_path / "figures.json"
     cmd = [sys.executable, "scripts/bench_env.py", "--supernet", str(net), "--steps", "3", "--seconds", "0.05",
-           "--repeats", "1", "--json", str(out)]  # fmt: skip
+           "--rounds", "1", "--json", str(out)]  # fmt: skip
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     figures = json.loads(out.read_text())
     assert figures["reward_images"] == 360
-    for key in ("uncached_step_median_ms", "cached_steps_per_s", "scores_only_cached_steps_per_s",
-                "cartpole_steps_per_s", "batched_vs_single", "grouped_vs_single"):  # fmt: skip
+    for key in ("uncached_step_median_ms", "uncached_step_speedup_vs_plain", "cached_steps_per_s",
+                "scores_only_cached_steps_per_s", "cartpole_steps_per_s", "batched_vs_single", "grouped_vs_single"):  # fmt: skip
         assert figures[key] > 0, key
         assert key in run.stdout
+
+
+def test_bench_supernet_runs_and_its_plain_baseline_computes_the_same_function(tmp_path):
+    out = tmp_path / "figures.json"
+    cmd = [sys.executable, "scripts/bench_supernet.py", "--configs", "tiny", "--rounds", "1", "--json", str(out)]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert 0 <= figures["tiny_max_abs_logit_diff"] < 1e-4  # same weights, same logits: the ratio is honest
+    for key in ("tiny_train_step_speedup", "tiny_eval_speedup", "tiny_train_step_plain_ms",
+                "tiny_train_step_nat_gym_ms"):  # fmt: skip
+        assert figures[key] > 0, key
+        assert key in run.stdout
+
+
+def test_plain_supernet_equals_nat_gym_supernet(shared_tiny_supernet):
+    """The benchmarks' baseline: with nat-gym's weights copied in, the same logits for fully-concat, loose-end,
+    fewer-step and null-edge genotypes, and the same accuracies on the same minibatches."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from _plain_supernet import PlainSupernet, copy_weights, plain_evaluator
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    import numpy as np
+
+    from nat_gym.data import load_dataset
+    from nat_gym.evaluator import SupernetEvaluator
+    from nat_gym.ops import NAT_PLUS_PLUS_OPS
+    from nat_gym.sampling import random_genotype
+
+    net = shared_tiny_supernet
+    plain = copy_weights(PlainSupernet(net.config), net)
+    ops = [o for o in NAT_PLUS_PLUS_OPS if o != "null"]
+    rng = np.random.default_rng(0)
+    nulls = random_genotype(rng, 4, ops)
+    nulls = nulls.with_ops(["null" if i in (0, 1, 9) else o for i, o in enumerate(nulls.ops)])
+    genotypes = [random_genotype(rng, 4, ops), random_genotype(rng, 4, ops, concat="loose_end"),
+                 random_genotype(rng, 2, ops), nulls]  # fmt: skip
+    x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for g in genotypes:
+            torch.testing.assert_close(plain(x, g), net(x, g), atol=1e-5, rtol=1e-5)
+    data = load_dataset("fake", seed=0, n_train=16, n_valid=40, n_test=4)
+    ours = SupernetEvaluator(net, data.valid, batch_size=16, device="cpu")
+    theirs = plain_evaluator(plain, data.valid, batch_size=16)
+    assert theirs.num_batches == ours.num_batches == 3
+    for batch in (None, 0, 2):
+        np.testing.assert_allclose(theirs.evaluate(genotypes, batch), ours.evaluate(genotypes, batch), atol=1e-9)
