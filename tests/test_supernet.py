@@ -231,7 +231,9 @@ def test_shifted_window_pool_picks_by_direction_and_map_size():
     assert not pool.shifted_is_faster(big.clone().requires_grad_())  # backward: the built-in pool
     with torch.no_grad():
         assert pool.shifted_is_faster(big.clone().requires_grad_())
-    assert not ShiftedWindowPool("avg_pool", 3, 2).shifted_is_faster(big)  # stride 2: the built-in pool
+    avg, avg_s2 = ShiftedWindowPool("avg_pool", 3, 1), ShiftedWindowPool("avg_pool", 3, 2)
+    assert avg.shifted_is_faster(big) and not avg.shifted_is_faster(torch.randn(2, 80, 8, 8))  # many channels
+    assert not avg_s2.shifted_is_faster(big) and avg_s2.shifted_is_faster(torch.randn(2, 4, 32, 32))
 
 
 def test_pool_ops_cover_every_kind_and_kernel():

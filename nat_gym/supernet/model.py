@@ -116,12 +116,14 @@ class ShiftedWindowPool(Pool):
     elementwise call walks whole contiguous rows of channels. (The same slices taken on the logical ``[N, C, H, W]``
     view run 4-10x slower: the iterator then walks runs of ``C`` floats.)
 
-    Which implementation runs is chosen per call by :meth:`shifted_is_faster` (direction and map size), a rule
-    measured on CPU with the supernets' sizes (``scripts/bench_supernet.py --pools`` prints the table): the shifted
-    slices win the forward pass on maps of 8x8 and more at stride 1 (2-4x with 8 channels), the built-in pools win
-    on smaller maps and at stride 2, and they win every pass that needs gradients: the backward of the slices
-    (``maximum``'s ``eq``/``where``/``masked_fill_`` per tap, the zero-filled gradients of every slice) costs
-    2-30x the built-in pools' single backward kernel. On CUDA the built-in pools always run.
+    Which implementation runs is chosen per call by :meth:`shifted_is_faster`, a rule measured on CPU at the
+    supernets' sizes (64 images; ``scripts/bench_supernet.py --configs --pools`` prints the table). Forward passes
+    without gradients: the slices win on maps of 8x8 and more at stride 1 (max pools 1.4-4x, average pools 1.7-3x up
+    to 32 channels; with 80 channels the built-in average pool wins by 1.1-1.7x) and on 32x32 maps at stride 2
+    (1.1-2.3x); the built-in pools win on smaller maps and at stride 2 elsewhere. Passes that need gradients: the
+    built-in pools, whose single backward kernel is 5-35x faster than the slices' backward for max pools (an
+    ``eq``/``where``/``masked_fill_`` per tap and a zero-filled gradient per slice) and within 0.7-2.5x either way for
+    average pools. On CUDA the built-in pools always run.
 
     Shapes:
         - input: ``[N, C, H, W]``
@@ -137,7 +139,9 @@ class ShiftedWindowPool(Pool):
         """Whether the shifted slices beat the built-in pool on ``x`` (see the class docstring for the measurements)."""
         if x.device.type != "cpu" or (x.requires_grad and torch.is_grad_enabled()):
             return False
-        return self.stride == 1 and min(x.shape[2], x.shape[3]) >= 8
+        side = min(x.shape[2], x.shape[3])
+        few_channels = self.kind == "max_pool" or x.shape[1] <= 32
+        return side >= 32 or (self.stride == 1 and side >= 8 and few_channels)
 
     def _window(self, y: torch.Tensor, fill: float, combine: Callable) -> torch.Tensor:
         """Reduce the windows of ``y`` (``[N, H, W, C]``) along H and W; returns ``[N, ceil(H/s), ceil(W/s), C]``."""
