@@ -63,5 +63,11 @@ def ratio(times: Mapping[str, list[float]], baseline: str, arm: str) -> float:
     return statistics.median(b / a for b, a in zip(times[baseline], times[arm]))
 
 
+def ratio_range(times: Mapping[str, list[float]], baseline: str, arm: str) -> str:
+    """The lowest and highest of the per-round ratios of :func:`ratio`, as ``"low-high"``."""
+    ratios = [b / a for b, a in zip(times[baseline], times[arm])]
+    return f"{min(ratios):.2f}-{max(ratios):.2f}"
+
+
 def median_ms(times: list[float]) -> float:
     return 1e3 * statistics.median(times)

@@ -29,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from _plain_supernet import PlainSupernet, copy_weights, plain_evaluator
-from _report import alternate, median_ms, ratio, report
+from _report import alternate, median_ms, ratio, ratio_range, report
 
 import nat_gym  # noqa: F401  (registers NATCell-v0)
 from nat_gym.evaluator import ParallelChoice, SupernetEvaluator
@@ -141,6 +141,7 @@ def main() -> None:
         "uncached_step_median_ms": round(step_ms, 2),
         "uncached_step_plain_ms": round(median_ms(steps["plain"]), 2),
         "uncached_step_speedup_vs_plain": round(ratio(steps, "plain", "nat_gym"), 2),
+        "uncached_step_speedup_range": ratio_range(steps, "plain", "nat_gym"),
         "cached_steps_per_s": round(nat_sps),
         "cartpole_steps_per_s": round(cart_sps),
         "cached_vs_cartpole": round(nat_sps / cart_sps, 3),
@@ -149,6 +150,7 @@ def main() -> None:
         "eval_64_single_s": round(median_ms(batching["single"]) / 1e3, 3),
         "eval_64_batched_s": round(median_ms(batching["batched"]) / 1e3, 3),
         "batched_vs_single": round(ratio(batching, "single", "batched"), 2),
+        "batched_vs_single_range": ratio_range(batching, "single", "batched"),
         "batched_chunks_parallel": choice.chunks["parallel"],
         "batched_chunks_one_thread": choice.chunks["sequential"],
         "eval_64_grouped16_s": round(median_ms(batching["grouped16"]) / 1e3, 3),

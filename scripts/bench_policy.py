@@ -24,7 +24,7 @@ import argparse
 import gymnasium as gym
 import torch
 from _plain_supernet import PlainSupernet, copy_weights, plain_evaluator
-from _report import alternate, median_ms, ratio, report
+from _report import alternate, median_ms, ratio, ratio_range, report
 
 from agents.nat_trainer import NATTrainer, NATTrainerArgs
 
@@ -41,7 +41,7 @@ def trainers(m: int, n: int, variant: str, supernet: str | None) -> dict[str, NA
     return {"nat_gym": ours, "plain": NATTrainer(args, env=env, log=False)}
 
 
-def ms_per_sample(m: int, n: int, updates: int, rounds: int, variant: str, supernet: str | None) -> dict[str, float]:
+def ms_per_sample(m: int, n: int, updates: int, rounds: int, variant: str, supernet: str | None) -> dict:
     arms = trainers(m, n, variant, supernet)
     per_round = max(1, updates // rounds)
     times = alternate({name: lambda i, t=t: t.policy_update() for name, t in arms.items()}, rounds, per_round)
@@ -49,6 +49,7 @@ def ms_per_sample(m: int, n: int, updates: int, rounds: int, variant: str, super
         "nat_gym": median_ms(times["nat_gym"]) / (m * n),
         "plain": median_ms(times["plain"]) / (m * n),
         "speedup": ratio(times, "plain", "nat_gym"),
+        "range": ratio_range(times, "plain", "nat_gym"),
     }
 
 
@@ -76,9 +77,11 @@ def main() -> None:
         "ms_per_sample_m1_n1": round(single["nat_gym"], 2),
         "plain_ms_per_sample_m1_n1": round(single["plain"], 2),
         "speedup_m1_n1_vs_plain": round(single["speedup"], 2),
+        "speedup_m1_n1_range": single["range"],
         f"ms_per_sample_{mn}": round(batched["nat_gym"], 2),
         f"plain_ms_per_sample_{mn}": round(batched["plain"], 2),
         f"speedup_{mn}_vs_plain": round(batched["speedup"], 2),
+        f"speedup_{mn}_range": batched["range"],
     }
     report(figures, args.json)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from _plain_supernet import PlainSupernet, copy_weights, plain_evaluator, plain_train_step
-from _report import alternate, median_ms, ratio, report
+from _report import alternate, median_ms, ratio, ratio_range, report
 
 from nat_gym.data import DatasetSplits, load_dataset
 from nat_gym.evaluator import SupernetEvaluator
@@ -110,9 +110,11 @@ def bench_config(name: str, bc: BenchConfig, rounds: int, seed: int = 0) -> dict
         f"{name}_train_step_plain_ms": round(median_ms(train["plain"]), 2),
         f"{name}_train_step_nat_gym_ms": round(median_ms(train["nat_gym"]), 2),
         f"{name}_train_step_speedup": round(ratio(train, "plain", "nat_gym"), 2),
+        f"{name}_train_step_speedup_range": ratio_range(train, "plain", "nat_gym"),
         f"{name}_eval_plain_ms": round(median_ms(evaluation["plain"]), 2),
         f"{name}_eval_nat_gym_ms": round(median_ms(evaluation["nat_gym"]), 2),
         f"{name}_eval_speedup": round(ratio(evaluation, "plain", "nat_gym"), 2),
+        f"{name}_eval_speedup_range": ratio_range(evaluation, "plain", "nat_gym"),
     }
 
 
