@@ -114,10 +114,11 @@ def plain_train_step(net: PlainSupernet, optimizer: torch.optim.Optimizer, x: to
 
 def plain_evaluator(net: PlainSupernet, split: Split, batch_size: int | None = None) -> CallableEvaluator:
     """A reward oracle over the plain supernet with the minibatches of a :class:`~nat_gym.evaluator.SupernetEvaluator`
-    (consecutive slices of ``batch_size`` images; ``None``: the whole split): accuracy under ``torch.no_grad``, with
-    the BN modules in train mode (batch statistics, as the papers' reward)."""
+    (consecutive slices of ``batch_size`` images; ``None``: the whole split) on the device of ``net``: accuracy under
+    ``torch.no_grad``, with the BN modules in train mode (batch statistics, as the papers' reward)."""
     bs = len(split) if batch_size is None else min(batch_size, len(split))
-    batches = [(split.x[i : i + bs], split.y[i : i + bs]) for i in range(0, len(split), bs)]
+    device = next(net.parameters()).device
+    batches = [(split.x[i : i + bs].to(device), split.y[i : i + bs].to(device)) for i in range(0, len(split), bs)]
 
     @torch.no_grad()
     def accuracy(genotype: Genotype, batch: int | None) -> float:
@@ -127,5 +128,3 @@ def plain_evaluator(net: PlainSupernet, split: Split, batch_size: int | None = N
 
     net.train()
     return CallableEvaluator(accuracy, num_batches=len(batches), takes_batch=True, version="plain-supernet")
-
-

@@ -77,7 +77,7 @@ def main() -> None:
     ev = base.evaluator
 
     # (a) uncached steps, nat-gym vs the plain baseline supernet (same weights, images and architectures)
-    plain = copy_weights(PlainSupernet(ev.supernet.config), ev.supernet)
+    plain = copy_weights(PlainSupernet(ev.supernet.config).to(ev.device), ev.supernet)  # the same device
     plain_env = gym.make("NATCell-v0", rules=args.rules, evaluator=plain_evaluator(plain, ev.split, ev.batch_size))
     envs = {"nat_gym": env, "plain": plain_env}
     actions: dict[int, np.ndarray] = {}

@@ -35,7 +35,7 @@ def trainers(m: int, n: int, variant: str, supernet: str | None) -> dict[str, NA
                           variant=variant, epochs=1, supernet=supernet)  # fmt: skip
     ours = NATTrainer(args, log=False)
     ev = ours.evaluator
-    plain = copy_weights(PlainSupernet(ev.supernet.config), ev.supernet)
+    plain = copy_weights(PlainSupernet(ev.supernet.config).to(ev.device), ev.supernet)  # the same device
     env = gym.make("NATCell-v0", rules=args.rules, steps=args.steps,
                    evaluator=plain_evaluator(plain, ev.split, ev.batch_size))  # fmt: skip
     return {"nat_gym": ours, "plain": NATTrainer(args, env=env, log=False)}
