@@ -419,7 +419,20 @@ FOLLOWED = {
     "pass either a config or keyword arguments": "test_supernet_hints",
     "use torch.no_grad()": "test_supernet_hints",
     "use 'auto' or 'cpu'": "test_supernet_hints",
+    "resume with the same values": "test_train_final_resume_hint",
 }
+
+
+def test_train_final_resume_hint(tmp_path, capsys):
+    out = str(tmp_path / "final")
+    base = ["train-final", "ResBlock", "--dataset", "fake", "--channels", "4", "--layers", "3", "--batch-size", "32",
+            "--out", out, "--no-progress", "--device", "cpu"]  # fmt: skip
+    assert main([*base, "--epochs", "1"]) == 0
+    assert main([*base, "--epochs", "1", "--lr", "0.5", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "resume with the same values" in err and "lr=" in err
+    assert main([*base, "--epochs", "1", "--resume"]) == 0  # the hint followed: the saved values
+    assert "resumed from" in capsys.readouterr().out
 
 
 def test_every_hint_is_followed_by_a_test():
