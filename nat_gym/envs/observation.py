@@ -47,13 +47,15 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from gymnasium import spaces
 from torch import Tensor
-from torch_geometric.data import Batch, Data
+
+if TYPE_CHECKING:  # imported by to_pyg_batch: an env never needs torch_geometric (~90 MB per process, measured)
+    from torch_geometric.data import Batch
 
 from nat_gym.errors import ConfigError, GenotypeError
 from nat_gym.genotype import MAX_STEPS, Cell, Genotype
@@ -376,6 +378,8 @@ def _new_batch(**attrs: Any) -> Batch:
     metaclass itself finally does (``type.__call__``)."""
     global _BATCH_CLS
     if _BATCH_CLS is None:
+        from torch_geometric.data import Batch, Data
+
         _BATCH_CLS = type(Batch(_base_cls=Data))
     return type.__call__(_BATCH_CLS, **attrs)
 
