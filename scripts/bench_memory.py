@@ -15,13 +15,14 @@ Memory, not time: the figures do not depend on the load of the machine. The defa
     process, and their ratio.
 
 Usage: ``python scripts/bench_memory.py [--env NATCell-v0 NATEdge-v0] [--workers 2] [--steps 300] [--stages]
-[--time ROUNDS]``
+[--time ROUNDS] [--supernet PATH] [--json FILE]``
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import sys
 
@@ -45,7 +46,7 @@ def _masked_action(env, rng):
     return np.array(ops) if len(ops) > 1 else ops[0]
 
 
-def _make_probe(env_id: str, trim: bool):
+def _make_probe(env_id: str, trim: bool, env_kwargs: dict):
     """A worker's env: ``env_id`` wrapped so that the worker can report its own memory (``env.memory()``)."""
     import gymnasium as gym
 
@@ -58,15 +59,15 @@ def _make_probe(env_id: str, trim: bool):
         def memory(self) -> dict[str, float]:
             return {"pid": os.getpid(), **_usage(psutil.Process())}
 
-    return MemoryProbe(gym.make(f"nat_gym:{env_id}"))
+    return MemoryProbe(gym.make(f"nat_gym:{env_id}", **env_kwargs))
 
 
-def worker_memory(env_id: str, kind: str, workers: int, steps: int, trim: bool) -> list[dict[str, float]]:
+def worker_memory(env_id: str, kind: str, workers: int, steps: int, trim: bool, env_kwargs: dict) -> list[dict]:
     """Per-worker memory after ``steps`` masked random steps of a ``kind`` ("gymnasium" or "sb3") vector env."""
     import numpy as np
     import torch  # noqa: F401  (a training script has imported it before it makes its vector env)
 
-    fns = [functools.partial(_make_probe, env_id, trim) for _ in range(workers)]
+    fns = [functools.partial(_make_probe, env_id, trim, env_kwargs) for _ in range(workers)]
     rng = np.random.default_rng(0)
     if kind == "gymnasium":
         import gymnasium as gym
@@ -97,7 +98,7 @@ def worker_memory(env_id: str, kind: str, workers: int, steps: int, trim: bool) 
     return out
 
 
-def stages(env_id: str, steps: int) -> list[tuple[str, dict[str, float]]]:
+def stages(env_id: str, steps: int, env_kwargs: dict) -> list[tuple[str, dict[str, float]]]:
     """USS / RSS of this process after each stage of making and stepping one env."""
     me = psutil.Process()
     record = [("python, psutil", _usage(me))]
@@ -111,7 +112,7 @@ def stages(env_id: str, steps: int) -> list[tuple[str, dict[str, float]]]:
     import nat_gym  # noqa: F401  (registers the envs)
 
     record.append(("import gymnasium, nat_gym", _usage(me)))
-    env = gym.make(env_id)
+    env = gym.make(env_id, **env_kwargs)
     record.append(("gym.make (data, supernet, evaluator)", _usage(me)))
     rng = np.random.default_rng(0)
     env.reset(seed=0)
@@ -136,7 +137,7 @@ def stages(env_id: str, steps: int) -> list[tuple[str, dict[str, float]]]:
     return record
 
 
-def trim_cost(env_id: str, steps: int, rounds: int) -> dict[str, float]:
+def trim_cost(env_id: str, steps: int, rounds: int, env_kwargs: dict) -> dict[str, float]:
     """Seconds per uncached step with the evaluator's heap trims and without, arms alternated in this process."""
     import statistics
     import time
@@ -148,7 +149,7 @@ def trim_cost(env_id: str, steps: int, rounds: int) -> dict[str, float]:
     import nat_gym.heap
 
     torch.set_num_threads(1)
-    env = gym.make(f"nat_gym:{env_id}")
+    env = gym.make(f"nat_gym:{env_id}", **env_kwargs)
     rng = np.random.default_rng(0)
     env.reset(seed=0)
     times: dict[int, list[float]] = {64: [], 0: []}
@@ -178,26 +179,37 @@ def main() -> None:
     p.add_argument("--time", type=int, default=0, metavar="ROUNDS",
                    help="instead: time --steps uncached steps per arm with and without heap trims, ROUNDS rounds "
                         "(arms alternated), and print the ratio")  # fmt: skip
+    p.add_argument("--supernet", default=None,
+                   help="supernet checkpoint the envs score with (default: the cached default digits supernet)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args()
+    env_kwargs = {} if args.supernet is None else {"supernet": args.supernet, "dataset": "digits"}
     if args.time:
-        for key, value in trim_cost(args.env[0], args.steps, args.time).items():
+        figures = trim_cost(args.env[0], args.steps, args.time, env_kwargs)
+        for key, value in figures.items():
             print(f"{key}: {value:.3f}")
-        return
-    if args.stages:
+    elif args.stages:
         if args.no_trim:
             import nat_gym.heap
 
             nat_gym.heap.TRIM_EVERY = 0
+        figures = {"stages": [{"stage": name, **m} for name, m in stages(args.env[0], args.steps, env_kwargs)],
+                   "modules_of_note": [m for m in _HEAVY if m in sys.modules]}  # fmt: skip
         print(f"{'stage':40s} {'USS MB':>8s} {'RSS MB':>8s}")
-        for name, m in stages(args.env[0], args.steps):
-            print(f"{name:40s} {m['uss_mb']:8.0f} {m['rss_mb']:8.0f}")
-        print("modules of note imported:", [m for m in _HEAVY if m in sys.modules] or "none")
-        return
-    print(f"{'env':12s} {'vector env':10s} {'worker':>6s} {'USS MB':>8s} {'PSS MB':>8s} {'RSS MB':>8s}")
-    for env_id in args.env:
-        for kind in args.vec:
-            for i, m in enumerate(worker_memory(env_id, kind, args.workers, args.steps, not args.no_trim)):
-                print(f"{env_id:12s} {kind:10s} {i:6d} {m['uss_mb']:8.0f} {m['pss_mb']:8.0f} {m['rss_mb']:8.0f}")
+        for row in figures["stages"]:
+            print(f"{row['stage']:40s} {row['uss_mb']:8.0f} {row['rss_mb']:8.0f}")
+        print("modules of note imported:", figures["modules_of_note"] or "none")
+    else:
+        figures = {"workers": []}
+        print(f"{'env':12s} {'vector env':10s} {'worker':>6s} {'USS MB':>8s} {'PSS MB':>8s} {'RSS MB':>8s}")
+        for env_id in args.env:
+            for kind in args.vec:
+                for i, m in enumerate(worker_memory(env_id, kind, args.workers, args.steps, not args.no_trim, env_kwargs)):
+                    figures["workers"].append({"env": env_id, "vector_env": kind, "worker": i, **m})
+                    print(f"{env_id:12s} {kind:10s} {i:6d} {m['uss_mb']:8.0f} {m['pss_mb']:8.0f} {m['rss_mb']:8.0f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
 
 
 if __name__ == "__main__":
