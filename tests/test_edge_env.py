@@ -261,6 +261,8 @@ def test_bad_arguments_raise():
         _fast(invalid_action="ignore")
     with pytest.raises(gym.error.ResetNeeded):
         _fast().step(0)
+    with pytest.raises(gym.error.ResetNeeded):
+        _fast().current_genotype  # noqa: B018
 
 
 # ------------------------------------------------------------------------------------------------- copies

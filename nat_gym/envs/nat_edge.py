@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
@@ -97,7 +98,8 @@ class NATEdgeEnv(NATCellEnv):
     @property
     def current_genotype(self) -> Genotype:
         """The partly transformed genotype: ``beta`` with the ops chosen so far (what the observation shows)."""
-        self.genotype  # noqa: B018  (raises ResetNeeded before the first reset)
+        if self._current is None:
+            raise gym.error.ResetNeeded("call reset() before using the environment")
         return self._current
 
     def action_masks(self) -> np.ndarray:
