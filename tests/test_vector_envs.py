@@ -6,10 +6,12 @@ Two workers, a tiny random-init supernet saved as a checkpoint, a few steps."""
 from __future__ import annotations
 
 import functools
+import json
 import platform
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -20,6 +22,7 @@ import nat_gym  # noqa: F401  (registers the envs)
 from nat_gym import heap
 from nat_gym.supernet.checkpoint import save_checkpoint
 
+ROOT = Path(__file__).resolve().parents[1]
 K = 13
 ENV_IDS = ["NATCell-v0", "NATEdge-v0"]
 
@@ -120,6 +123,27 @@ def test_an_env_never_imports_torch_geometric(checkpoint):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------------------- memory
+def test_bench_memory_runs_and_reports(tmp_path, checkpoint):
+    """``scripts/bench_memory.py`` end to end: worker memory (both vector env kinds, 2 workers, 2 steps), the
+    stages of one process, the trim timing."""
+    base = [sys.executable, "scripts/bench_memory.py", "--supernet", checkpoint, "--env", "NATEdge-v0"]
+    for extra in (["--steps", "2"], ["--stages", "--steps", "12"], ["--time", "2", "--steps", "2"]):
+        out = tmp_path / "figures.json"
+        run = subprocess.run([*base, *extra, "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        figures = json.loads(out.read_text())
+        if "workers" in figures:
+            assert [(w["vector_env"], w["worker"]) for w in figures["workers"]] == [
+                ("gymnasium", 0), ("gymnasium", 1), ("sb3", 0), ("sb3", 1)]  # fmt: skip
+            assert all(w["uss_mb"] > 50 and w["rss_mb"] >= w["uss_mb"] for w in figures["workers"])
+        elif "stages" in figures:
+            assert [r["stage"] for r in figures["stages"]][-1] == "malloc_trim(0)"
+            assert "torch_geometric" not in figures["modules_of_note"]
+        else:
+            assert figures["ratio_with_over_without"] > 0
 
 
 # ------------------------------------------------------------------------------------------------- heap trims

@@ -254,6 +254,10 @@ class NATCellEnv(gym.Env):
         self._transitions: dict[tuple[Genotype, bytes], tuple[Genotype, int]] = {}
 
     # --------------------------------------------------------------------------------------------------- helpers
+    def _draw_batch(self) -> int | None:
+        n = self.evaluator.num_batches
+        return None if n == 1 else int(self.np_random.integers(n))
+
     def _score(self, beta: Genotype, alpha: Genotype, invalid: int) -> tuple[float, dict[str, Any]]:
         """Reward and ``info`` of one whole transformation ``beta -> alpha`` with ``invalid`` kept edges, scored on
         the current minibatch (every ``info`` key of a step but ``action_mask``)."""
@@ -280,10 +284,6 @@ class NATCellEnv(gym.Env):
         if not terminated:
             self._batch = self._draw_batch()  # the next transformation is scored on a fresh minibatch
         return terminated
-
-    def _draw_batch(self) -> int | None:
-        n = self.evaluator.num_batches
-        return None if n == 1 else int(self.np_random.integers(n))
 
     def _genotype_view(self, g: Genotype) -> _GenotypeView:
         """Everything the env reports about a genotype (memoised per genotype: all pure functions of it)."""
