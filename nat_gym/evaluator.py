@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from nat_gym import heap
 from nat_gym.data import Split
 from nat_gym.errors import ConfigError
 from nat_gym.genotype import Genotype
@@ -253,6 +254,7 @@ class SupernetEvaluator:
         if todo:
             unique = list(todo)
             accs = self._run(unique, b)
+            heap.architectures_scored(len(unique))  # hands freed activations back to the OS now and then
             for g, acc in zip(unique, accs):
                 self._cache.put((g, version, b), float(acc))
                 out[todo[g]] = acc

@@ -587,7 +587,8 @@ def test_load_or_train_trains_once_then_loads_from_cache(fake_data, monkeypatch,
                                       progress=False)  # fmt: skip
     path = default_mod.default_supernet_path(cfg, tcfg, "fake", 0)
     assert path.parent == nat_gym_cache and path.is_file()
-    assert sorted(p.name for p in nat_gym_cache.iterdir()) == [path.name]  # no .partial left
+    left = sorted(p.name for p in nat_gym_cache.iterdir())
+    assert left == [path.name, f"{path.name}.lock"]  # no .partial left; the lock file that serialises training stays
 
     def must_not_train(self, *args, **kwargs):
         raise AssertionError("load_or_train trained again instead of loading the cached supernet")
