@@ -98,6 +98,8 @@ class NATCellEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
+    env_id = "NATCell-v0"
+    """The Gymnasium id this class is registered under (named in error hints)."""
     frame_size: tuple[int, int] = (720, 1280)
     """``(H, W)`` of every ``rgb_array`` frame: one size for every genotype, before and after a step (video
     recorders such as Gymnasium's ``RecordVideo`` need it); each drawing is scaled to fit, on white."""
@@ -265,7 +267,7 @@ class NATCellEnv(gym.Env):
             problems.append(f"it uses {outside}, outside the vocabulary of rule set {self.rules.name!r}")
             fix.append(f"rules={rule_sets.covering(beta.ops, self.rules).name!r}")
         raise (InvalidOpError if outside else GenotypeError)(
-            f"options['genotype']: {'; '.join(problems)}; use gym.make('NATCell-v0', {', '.join(fix)}, ...) (with "
+            f"options['genotype']: {'; '.join(problems)}; use gym.make({self.env_id!r}, {', '.join(fix)}, ...) (with "
             "the other arguments as before; a supernet given by path or object must have those steps and ops)"
         )
 

@@ -77,6 +77,8 @@ class NATEdgeEnv(NATCellEnv):
     ``action_mask``. As in ``NATCell-v0``, no value is ever ``None``.
     """
 
+    env_id = "NATEdge-v0"
+
     def __init__(self, rules: Any = "nat++", *, reward: RewardMode = "final", **kwargs: Any) -> None:
         if reward not in ("final", "shaped"):
             raise ConfigError(f"reward: expected 'final' or 'shaped', got {reward!r}")
