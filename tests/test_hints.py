@@ -211,9 +211,9 @@ def test_transform_needs_a_trainer_checkpoint(tmp_path, tiny_ckpt, policy_ckpt):
 
 
 # ------------------------------------------------------------------------------------------------ the environment
-def _make_kwargs(message: str) -> dict:
-    """The keyword arguments of the ``gym.make('NATCell-v0', ..., ...)`` a message suggests."""
-    m = re.search(r"gym\.make\('NATCell-v0', (.*?), \.\.\.\)", message)
+def _make_kwargs(message: str, env_id: str = "NATCell-v0") -> dict:
+    """The keyword arguments of the ``gym.make(env_id, ..., ...)`` a message suggests."""
+    m = re.search(rf"gym\.make\('{re.escape(env_id)}', (.*?), \.\.\.\)", message)
     assert m, message
     call = ast.parse(f"f({m.group(1)})", mode="eval").body
     return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
@@ -228,17 +228,22 @@ def _make_kwargs(message: str) -> dict:
         ({"steps": 5}, "AmoebaNet", {"rules": "nat++ext"}),
     ],
 )
-def test_reset_genotype_hint(made_with, genotype, fixes):
+@pytest.mark.parametrize("env_id", ["NATCell-v0", "NATEdge-v0"])
+def test_reset_genotype_hint(made_with, genotype, fixes, env_id):
     evaluator = CallableEvaluator(lambda g: float(len(set(g.ops))) / 20)
-    env = gym.make("NATCell-v0", evaluator=evaluator, **made_with)
+    env = gym.make(env_id, evaluator=evaluator, **made_with)
     with pytest.raises(GenotypeError) as info:
         env.reset(options={"genotype": genotype})
-    kwargs = _make_kwargs(str(info.value))
+    kwargs = _make_kwargs(str(info.value), env_id)  # the hint names the env the user made
     assert kwargs == fixes
-    fixed = gym.make("NATCell-v0", evaluator=evaluator, **{**made_with, **kwargs})  # "..." = the other arguments
+    fixed = gym.make(env_id, evaluator=evaluator, **{**made_with, **kwargs})  # "..." = the other arguments
     _, info = fixed.reset(options={"genotype": genotype})
     assert info["genotype"] == genotypes.get(genotype)
-    fixed.step(fixed.unwrapped.rules.op_indices(genotypes.get(genotype)))
+    if env_id == "NATCell-v0":
+        fixed.step(fixed.unwrapped.rules.op_indices(genotypes.get(genotype)))
+    else:
+        for op in fixed.unwrapped.rules.op_indices(genotypes.get(genotype)):
+            fixed.step(int(op))
 
 
 def test_env_supernet_hints(in_tmp, tiny_ckpt, tiny_default_supernet):
@@ -412,14 +417,27 @@ FOLLOWED = {
     "use a larger": "test_digits_split_hint",
     "Delete the folder and": "test_cifar_hints_place_the_folder_and_refetch",
     "Check the network connection and retry": "tests/test_cli_errors.py::test_download_offline_is_one_line",
-    "use gym.make('NATCell-v0'": "test_reset_genotype_hint",
+    "; use gym.make(": "test_reset_genotype_hint",
     "use a supernet built with ops=": "test_env_supernet_hints",
     "use a supernet with steps >=": "test_env_supernet_hints",
     "pass render_mode=": "test_render_hint",
     "pass either a config or keyword arguments": "test_supernet_hints",
     "use torch.no_grad()": "test_supernet_hints",
     "use 'auto' or 'cpu'": "test_supernet_hints",
+    "resume with the same values": "test_train_final_resume_hint",
 }
+
+
+def test_train_final_resume_hint(tmp_path, capsys):
+    out = str(tmp_path / "final")
+    base = ["train-final", "ResBlock", "--dataset", "fake", "--channels", "4", "--layers", "3", "--batch-size", "32",
+            "--out", out, "--no-progress", "--device", "cpu"]  # fmt: skip
+    assert main([*base, "--epochs", "1"]) == 0
+    assert main([*base, "--epochs", "1", "--lr", "0.5", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "resume with the same values" in err and "lr=" in err
+    assert main([*base, "--epochs", "1", "--resume"]) == 0  # the hint followed: the saved values
+    assert "resumed from" in capsys.readouterr().out
 
 
 def test_every_hint_is_followed_by_a_test():

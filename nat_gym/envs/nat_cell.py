@@ -98,6 +98,8 @@ class NATCellEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
+    env_id = "NATCell-v0"
+    """The Gymnasium id this class is registered under (named in error hints)."""
     frame_size: tuple[int, int] = (720, 1280)
     """``(H, W)`` of every ``rgb_array`` frame: one size for every genotype, before and after a step (video
     recorders such as Gymnasium's ``RecordVideo`` need it); each drawing is scaled to fit, on white."""
@@ -209,28 +211,12 @@ class NATCellEnv(gym.Env):
         alpha, invalid = self._transition(beta, action)
         if invalid and self.invalid_action == "raise":
             self.rules.apply(beta, np.asarray(action), invalid="raise")  # a TransitionError naming the first bad edge
-        acc_b, acc_a = (float(v) for v in self.evaluator.evaluate([beta, alpha], self._batch))
+        reward, info = self._score(beta, alpha, invalid)
+        terminated = self._advance(alpha)
         view_a = self._view(alpha)
-        cb, ca = self._view(beta).cost, view_a.cost
-        saving = (cb.madds - ca.madds) / cb.madds if cb.madds else 0.0
-        reward = acc_a - acc_b + self.cost_weight * saving
-        if self.invalid_action == "penalize":
-            reward -= self.invalid_penalty * invalid / (2 * self._edges)
-        batch = self._batch
-        self._t += 1
-        terminated = self._t >= self.max_transforms
-        self._genotype = alpha
-        if not terminated:
-            self._batch = self._draw_batch()  # the next transformation is scored on a fresh minibatch
-        info = {
-            "genotype_before": beta, "genotype_after": alpha, "acc_before": acc_b, "acc_after": acc_a,
-            "params_before": cb.params, "params_after": ca.params, "madds_before": cb.madds, "madds_after": ca.madds,
-            "madds_saving": saving, "invalid_edges": invalid, "action_mask": view_a.flat_mask.copy(),
-        }  # fmt: skip
-        if batch is not None:
-            info["reward_batch"] = batch
+        info["action_mask"] = view_a.flat_mask.copy()
         self._last = info
-        return view_a.observation(), float(reward), terminated, False, info
+        return view_a.observation(), reward, terminated, False, info
 
     def render(self):
         if self.render_mode is None:
@@ -281,13 +267,40 @@ class NATCellEnv(gym.Env):
             problems.append(f"it uses {outside}, outside the vocabulary of rule set {self.rules.name!r}")
             fix.append(f"rules={rule_sets.covering(beta.ops, self.rules).name!r}")
         raise (InvalidOpError if outside else GenotypeError)(
-            f"options['genotype']: {'; '.join(problems)}; use gym.make('NATCell-v0', {', '.join(fix)}, ...) (with "
+            f"options['genotype']: {'; '.join(problems)}; use gym.make({self.env_id!r}, {', '.join(fix)}, ...) (with "
             "the other arguments as before; a supernet given by path or object must have those steps and ops)"
         )
 
     def _draw_batch(self) -> int | None:
         n = self.evaluator.num_batches
         return None if n == 1 else int(self.np_random.integers(n))
+
+    def _score(self, beta: Genotype, alpha: Genotype, invalid: int) -> tuple[float, dict[str, Any]]:
+        """Reward and ``info`` of one whole transformation ``beta -> alpha`` with ``invalid`` kept edges, scored on
+        the current minibatch (every ``info`` key of a step but ``action_mask``)."""
+        acc_b, acc_a = (float(v) for v in self.evaluator.evaluate([beta, alpha], self._batch))
+        cb, ca = self._view(beta).cost, self._view(alpha).cost
+        saving = (cb.madds - ca.madds) / cb.madds if cb.madds else 0.0
+        reward = acc_a - acc_b + self.cost_weight * saving
+        if self.invalid_action == "penalize":
+            reward -= self.invalid_penalty * invalid / (2 * self._edges)
+        info = {
+            "genotype_before": beta, "genotype_after": alpha, "acc_before": acc_b, "acc_after": acc_a,
+            "params_before": cb.params, "params_after": ca.params, "madds_before": cb.madds, "madds_after": ca.madds,
+            "madds_saving": saving, "invalid_edges": invalid,
+        }  # fmt: skip
+        if self._batch is not None:
+            info["reward_batch"] = self._batch
+        return float(reward), info
+
+    def _advance(self, alpha: Genotype) -> bool:
+        """Make ``alpha`` the state after one transformation; ``True`` when that ends the episode."""
+        self._t += 1
+        self._genotype = alpha
+        terminated = self._t >= self.max_transforms
+        if not terminated:
+            self._batch = self._draw_batch()  # the next transformation is scored on a fresh minibatch
+        return terminated
 
     def _genotype_view(self, g: Genotype) -> _GenotypeView:
         """Everything the env reports about a genotype (memoised per genotype: all pure functions of it)."""
