@@ -15,6 +15,7 @@ from nat_gym import genotypes as named
 from nat_gym.budget import BudgetedEvaluator, BudgetExhausted
 from nat_gym.errors import ConfigError
 from nat_gym.evaluator import CallableEvaluator
+from nat_gym.genotype import Genotype
 
 pytest.importorskip("optuna")
 
@@ -125,3 +126,28 @@ def test_amortised_algorithms_spend_exactly_the_budget(tmp_path):
     assert ev.used == budget  # the floor spent nothing more
     with pytest.raises(ConfigError, match="fixed by the bench"):
         make_agent("nat", env, 0, {"reward_images": 64})
+
+
+def test_amortised_protocol_rows_and_training_envs():
+    """run_amortised on a cheap reward: the NAT run ends at exactly the budget; the floors spend nothing and may train
+    in NATEdge-v0 too; NAT only trains in NATCell-v0."""
+    from agents.bench.protocols import Context, run_amortised
+    from nat_gym.envs import tasks
+
+    task = tasks.get("digits/named-v0")
+    env = task.make_env(evaluator=CallableEvaluator(_skips))
+    ctx = Context(task, env, task.pin(env), reserved=tasks.reserved_inputs(), train_env_id="NATCell-v0")
+    small = {"lift_dim": 16, "hidden_dim": 8, "op_embed_dim": 8}
+    rows = run_amortised(ctx, "nat", 0, budget=9, num_checkpoints=3, samples=2, hyperparams=small)
+    assert len(rows) == 3 * 2 * len(task)  # checkpoints x modes x inputs
+    assert sorted({(r["checkpoint"], r["evaluations"]) for r in rows}) == [(3, 4), (6, 6), (9, 9)]
+    assert {r["stop"] for r in rows if r["checkpoint"] == 9} == {"budget"}
+    for r in rows:  # every row's reward is the env's reward of its transformation
+        start, result = Genotype.parse(r["start"]), Genotype.parse(r["result"])
+        assert r["reward"] == pytest.approx(_skips(result) - _skips(start))
+        assert env.unwrapped.rules.validate_transformation(start, result) == []
+    ctx.train_env_id = "NATEdge-v0"
+    floor = run_amortised(ctx, "random-valid", 0, budget=9, num_checkpoints=3, samples=0)
+    assert {(r["evaluations"], r["stop"]) for r in floor if r["checkpoint"] == 9} == {(0, "no-training")}
+    with pytest.raises(ConfigError, match="nat trains in NATCell-v0"):
+        run_amortised(ctx, "nat", 0, budget=9)

@@ -46,22 +46,25 @@ class AmortisedAgent(TransformPolicy, Protocol):
 @dataclass(frozen=True)
 class AmortisedSpec:
     """One amortised algorithm: ``module.factory(env, seed, hyperparams)`` makes the agent; ``module.loader(path,
-    rules)`` (if any) loads a saved policy; ``trains``: whether it spends the training budget."""
+    rules)`` (if any) loads a saved policy; ``trains``: whether it spends the training budget; ``envs``: the
+    environments it can train in (``nat-gym bench --env``)."""
 
     module: str
     factory: str
     help: str
     trains: bool = True
     loader: str | None = None
+    envs: tuple[str, ...] = ("NATCell-v0",)
 
 
 AMORTISED: dict[str, AmortisedSpec] = {
     "nat": AmortisedSpec("agents.bench.algorithms", "NATAgent", "NAT/NAT++ REINFORCE on the GCN policy (Algorithm 1's "
                          "policy step; frozen supernet)", loader="load_nat_policy"),
     "random-valid": AmortisedSpec("agents.bench.algorithms", "RandomValidAgent",
-                                  "floor: a uniformly random valid transformation (no training)", trains=False),
+                                  "floor: a uniformly random valid transformation (no training)", trains=False,
+                                  envs=("NATCell-v0", "NATEdge-v0")),
     "identity": AmortisedSpec("agents.bench.algorithms", "IdentityAgent",
-                              "floor: no change (reward 0, no training)", trains=False),
+                              "floor: no change (reward 0, no training)", trains=False, envs=("NATCell-v0", "NATEdge-v0")),
 }  # fmt: skip
 """Amortised algorithms by name (``nat-gym bench --protocol amortised --algos ...``)."""
 

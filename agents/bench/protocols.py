@@ -63,8 +63,11 @@ class Context:
     """What every run of one process shares: the task set, its pinned environment and evaluator.
 
     Args:
-        task: the task set. ``env``: its environment (scores with ``env.unwrapped.evaluator``, the base evaluator).
-        pin: ``task.pin(env)``. ``policies``: the folder of trained policies (per-instance policy sampling).
+        task: the task set. ``env``: its pinned environment (the task set's env id), which scores every result
+            (``env.unwrapped.evaluator`` is the base evaluator). ``pin``: ``task.pin(env)``.
+        policies: the folder of trained policies (per-instance policy sampling).
+        train_env_id: the environment amortised agents train in (default: the task set's; NATEdge-v0 for the
+            algorithms that decide edge by edge). It shares the pinned rules, reward and evaluator.
     """
 
     task: TaskSet
@@ -72,15 +75,16 @@ class Context:
     pin: dict[str, Any]
     policies: Path | None = None
     reserved: frozenset[Genotype] = field(default_factory=frozenset)
+    train_env_id: str | None = None
 
     @classmethod
     def create(cls, task: TaskSet, *, supernet: str | None = None, cost_weight: float = 0.0, env_id: str | None = None,
                device: str = "cpu", eval_workers: int | None = None, policies: str | Path | None = None) -> Context:  # fmt: skip
-        env = task.make_env(supernet=supernet, cost_weight=cost_weight, env_id=env_id, device=device)
+        env = task.make_env(supernet=supernet, cost_weight=cost_weight, device=device)
         if eval_workers is not None and hasattr(env.unwrapped.evaluator, "workers"):
             env.unwrapped.evaluator.workers = int(eval_workers)
-        return cls(task, env, task.pin(env), Path(policies) if policies else None,
-                   reserved_inputs(env.spec.id if env.spec else task.env_id))  # fmt: skip
+        return cls(task, env, task.pin(env), Path(policies) if policies else None, reserved_inputs(task.env_id),
+                   env_id or task.env_id)  # fmt: skip
 
     @property
     def evaluator(self):
@@ -92,12 +96,12 @@ class Context:
         if clear is not None:
             clear()
 
-    def budget_env(self, budget: int, free: Sequence[Genotype] = ()) -> gym.Env:
-        """A fresh pinned environment whose evaluator counts this run's evaluations."""
+    def budget_env(self, budget: int, free: Sequence[Genotype] = (), env_id: str | None = None) -> gym.Env:
+        """A fresh pinned environment (the task set's, or ``env_id``) whose evaluator counts this run's
+        evaluations."""
         base = self.env.unwrapped
         return self.task.make_env(evaluator=BudgetedEvaluator(self.evaluator, budget, free=free),
-                                  cost_weight=base.cost_weight, cost_config=base.cost_config,
-                                  env_id=self.pin["env_id"])  # fmt: skip
+                                  cost_weight=base.cost_weight, cost_config=base.cost_config, env_id=env_id)  # fmt: skip
 
     def rewards(self, starts: Sequence[Genotype], actions: np.ndarray) -> list[dict[str, Any]]:
         """Score ``actions[i]`` on ``starts[i]`` through the environment (one batched evaluator call first)."""
@@ -125,9 +129,12 @@ def run_amortised(ctx: Context, algo: str, seed: int, *, budget: int, num_checkp
     docstring). Returns the rows; ``save_policy`` writes the trained policy there (if the algorithm has one)."""
     if algo not in AMORTISED:
         raise ConfigError(f"algos: unknown amortised algorithm {algo!r}; known: {', '.join(AMORTISED)}")
-    trains = AMORTISED[algo].trains
+    spec = AMORTISED[algo]
+    if ctx.train_env_id not in spec.envs:
+        raise ConfigError(f"env: {algo} trains in {' or '.join(spec.envs)}, not {ctx.train_env_id}")
+    trains = spec.trains
     ctx.cold_cache()
-    env = ExcludeInputs(ctx.budget_env(budget), ctx.reserved)
+    env = ExcludeInputs(ctx.budget_env(budget, env_id=ctx.train_env_id), ctx.reserved)
     agent = make_agent(algo, env, seed, dict(hyperparams or {}))
     spent = env.unwrapped.evaluator
     rows, seconds, stop = [], 0.0, "" if trains else "no-training"
