@@ -140,6 +140,8 @@ def test_validate_accepts_the_rows_and_flags_tampered_ones(bench, capsys):
     other = save_checkpoint(bench["root"] / "other.pt", Supernet(cfg))
     assert main(["validate", str(out), "--supernet", str(other), "--no-progress"]) == 2
     assert "scored with supernet" in capsys.readouterr().err
+    # the hint: pass --supernet with the checkpoint the benchmark used
+    assert main(["validate", str(out), "--supernet", supernet, "--sample", "4", "--no-progress"]) == 0
 
 
 def test_building_the_parser_imports_no_torch():

@@ -275,7 +275,8 @@ class ExcludeInputs(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         given = (options or {}).get("genotype")
         if given is not None and named.resolve(given) in self.excluded:
-            raise ConfigError(f"options['genotype']: {given} is a test input; training must not use it")
+            raise ConfigError(f"options['genotype']: {given} is a test input of a registered task set, and this "
+                              "training env never starts from one")  # fmt: skip
         obs, info = self.env.reset(seed=seed, options=options)
         while info["genotype"] in self.excluded:
             self.resampled += 1
