@@ -34,6 +34,7 @@ from nat_gym.errors import ConfigError
 
 __all__ = ["BenchConfig", "run_bench", "job_paths", "collect_rows", "summary"]
 
+
 @dataclass
 class BenchConfig:
     """The settings of ``nat-gym bench`` (see its ``--help``).
@@ -58,7 +59,7 @@ class BenchConfig:
     policies: str | None = None
     jobs: int = 1
     progress: bool = True
-    reps: int = 2000
+    reps: int = 1000
 
     def __post_init__(self) -> None:
         from agents.bench.protocols import PROTOCOLS
@@ -83,10 +84,10 @@ class BenchConfig:
         """What makes a job of ``protocol`` and ``algo`` what it is (a finished job with other values is not
         resumed: :func:`run_bench` refuses). JSON-normalised."""
         s = {"task_set": self.task_sets[protocol], "budget": self.budgets[protocol],
-             "checkpoints": self.checkpoints[protocol], "env_id": self.env_id, "cost_weight": self.cost_weight,
-             "supernet": self.supernet, "hyperparams": self.hyperparams.get(protocol, {}).get(algo, {})}  # fmt: skip
-        if protocol == "amortised":
-            s["samples"] = self.samples
+             "checkpoints": self.checkpoints[protocol], "cost_weight": self.cost_weight, "supernet": self.supernet,
+             "hyperparams": self.hyperparams.get(protocol, {}).get(algo, {})}  # fmt: skip
+        if protocol == "amortised":  # the training env and the test-time samples matter to amortised runs only
+            s.update(env_id=self.env_id, samples=self.samples)
         return json.loads(json.dumps(s))
 
 
