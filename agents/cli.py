@@ -1,4 +1,5 @@
-"""``nat-gym train`` and ``nat-gym transform``: the agents' subcommands.
+"""``nat-gym train`` and ``nat-gym transform`` (and, from :mod:`agents.bench.cli`, ``bench`` and ``validate``): the
+agents' subcommands.
 
 ``nat_gym.cli`` loads :func:`register` through the ``nat_gym.commands`` entry point; ``python -m agents.cli`` runs
 the same subcommands on their own (:func:`main`).
@@ -131,7 +132,7 @@ def _add_field(group: argparse._ArgumentGroup, f: FieldSpec, choices: tuple[str,
 
 # ====================================================================================================== commands
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``train`` and ``transform`` to the ``nat-gym`` subcommands."""
+    """Add ``train``, ``transform``, ``bench`` and ``validate`` to the ``nat-gym`` subcommands."""
     from nat_gym.cli_args import int_at_least
 
     p = sub.add_parser(
@@ -186,6 +187,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)")
     p.add_argument("--json", action="store_true", help="also print the result as JSON")
     p.set_defaults(func=_run_transform)
+
+    from agents.bench.cli import register as register_bench
+
+    register_bench(sub)  # nat-gym bench, nat-gym validate
 
 
 def _run_train(ns: argparse.Namespace) -> int:

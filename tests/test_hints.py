@@ -425,6 +425,8 @@ FOLLOWED = {
     "use torch.no_grad()": "test_supernet_hints",
     "use 'auto' or 'cpu'": "test_supernet_hints",
     "resume with the same values": "test_train_final_resume_hint",
+    "pass --supernet with the checkpoint the benchmark used":
+        "tests/test_bench.py::test_validate_accepts_the_rows_and_flags_tampered_ones",
 }
 
 
