@@ -189,6 +189,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(ns: argparse.Namespace) -> int:
+    from nat_gym.cli_args import as_flag
     from nat_gym.errors import ConfigError
 
     spec = ALGOS[ns.algo]
@@ -202,17 +203,11 @@ def _run_train(ns: argparse.Namespace) -> int:
         args = args_cls(**{k: getattr(ns, k) for k in names if hasattr(ns, k)})
         getattr(module, spec.runner)(args, resume=ns.resume)
     except ConfigError as e:
-        raise ConfigError(_as_flag(str(e), names)) from None
+        raise ConfigError(as_flag(str(e), names)) from None
     out = getattr(args, "out", None)
     if out:
         print(f"{ns.algo}: done; outputs in {out}")
     return 0
-
-
-def _as_flag(message: str, fields: set[str]) -> str:
-    """``"entropy_coef: expected ..."`` -> ``"--entropy-coef: expected ..."`` when the message starts with a field."""
-    field, sep, rest = message.partition(":")
-    return f"--{field.replace('_', '-')}:{rest}" if sep and field in fields else message
 
 
 def _run_transform(ns: argparse.Namespace) -> int:

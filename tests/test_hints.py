@@ -398,7 +398,7 @@ def test_mask_error_grammar():
 
 # One phrase of every error message that carries a hint, and the test above that follows it.
 FOLLOWED = {
-    "check --out or drop --resume": "test_train_hints, test_train_supernet_hints",
+    "check --out or drop --resume": "test_train_hints, test_train_supernet_hints, test_train_final_resume_hint",
     "pass --resume to continue": "test_train_hints, test_train_supernet_hints",
     "fixes the policy's structure, so use": "test_train_hints",
     "pass train_supernet=False": "test_trainer_python_hints",
@@ -433,6 +433,11 @@ def test_train_final_resume_hint(tmp_path, capsys):
     assert "resume with the same values" in err and "lr=" in err
     assert main([*base, "--epochs", "1", "--resume"]) == 0  # the hint followed: the saved values
     assert "resumed from" in capsys.readouterr().out
+    # "--resume: nothing to resume, ... does not exist; check --out or drop --resume"
+    typo = [out + "x" if a == out else a for a in base]
+    assert main([*typo, "--epochs", "1", "--resume"]) == 2
+    assert "drop --resume" in capsys.readouterr().err
+    assert main([*typo, "--epochs", "1"]) == 0  # the hint followed: a fresh run
 
 
 def test_every_hint_is_followed_by_a_test():
