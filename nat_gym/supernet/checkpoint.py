@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ import torch
 from nat_gym.errors import CheckpointError
 from nat_gym.supernet.model import Supernet, SupernetConfig
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "atomic_save", "save_checkpoint", "load_checkpoint", "read_checkpoint"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "atomic_save", "save_checkpoint", "load_checkpoint", "read_checkpoint",
+           "load_optimizer_state"]
 
 FORMAT = "nat-gym-supernet"
 FORMAT_VERSION = 1
@@ -43,6 +45,20 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
+    """Resume ``optimizer`` from ``state`` (an ``optimizer.state_dict()``) but keep the settings it was built with.
+
+    The per-parameter state (momentum buffers, Adam's moments and step counts) comes from the checkpoint; the
+    hyperparameters of every parameter group (``lr``, ``momentum``, ``betas``, ``weight_decay``, ...) stay those of
+    ``optimizer``, i.e. of the resumed run's configuration. ``load_state_dict`` alone restores the saved settings
+    too, so a flag changed on ``--resume`` (e.g. ``--lr``) was recorded in the new checkpoint but never applied.
+    """
+    settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, kept in zip(optimizer.param_groups, settings):
+        group.update(kept)
 
 
 def save_checkpoint(
