@@ -180,3 +180,14 @@ def test_the_console_script_prints_one_line(tmp_path):
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (key, err)
     for name in ("typo", "zero", "sn", "ent"):
         assert not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("argv", [["list"], ["rules", "--rules", "nat++ext", "--json"]])
+def test_output_into_a_closed_pipe_is_quiet(argv):
+    """``nat-gym rules | head -3``: when the reader leaves early the command stops without a traceback (issue 8
+    review: a BrokenPipeError traceback of 10 lines)."""
+    p = subprocess.Popen(NAT_GYM + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.close()  # the reader is gone before the first line is written
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 1
+    assert err == "", err
