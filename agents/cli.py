@@ -169,8 +169,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "OUT/transform.png.",
     )
     p.add_argument("--arch", required=True,
-                   help="input architecture: a registered name (nat-gym list; e.g. DARTS_V2), a JSON file or the "
-                        "compact string form")  # fmt: skip
+                   help="input architecture: a registered name (nat-gym list; e.g. DARTS_V2), a JSON file, the "
+                        "compact string form or a DARTS / NAT 'Genotype(...)' string (quote it)")  # fmt: skip
     p.add_argument("--policy", required=True, help="trainer checkpoint (OUT/checkpoint.pt of nat-gym train --algo nat)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--samples", type=int_at_least(1), default=10,

@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "model. Several processes: torchrun --nproc-per-node N -m nat_gym.cli train-final ARCH ... "
         "Values shown as (digits: X; darts-cifar10: Y) are the two presets' defaults.",
     )
-    p.add_argument("arch", help="a registered name (nat-gym list), a genotype JSON file, or the compact string form")
+    p.add_argument("arch", help="a registered name (nat-gym list), a genotype JSON file, the compact string form or a "
+                   "DARTS / NAT 'Genotype(...)' string (quote it)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="digits",
                    help="defaults of the unset flags: digits (8x8 digits on 2 CPU cores; default) or darts-cifar10 "
                    "(the DARTS protocol: pass --data-root DIR holding cifar-10-batches-py)")  # fmt: skip
