@@ -559,6 +559,21 @@ def test_atomic_save_creates_folders_and_replaces(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["obj.pt"]
 
 
+def test_atomic_save_honours_the_umask(tmp_path):
+    """A checkpoint (or the cached default supernet) is as readable as the logs beside it: 0o644 under umask 022,
+    not mkstemp's owner-only 0o600 (issue 8 review: others sharing a run folder or a cache could not read it)."""
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        path = atomic_save({"v": 1}, tmp_path / "obj.pt")
+        (tmp_path / "log.txt").write_text("x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "log.txt").stat().st_mode) == 0o644
+
+
 def test_version_changes_after_loading(shared_tiny_supernet, tmp_path):
     source = shared_tiny_supernet
     path = save_checkpoint(tmp_path / "a.pt", source)

@@ -13,7 +13,7 @@ fields that differ.
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,13 @@ FORMAT_VERSION = 1
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` atomically: a crash mid-write leaves the previous file intact."""
+    """``torch.save`` to ``path`` atomically: a crash mid-write leaves the previous file intact. The file gets the
+    permissions of any file the user creates (``0o666`` minus the umask), not ``mkstemp``'s owner-only ``0o600``:
+    a run folder or a shared cache stays readable to whoever may read the logs next to it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
