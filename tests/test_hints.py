@@ -394,6 +394,13 @@ def test_mask_error_grammar():
         info.value)  # fmt: skip
     with pytest.raises(MaskError, match=r"1 of 1 row of the mask \(shape \[4\], dim=0\) has no valid entry\. Every"):
         MaskedCategorical(torch.zeros(4), torch.zeros(4, dtype=torch.bool))
+    # the same agreement for nan and all -inf rows (they read "1 of 3 rows hold nan", "1 of 1 rows have -inf")
+    logits = torch.zeros(3, 4)
+    logits[1, 0] = float("nan")
+    with pytest.raises(MaskError, match=r"1 of 3 rows holds nan at a valid entry"):
+        MaskedCategorical(logits, torch.ones(3, 4, dtype=torch.bool))
+    with pytest.raises(MaskError, match=r"1 of 1 row has -inf at every valid entry"):
+        MaskedCategorical(torch.full((4,), -float("inf")), torch.ones(4, dtype=torch.bool))
 
 
 # One phrase of every error message that carries a hint, and the test above that follows it.
