@@ -105,19 +105,21 @@ def _fill_masked(logits: Tensor, mask: Tensor, dim: int, where: str) -> Tensor:
     if bool((torch.isfinite(logits) | ~mask).all()):
         return filled  # the usual case: every valid logit is a finite number
     nan_rows = (mask & torch.isnan(logits)).any(dim=dim)
-    if bool(nan_rows.any()):
+    n_nan = int(nan_rows.sum())
+    if n_nan:
         raise MaskError(
-            f"{where}: {_of_rows(int(nan_rows.sum()), nan_rows.numel())} {_verb(int(nan_rows.sum()), 'holds', 'hold')} "
-            f"nan at a valid entry of the logits ({_first_row(nan_rows)}); valid logits must be numbers (or +-inf)"
+            f"{where}: {_of_rows(n_nan, nan_rows.numel())} {_verb(n_nan, 'holds', 'hold')} nan at a valid entry of "
+            f"the logits ({_first_row(nan_rows)}); valid logits must be numbers (or +-inf)"
         )
     pos_inf = mask & (logits == math.inf)
     shared = torch.where(pos_inf, torch.zeros((), dtype=logits.dtype, device=logits.device), neg_inf)
     filled = torch.where(pos_inf.any(dim=dim, keepdim=True), shared, filled)  # rows with +inf: those share the mass
     dead_rows = ~(filled > -math.inf).any(dim=dim)
-    if bool(dead_rows.any()):
+    n_dead = int(dead_rows.sum())
+    if n_dead:
         raise MaskError(
-            f"{where}: {_of_rows(int(dead_rows.sum()), dead_rows.numel())} {_verb(int(dead_rows.sum()), 'has', 'have')} "
-            f"-inf at every valid entry of the logits ({_first_row(dead_rows)}); a row needs a valid logit above -inf"
+            f"{where}: {_of_rows(n_dead, dead_rows.numel())} {_verb(n_dead, 'has', 'have')} -inf at every valid "
+            f"entry of the logits ({_first_row(dead_rows)}); a row needs a valid logit above -inf"
         )
     return filled
 

@@ -12,10 +12,10 @@ Formats:
 - triples (canonical): ``Cell(edges=[("sep_conv_3x3", 0, 2), ...], concat=[2, 3, 4, 5])``;
 - the DARTS pair format: ``normal=[("sep_conv_3x3", 0), ...]``, entry ``k`` on node ``k // 2 + 2``
   (:meth:`Genotype.from_darts`, :meth:`Genotype.to_darts`). :meth:`Genotype.from_darts` also reads the
-  ``Genotype(...)`` strings of the DARTS and NAT/NAT++ reference ``genotypes.py`` files: ``(op, from)`` pairs (DARTS)
-  or ``(op, from, to)`` triples (NAT, NAT++) or pairs grouped per node (pt.darts, AutoDL), keyword (``normal=..., normal_concat=...``) or positional fields in
-  DARTS's order ``(normal, normal_concat, reduce, reduce_concat)``, concats as lists or ``range(a, b)``, with or
-  without a ``NAME = `` in front;
+  ``Genotype(...)`` strings of the DARTS and NAT/NAT++ reference ``genotypes.py`` files: ``(op, from)`` pairs (DARTS),
+  ``(op, from, to)`` triples (NAT, NAT++) or pairs grouped per node (pt.darts, AutoDL), keyword
+  (``normal=..., normal_concat=...``) or positional fields in DARTS's order ``(normal, normal_concat, reduce,
+  reduce_concat)``, concats as lists or ``range(a, b)``, with or without a ``NAME = `` in front;
 - JSON / dict: ``{"normal": {"edges": [[op, from, to], ...], "concat": [...]}, "reduce": {...}}``;
 - a compact string, ``str(genotype)``, that :meth:`Genotype.parse` reads back::
 
@@ -457,8 +457,8 @@ class Genotype:
         """Read the DARTS format: a ``DartsGenotype``/DARTS ``Genotype`` namedtuple, a mapping with the keys
         ``normal, normal_concat, reduce, reduce_concat``, or the ``"Genotype(...)"`` string of a DARTS or NAT /
         NAT++ ``genotypes.py`` file. Cells are ``(op, from)`` pairs (DARTS), ``(op, from, to)`` triples (NAT,
-        NAT++) or pairs grouped per node (pt.darts, AutoDL; see :meth:`Cell.from_pairs`); concats are lists or ``range`` objects (``range(a, b)`` in a string). In a string the fields may be
-        keywords or positional in DARTS's order (``normal, normal_concat, reduce, reduce_concat``), and a
+        NAT++) or pairs grouped per node (pt.darts, AutoDL; see :meth:`Cell.from_pairs`); concats are lists or
+        ``range`` objects (``range(a, b)`` in a string). In a string the fields may be keywords or positional in DARTS's order (``normal, normal_concat, reduce, reduce_concat``), and a
         ``NAME = `` prefix is ignored, so a line copied from those files reads as it is::
 
             Genotype.from_darts("NATv2_DARTS = Genotype(normal=[('sep_conv_3x3', 0, 2), ...], "

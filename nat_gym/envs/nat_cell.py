@@ -134,8 +134,8 @@ class NATCellEnv(gym.Env):
             raise ConfigError(f"max_transforms: expected an integer >= 1, got {max_transforms!r}")
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 8:
             raise ConfigError(f"steps: expected an integer in 1..8, got {steps!r}")
-        if reward_images is not None and (isinstance(reward_images, bool) or not isinstance(reward_images, numbers.Integral)
-                                          or reward_images < 1):  # fmt: skip
+        if reward_images is not None and (isinstance(reward_images, bool) or reward_images < 1
+                                          or not isinstance(reward_images, numbers.Integral)):  # fmt: skip
             raise ConfigError(f"reward_images: expected a positive integer (images per reward minibatch) or None (the "
                               f"whole validation split), got {reward_images!r}")  # fmt: skip
         self.steps = steps
