@@ -70,14 +70,22 @@ def _prepare(logits: Tensor, mask: Tensor, dim: int, where: str) -> tuple[Tensor
     n_empty = int(empty.sum())
     if n_empty:
         first = tuple(int(i) for i in empty.nonzero()[0].tolist())
-        rows, verb = ("row" if empty.numel() == 1 else "rows"), ("has" if n_empty == 1 else "have")
         where_first = ("" if empty.dim() == 0 else f": row index {first}" if n_empty == 1
                        else f"; the first is row index {first}")  # fmt: skip
         raise MaskError(
-            f"{where}: {n_empty} of {empty.numel()} {rows} of the mask (shape {list(mask.shape)}, dim={dim}) {verb} "
-            f"no valid entry{where_first}. Every row needs at least one valid entry"
+            f"{where}: {_of_rows(n_empty, empty.numel())} of the mask (shape {list(mask.shape)}, dim={dim}) "
+            f"{_verb(n_empty, 'has', 'have')} no valid entry{where_first}. Every row needs at least one valid entry"
         )
     return mask, dim
+
+
+def _of_rows(n: int, total: int) -> str:
+    """``"1 of 1 row"``, ``"2 of 3 rows"``."""
+    return f"{n} of {total} {'row' if total == 1 else 'rows'}"
+
+
+def _verb(n: int, one: str, many: str) -> str:
+    return one if n == 1 else many
 
 
 def _first_row(rows: Tensor) -> str:
@@ -97,19 +105,21 @@ def _fill_masked(logits: Tensor, mask: Tensor, dim: int, where: str) -> Tensor:
     if bool((torch.isfinite(logits) | ~mask).all()):
         return filled  # the usual case: every valid logit is a finite number
     nan_rows = (mask & torch.isnan(logits)).any(dim=dim)
-    if bool(nan_rows.any()):
+    n_nan = int(nan_rows.sum())
+    if n_nan:
         raise MaskError(
-            f"{where}: {int(nan_rows.sum())} of {nan_rows.numel()} rows hold nan at a valid entry of the logits "
-            f"({_first_row(nan_rows)}); valid logits must be numbers (or +-inf)"
+            f"{where}: {_of_rows(n_nan, nan_rows.numel())} {_verb(n_nan, 'holds', 'hold')} nan at a valid entry of "
+            f"the logits ({_first_row(nan_rows)}); valid logits must be numbers (or +-inf)"
         )
     pos_inf = mask & (logits == math.inf)
     shared = torch.where(pos_inf, torch.zeros((), dtype=logits.dtype, device=logits.device), neg_inf)
     filled = torch.where(pos_inf.any(dim=dim, keepdim=True), shared, filled)  # rows with +inf: those share the mass
     dead_rows = ~(filled > -math.inf).any(dim=dim)
-    if bool(dead_rows.any()):
+    n_dead = int(dead_rows.sum())
+    if n_dead:
         raise MaskError(
-            f"{where}: {int(dead_rows.sum())} of {dead_rows.numel()} rows have -inf at every valid entry of the "
-            f"logits ({_first_row(dead_rows)}); a row needs a valid logit above -inf"
+            f"{where}: {_of_rows(n_dead, dead_rows.numel())} {_verb(n_dead, 'has', 'have')} -inf at every valid "
+            f"entry of the logits ({_first_row(dead_rows)}); a row needs a valid logit above -inf"
         )
     return filled
 

@@ -170,8 +170,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "OUT/transform.png.",
     )
     p.add_argument("--arch", required=True,
-                   help="input architecture: a registered name (nat-gym list; e.g. DARTS_V2), a JSON file or the "
-                        "compact string form")  # fmt: skip
+                   help="input architecture: a registered name (nat-gym list; e.g. DARTS_V2), a JSON file, the "
+                        "compact string form or a DARTS / NAT 'Genotype(...)' string (quote it)")  # fmt: skip
     p.add_argument("--policy", required=True, help="trainer checkpoint (OUT/checkpoint.pt of nat-gym train --algo nat)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--samples", type=int_at_least(1), default=10,
@@ -194,6 +194,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(ns: argparse.Namespace) -> int:
+    from nat_gym.cli_args import as_flag
     from nat_gym.errors import ConfigError
 
     spec = ALGOS[ns.algo]
@@ -207,17 +208,11 @@ def _run_train(ns: argparse.Namespace) -> int:
         args = args_cls(**{k: getattr(ns, k) for k in names if hasattr(ns, k)})
         getattr(module, spec.runner)(args, resume=ns.resume)
     except ConfigError as e:
-        raise ConfigError(_as_flag(str(e), names)) from None
+        raise ConfigError(as_flag(str(e), names)) from None
     out = getattr(args, "out", None)
     if out:
         print(f"{ns.algo}: done; outputs in {out}")
     return 0
-
-
-def _as_flag(message: str, fields: set[str]) -> str:
-    """``"entropy_coef: expected ..."`` -> ``"--entropy-coef: expected ..."`` when the message starts with a field."""
-    field, sep, rest = message.partition(":")
-    return f"--{field.replace('_', '-')}:{rest}" if sep and field in fields else message
 
 
 def _run_transform(ns: argparse.Namespace) -> int:

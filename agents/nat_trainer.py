@@ -601,6 +601,8 @@ class NATTrainer:
             CheckpointError: the file is not a trainer checkpoint, or was saved with other structural arguments
                 (:data:`STRUCTURAL_FIELDS`) or another supernet configuration.
         """
+        from nat_gym.supernet.checkpoint import load_optimizer_state
+
         path = Path(path) if path else self.out / "checkpoint.pt"
         if not path.is_file():
             return False
@@ -617,7 +619,7 @@ class NATTrainer:
             )
         self.policy.load_state_dict(payload["policy"])
         optimizer_state = _with_new_parameters(payload["policy_optimizer"], payload["policy"], self.policy)
-        self.optimizer.load_state_dict(optimizer_state)
+        load_optimizer_state(self.optimizer, optimizer_state)  # lr, betas, weight decay: these args' values
         sn = payload.get("supernet")
         if self.supernet_trainer is not None:
             if not sn or not sn.get("trained"):
@@ -628,7 +630,7 @@ class NATTrainer:
             _check_supernet_config(self.supernet.config, sn["config"], path)
             self.supernet.load_state_dict(sn["state_dict"])
             self.supernet.bump_version()  # the evaluator's caches must not serve results of the old weights
-            self.supernet_trainer.optimizer.load_state_dict(sn["optimizer"])
+            load_optimizer_state(self.supernet_trainer.optimizer, sn["optimizer"])
             self.supernet_trainer.epoch = int(sn["epoch"])
         self.baseline = payload["baseline"]
         self.epoch = int(payload["epoch"])

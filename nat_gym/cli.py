@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -196,10 +197,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a command's stderr is kept for its own messages
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a reader that went away is then caught below
+        return code
     except NatGymError as e:  # a user error: one line, exit code 2
         print(f"nat-gym {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`nat-gym rules | head`): stop quietly, as other tools do
+        # the Python docs' recipe: point stdout at devnull so that the interpreter's final flush cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

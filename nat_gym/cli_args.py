@@ -12,7 +12,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-__all__ = ["OneLineParser", "int_at_least", "float_at_least", "float_in"]
+__all__ = ["OneLineParser", "int_at_least", "float_at_least", "float_in", "as_flag"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -80,3 +80,10 @@ def float_in(low: float, high: float) -> Callable[[str], float]:
         return value
 
     return _named(parse, "float")
+
+
+def as_flag(message: str, fields: set[str] | frozenset[str]) -> str:
+    """``"entropy_coef: expected ..."`` -> ``"--entropy-coef: expected ..."`` when the message starts with one of
+    ``fields`` (a config error raised by a dataclass behind the flags, reworded for the command line)."""
+    field, sep, rest = message.partition(":")
+    return f"--{field.replace('_', '-')}:{rest}" if sep and field in fields else message

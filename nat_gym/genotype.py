@@ -12,10 +12,10 @@ Formats:
 - triples (canonical): ``Cell(edges=[("sep_conv_3x3", 0, 2), ...], concat=[2, 3, 4, 5])``;
 - the DARTS pair format: ``normal=[("sep_conv_3x3", 0), ...]``, entry ``k`` on node ``k // 2 + 2``
   (:meth:`Genotype.from_darts`, :meth:`Genotype.to_darts`). :meth:`Genotype.from_darts` also reads the
-  ``Genotype(...)`` strings of the DARTS and NAT/NAT++ reference ``genotypes.py`` files: ``(op, from)`` pairs (DARTS)
-  or ``(op, from, to)`` triples (NAT, NAT++), keyword (``normal=..., normal_concat=...``) or positional fields in
-  DARTS's order ``(normal, normal_concat, reduce, reduce_concat)``, concats as lists or ``range(a, b)``, with or
-  without a ``NAME = `` in front;
+  ``Genotype(...)`` strings of the DARTS and NAT/NAT++ reference ``genotypes.py`` files: ``(op, from)`` pairs (DARTS),
+  ``(op, from, to)`` triples (NAT, NAT++) or pairs grouped per node (pt.darts, AutoDL), keyword
+  (``normal=..., normal_concat=...``) or positional fields in DARTS's order ``(normal, normal_concat, reduce,
+  reduce_concat)``, concats as lists or ``range(a, b)``, with or without a ``NAME = `` in front;
 - JSON / dict: ``{"normal": {"edges": [[op, from, to], ...], "concat": [...]}, "reduce": {...}}``;
 - a compact string, ``str(genotype)``, that :meth:`Genotype.parse` reads back::
 
@@ -230,11 +230,19 @@ class Cell:
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[Sequence[Any]], concat: Iterable[int] | str = "all", *, name: str = "cell"):
-        """A cell from DARTS's ``(op, from)`` pairs (entry ``k`` on node ``k // 2 + 2``) or from the ``(op, from, to)``
-        triples of the NAT / NAT++ reference files; one format for the whole list."""
+        """A cell from DARTS's ``(op, from)`` pairs (entry ``k`` on node ``k // 2 + 2``), from the ``(op, from, to)``
+        triples of the NAT / NAT++ reference files, or from pairs grouped per node (``[[(op, from), (op, from)],
+        ...]``, entry ``k`` holding the inputs of node ``k + 2``, as pt.darts and AutoDL write them); one format for
+        the whole list."""
         if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
             raise GenotypeError(f"{name}: expected a list of (op, from) pairs or (op, from, to) triples, got {pairs!r}")
         entries = list(pairs)
+        if entries and all(_is_tuple_like(g) and g and all(_is_tuple_like(p) for p in g) for g in entries):
+            grouped = [(p, k) for k, group in enumerate(entries) for p in group]
+            for p, k in grouped:
+                if len(p) != 2:
+                    raise GenotypeError(f"{name}[{k}]: expected a group of (op, from) pairs for node {k + 2}, got {p!r}")
+            return cls([(p[0], p[1], k + 2) for p, k in grouped], concat, name=name)
         width = len(entries[0]) if entries and _is_tuple_like(entries[0]) and len(entries[0]) == 3 else 2
         triples = []
         for k, p in enumerate(entries):
@@ -448,9 +456,9 @@ class Genotype:
     def from_darts(cls, obj: Any) -> Genotype:
         """Read the DARTS format: a ``DartsGenotype``/DARTS ``Genotype`` namedtuple, a mapping with the keys
         ``normal, normal_concat, reduce, reduce_concat``, or the ``"Genotype(...)"`` string of a DARTS or NAT /
-        NAT++ ``genotypes.py`` file. Cells are ``(op, from)`` pairs (DARTS) or ``(op, from, to)`` triples (NAT,
-        NAT++); concats are lists or ``range`` objects (``range(a, b)`` in a string). In a string the fields may be
-        keywords or positional in DARTS's order (``normal, normal_concat, reduce, reduce_concat``), and a
+        NAT++ ``genotypes.py`` file. Cells are ``(op, from)`` pairs (DARTS), ``(op, from, to)`` triples (NAT,
+        NAT++) or pairs grouped per node (pt.darts, AutoDL; see :meth:`Cell.from_pairs`); concats are lists or
+        ``range`` objects (``range(a, b)`` in a string). In a string the fields may be keywords or positional in DARTS's order (``normal, normal_concat, reduce, reduce_concat``), and a
         ``NAME = `` prefix is ignored, so a line copied from those files reads as it is::
 
             Genotype.from_darts("NATv2_DARTS = Genotype(normal=[('sep_conv_3x3', 0, 2), ...], "
@@ -495,7 +503,8 @@ def _darts_repr_error(text: str, why: str) -> GenotypeError:
     return GenotypeError(
         f"genotype: cannot read {text[:60]!r}{'...' if len(text) > 60 else ''} as a DARTS / NAT Genotype(...) string "
         f"({why}); expected e.g. \"Genotype(normal=[('sep_conv_3x3', 0, 2), ...], normal_concat=range(2, 6), "
-        f"reduce=[...], reduce_concat=[2, 3, 4, 5])\" with (op, from) pairs or (op, from, to) triples"
+        f"reduce=[...], reduce_concat=[2, 3, 4, 5])\" with (op, from) pairs, (op, from, to) triples or per-node "
+        f"groups of (op, from) pairs"
     )
 
 
@@ -511,7 +520,7 @@ def _parse_darts_repr(text: str) -> dict[str, Any]:
     except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
         raise _darts_repr_error(text, f"not Python syntax: {type(e).__name__}") from None
     stmt = tree.body[0] if len(tree.body) == 1 else None
-    call = stmt.value if isinstance(stmt, (ast.Expr, ast.Assign)) else None
+    call = stmt.value if isinstance(stmt, (ast.Expr, ast.Assign, ast.AnnAssign)) else None  # NAME: T = Genotype(...)
     func = getattr(call, "func", None)
     name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
     if not isinstance(call, ast.Call) or not name.endswith("Genotype"):

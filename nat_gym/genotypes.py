@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -44,7 +45,8 @@ ACCEPTED_FORMS = (
     "a registered name (nat-gym list), a JSON file or object ({\"normal\": {\"edges\": [[op, from, to], ...], "
     "\"concat\": [...]}, \"reduce\": {...}}), the compact string 'normal=op:from:to,...;concat=2,3|reduce=...', or "
     "a DARTS / NAT 'Genotype(normal=[...], normal_concat=[...], reduce=[...], reduce_concat=[...])' string with "
-    "(op, from) pairs or (op, from, to) triples, keyword or positional fields, list or range(a, b) concats"
+    "(op, from) pairs, (op, from, to) triples or per-node groups of pairs, keyword or positional fields, list or "
+    "range(a, b) concats"
 )
 """The spellings :func:`resolve` reads, as its error messages name them."""
 
@@ -123,17 +125,20 @@ def resolve(arch: str | os.PathLike | Genotype) -> Genotype:
     stripped = text.lstrip()
     if stripped.startswith("normal="):
         return Genotype.parse(text)
-    if "Genotype(" in text:
+    if _GENOTYPE_CALL.search(text):
         return Genotype.from_darts(text)
     if stripped.startswith("{"):
         return Genotype.from_json(text)
     try:
-        return get(text)
+        return get(text.strip())  # a name pasted with a newline or spaces around it
     except GenotypeError:
         raise GenotypeError(
             f"arch: {text[:80]!r} is not a registered genotype (registered: {', '.join(names())}) nor a readable "
             f"genotype; accepted forms: {ACCEPTED_FORMS}"
         ) from None
+
+
+_GENOTYPE_CALL = re.compile(r"Genotype\s*\(")  # Python allows space before the call's parenthesis
 
 
 def _is_file(text: str) -> bool:

@@ -10,7 +10,8 @@ every round; the ratio is the median over rounds of the two arms' times in the s
     action: every evaluation is a cache hit, and so are the env's memos of transitions, observations and costs;
     NATCell's episodes last one step, so this loop resets on every step) and its ratio to CartPole-v1's steps/s
     measured by the same loop; also the same loop with the env's memos emptied before every step (only the
-    accuracies cached: what a step into a state never seen before costs besides the supernet);
+    accuracies cached: what a step into a state never seen before costs besides the supernet). The three loops
+    alternate too, each about ``--seconds / --rounds`` per round;
 (c) evaluating 64 genotypes in one batched call vs 64 single calls (fresh result caches, activation caches warm),
     the median over ``--rounds`` alternated runs; the batched call's choice between threads and one thread carries
     over from run to run (as in a long run) and the chunks scored each way are printed; also the grouped
@@ -23,6 +24,7 @@ default supernet, a few minutes, then caches it).
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import gymnasium as gym
@@ -41,23 +43,30 @@ def masked_random_action(mask: np.ndarray, k: int, rng: np.random.Generator) -> 
     return np.array([rng.choice(np.flatnonzero(r)) for r in rows])
 
 
-def loop_steps_per_second(env: gym.Env, action_fn, seconds: float, reset_kwargs: dict) -> float:
-    """Steps per second of the plain RL loop: step, and reset when the episode ends."""
+def rl_loop(env: gym.Env, action_fn, n: int, reset_kwargs: dict) -> None:
+    """``n`` steps of the plain RL loop: step, and reset when the episode ends (the env was reset before)."""
+    for _ in range(n):
+        _, _, terminated, truncated, _ = env.step(action_fn())
+        if terminated or truncated:
+            env.reset(**reset_kwargs)
+
+
+def loop_steps(env: gym.Env, action_fn, seconds: float, reset_kwargs: dict) -> int:
+    """How many steps of :func:`rl_loop` take about ``seconds`` (a short calibration run)."""
     env.reset(**reset_kwargs)
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        _, _, terminated, truncated, _ = env.step(action_fn())
-        n += 1
-        if terminated or truncated:
-            env.reset(**reset_kwargs)
-    return n / (time.perf_counter() - start)
+        rl_loop(env, action_fn, 10, reset_kwargs)
+        n += 10
+    return n
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rules", default="nat++", help="rule set of the environment (default: nat++)")
     p.add_argument("--steps", type=int, default=200, help="uncached steps to time (default: 200)")
-    p.add_argument("--seconds", type=float, default=3.0, help="duration of each steps/s loop (default: 3)")
+    p.add_argument("--seconds", type=float, default=3.0,
+                   help="duration of each steps/s loop, over all rounds (default: 3)")
     p.add_argument("--rounds", type=int, default=5,
                    help="alternated rounds of each comparison; the median ratio counts (default: 5)")
     p.add_argument("--threads", type=int, default=1,
@@ -92,20 +101,27 @@ def main() -> None:
                       per_round, prepare={name: lambda i, name=name: reset(name, i) for name in envs})  # fmt: skip
     step_ms = median_ms(steps["nat_gym"])
 
-    # (b) cached steps/s vs CartPole
+    # (b) cached steps/s vs CartPole, the three loops alternated: each arm runs about seconds / rounds per round
     _, info = env.reset(seed=0)
     fixed = masked_random_action(base.action_masks(), k, rng)
-    # every episode replays the same state (reset to beta) and action: each score is a cache hit
-    nat_sps = loop_steps_per_second(env, lambda: fixed, args.seconds, {"options": {"genotype": info["genotype"]}})
+    replay = {"options": {"genotype": info["genotype"]}}  # every episode replays the same state and action: each
+    # score is a cache hit
 
     def forget_memos():
         base._transitions.clear()
         base._view.cache_clear()
         return fixed
 
-    memo_free_sps = loop_steps_per_second(env, forget_memos, args.seconds, {"options": {"genotype": info["genotype"]}})
     cart = gym.make("CartPole-v1")
-    cart_sps = loop_steps_per_second(cart, lambda: 1, args.seconds, {"seed": 0})
+    loops = {"nat_gym": (env, lambda: fixed, replay), "scores_only": (env, forget_memos, replay),
+             "cartpole": (cart, lambda: 1, {"seed": 0})}  # fmt: skip
+    counts = {name: loop_steps(*loop[:2], args.seconds / args.rounds, loop[2]) for name, loop in loops.items()}
+    loop_times = alternate({name: lambda i, name=name: rl_loop(loops[name][0], loops[name][1], counts[name],
+                                                               loops[name][2]) for name in loops},
+                           args.rounds, prepare={name: lambda i, name=name: loops[name][0].reset(**loops[name][2])
+                                                 for name in loops})  # fmt: skip
+    sps = {name: counts[name] / statistics.median(loop_times[name]) for name in loops}
+    per_step = {name: [t / counts[name] for t in loop_times[name]] for name in loops}
 
     # (c) batched vs single evaluation of 64 genotypes
     sample_ops = [o for o in base.rules.ops if o != "null"]
@@ -142,11 +158,12 @@ def main() -> None:
         "uncached_step_plain_ms": round(median_ms(steps["plain"]), 2),
         "uncached_step_speedup_vs_plain": round(ratio(steps, "plain", "nat_gym"), 2),
         "uncached_step_speedup_range": ratio_range(steps, "plain", "nat_gym"),
-        "cached_steps_per_s": round(nat_sps),
-        "cartpole_steps_per_s": round(cart_sps),
-        "cached_vs_cartpole": round(nat_sps / cart_sps, 3),
-        "scores_only_cached_steps_per_s": round(memo_free_sps),
-        "scores_only_vs_cartpole": round(memo_free_sps / cart_sps, 3),
+        "cached_steps_per_s": round(sps["nat_gym"]),
+        "cartpole_steps_per_s": round(sps["cartpole"]),
+        "cached_vs_cartpole": round(ratio(per_step, "cartpole", "nat_gym"), 3),
+        "cached_vs_cartpole_range": ratio_range(per_step, "cartpole", "nat_gym"),
+        "scores_only_cached_steps_per_s": round(sps["scores_only"]),
+        "scores_only_vs_cartpole": round(ratio(per_step, "cartpole", "scores_only"), 3),
         "eval_64_single_s": round(median_ms(batching["single"]) / 1e3, 3),
         "eval_64_batched_s": round(median_ms(batching["batched"]) / 1e3, 3),
         "batched_vs_single": round(ratio(batching, "single", "batched"), 2),

@@ -93,6 +93,8 @@ def bench_config(name: str, bc: BenchConfig, rounds: int, seed: int = 0) -> dict
     def batch(i: int):
         return batches[i % len(batches)]
 
+    plain.train()  # once, as the reference code does per epoch (nat-gym's trainer never switches modes)
+
     train = alternate({
         "plain": lambda i: plain_train_step(plain, optimizer, *batch(i), genotype(i), train_cfg.grad_clip),
         "nat_gym": lambda i: trainer.train_step(*batch(i), genotype(i)),

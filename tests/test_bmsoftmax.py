@@ -289,7 +289,7 @@ def test_nan_in_a_valid_logit_raises_mask_error_naming_the_row() -> None:
     logits[1, 2] = math.nan
     mask = torch.ones(3, 4, dtype=torch.bool)
     for call in (MaskedCategorical, bmsoftmax, masked_log_softmax):
-        with pytest.raises(MaskError, match=r"1 of 3 rows hold nan.*row index \(1,\)"):
+        with pytest.raises(MaskError, match=r"1 of 3 rows holds nan.*row index \(1,\)"):
             call(logits, mask)
     mask[1, 2] = False  # the same nan at a masked entry changes nothing
     torch.testing.assert_close(MaskedCategorical(logits, mask).probs[1], torch.tensor([1 / 3, 1 / 3, 0, 1 / 3]))

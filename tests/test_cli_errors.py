@@ -120,6 +120,24 @@ def test_train_supernet_bad_values(flags, fragment, tmp_path, capsys):
     assert not (tmp_path / "sn").exists()
 
 
+FINAL_CASES = [
+    (["--momentum", "nan"], "--momentum"), (["--momentum", "1"], "--momentum"), (["--lr", "inf"], "--lr"),
+    (["--lr-min", "nan"], "--lr-min"), (["--lr-min", "0.5"], "--lr-min"), (["--weight-decay", "inf"], "--weight-decay"),
+    (["--grad-clip", "nan"], "--grad-clip"), (["--auxiliary-weight", "-inf"], "--auxiliary-weight"),
+    (["--drop-path-prob", "nan"], "--drop-path-prob"), (["--epochs", "0"], "--epochs"),
+    (["--resume"], "nothing to resume"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("flags", "fragment"), FINAL_CASES, ids=[" ".join(f) for f, _ in FINAL_CASES])
+def test_train_final_bad_values(flags, fragment, tmp_path, capsys):
+    """Issue 8 review: nan / inf passed every range check of train-final (a run with momentum nan trained to
+    chance), and --resume with a mistyped --out silently started a fresh run."""
+    assert_one_line_error(["train-final", "DARTS_V2", "--out", str(tmp_path / "final"), "--no-progress", *flags],
+                          capsys, fragment)  # fmt: skip
+    assert not (tmp_path / "final").exists()
+
+
 def _offline(monkeypatch):
     from torchvision.datasets import CIFAR10, CIFAR100
 
@@ -162,3 +180,14 @@ def test_the_console_script_prints_one_line(tmp_path):
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (key, err)
     for name in ("typo", "zero", "sn", "ent"):
         assert not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("argv", [["list"], ["rules", "--rules", "nat++ext", "--json"]])
+def test_output_into_a_closed_pipe_is_quiet(argv):
+    """``nat-gym rules | head -3``: when the reader leaves early the command stops without a traceback (issue 8
+    review: a BrokenPipeError traceback of 10 lines)."""
+    p = subprocess.Popen(NAT_GYM + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.close()  # the reader is gone before the first line is written
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 1
+    assert err == "", err

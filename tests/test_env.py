@@ -584,11 +584,31 @@ def test_supernet_shape_mismatches_raise():
         {"steps": 0},
         {"steps": 9},
         {"steps": True},
+        {"cost_weight": float("nan")},
+        {"cost_weight": "0.1"},
+        {"cost_weight": None},
+        {"cost_weight": -0.5},
+        {"invalid_penalty": float("inf")},
+        {"reward_images": True},
+        {"reward_images": 2.5},
+        {"reward_images": 0},
+        {"supernet": 123},
     ],
 )
 def test_bad_arguments_raise(kwargs):
+    """Each a ConfigError naming the argument (issue 8 review: a nan cost_weight made every reward nan, a float or
+    bool reward_images was truncated silently, a string weight ended in a bare ValueError)."""
+    if "supernet" in kwargs:  # the default evaluator's path (nothing is trained: the check precedes it)
+        with pytest.raises(ConfigError, match="supernet"):
+            NATCellEnv("nat++", **kwargs)
+        return
     with pytest.raises(ConfigError, match=next(iter(kwargs))):
         _fast_env(**kwargs)
+
+
+def test_numpy_integer_reward_images_is_accepted(make_env):
+    env = make_env(reward_images=np.int64(64))
+    assert env.unwrapped.evaluator.batch_size == 64
 
 
 def test_non_evaluator_raises():

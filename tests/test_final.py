@@ -61,7 +61,9 @@ def test_augment_crop_flip_cutout():
 # ------------------------------------------------------------------------------------------------ config
 @pytest.mark.parametrize("field, value", [("channels", 0), ("layers", 2), ("drop_path_prob", 1.0), ("lr", 0.0),
                                           ("precision", "fp8"), ("channels_last", "yes"),
-                                          ("train_fraction", 0.0), ("grad_clip", -1.0)])  # fmt: skip
+                                          ("train_fraction", 0.0), ("grad_clip", -1.0), ("momentum", math.nan),
+                                          ("momentum", 1.0), ("lr", math.inf), ("lr_min", 1.0),
+                                          ("weight_decay", math.inf), ("grad_clip", math.nan)])  # fmt: skip
 def test_config_errors_name_the_field(field, value):
     with pytest.raises(ConfigError, match=field):
         FinalTrainConfig(**{field: value})

@@ -121,6 +121,34 @@ def test_nat_gym_info_reads_reference_strings(name: str, capsys) -> None:
     assert f'"string": "{genotypes.get(name)}"' in out
 
 
+@pytest.mark.parametrize("name", genotypes.names())
+def test_every_registered_genotype_parses_grouped_per_node(name: str) -> None:
+    """pt.darts writes each node's inputs as a list of pairs, AutoDL (D-X-Y) as a tuple of pairs; both were read as
+    pairs whose "op" was a tuple (issue 8 review)."""
+    g = genotypes.get(name)
+
+    def grouped(cell: Cell, group=list) -> str:
+        pairs = cell.to_pairs()
+        return str([group(pairs[i : i + 2]) for i in range(0, len(pairs), 2)])
+
+    pt_darts = (f"Genotype(normal={grouped(g.normal)}, normal_concat={_concat(g.normal, True)}, "
+                f"reduce={grouped(g.reduce)}, reduce_concat={_concat(g.reduce, True)})")  # fmt: skip
+    assert genotypes.resolve(pt_darts) == g
+    autodl = f"Genotype(normal={grouped(g.normal, tuple)}, normal_concat={list(g.normal.concat)}, " \
+             f"reduce={grouped(g.reduce, tuple)}, reduce_concat={list(g.reduce.concat)})"  # fmt: skip
+    assert genotypes.resolve(autodl) == g
+
+
+@pytest.mark.parametrize("spelling", [
+    "Genotype (normal={n}, normal_concat=[2, 3, 4, 5], reduce={r}, reduce_concat=[2, 3, 4, 5])",  # space before (
+    "DARTS_V2: Genotype = Genotype(normal={n}, reduce={r})",  # an annotated assignment
+    "  DARTS_V2\n",  # a name pasted with spaces and a newline
+])  # fmt: skip
+def test_more_spellings_of_darts_v2(spelling: str) -> None:
+    g = genotypes.get("DARTS_V2")
+    assert genotypes.resolve(spelling.format(n=_pairs(g.normal), r=_pairs(g.reduce))) == g
+
+
 @pytest.mark.parametrize(
     "text, fields",
     [
@@ -134,6 +162,7 @@ def test_nat_gym_info_reads_reference_strings(name: str, capsys) -> None:
         ("Genotype(normal=[], normal_concat=range(0, 1000000000), reduce=[])", ["range() needs"]),
         ("x = 1; Genotype()", ["single Genotype(...) call"]),
         ("Genotype(normal=[('sep_conv_3x3', 0)", ["not Python syntax", "(op, from, to) triples"]),
+        ("Genotype(normal=[[('sep_conv_3x3', 0, 2), ('skip_connect', 1)]], reduce=[])", ["normal[0]", "group"]),
     ],
 )
 def test_unreadable_genotype_strings_name_the_problem(text: str, fields: list[str]) -> None:

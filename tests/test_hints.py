@@ -399,11 +399,18 @@ def test_mask_error_grammar():
         info.value)  # fmt: skip
     with pytest.raises(MaskError, match=r"1 of 1 row of the mask \(shape \[4\], dim=0\) has no valid entry\. Every"):
         MaskedCategorical(torch.zeros(4), torch.zeros(4, dtype=torch.bool))
+    # the same agreement for nan and all -inf rows (they read "1 of 3 rows hold nan", "1 of 1 rows have -inf")
+    logits = torch.zeros(3, 4)
+    logits[1, 0] = float("nan")
+    with pytest.raises(MaskError, match=r"1 of 3 rows holds nan at a valid entry"):
+        MaskedCategorical(logits, torch.ones(3, 4, dtype=torch.bool))
+    with pytest.raises(MaskError, match=r"1 of 1 row has -inf at every valid entry"):
+        MaskedCategorical(torch.full((4,), -float("inf")), torch.ones(4, dtype=torch.bool))
 
 
 # One phrase of every error message that carries a hint, and the test above that follows it.
 FOLLOWED = {
-    "check --out or drop --resume": "test_train_hints, test_train_supernet_hints",
+    "check --out or drop --resume": "test_train_hints, test_train_supernet_hints, test_train_final_resume_hint",
     "pass --resume to continue": "test_train_hints, test_train_supernet_hints",
     "fixes the policy's structure, so use": "test_train_hints",
     "pass train_supernet=False": "test_trainer_python_hints",
@@ -440,6 +447,11 @@ def test_train_final_resume_hint(tmp_path, capsys):
     assert "resume with the same values" in err and "lr=" in err
     assert main([*base, "--epochs", "1", "--resume"]) == 0  # the hint followed: the saved values
     assert "resumed from" in capsys.readouterr().out
+    # "--resume: nothing to resume, ... does not exist; check --out or drop --resume"
+    typo = [out + "x" if a == out else a for a in base]
+    assert main([*typo, "--epochs", "1", "--resume"]) == 2
+    assert "drop --resume" in capsys.readouterr().err
+    assert main([*typo, "--epochs", "1"]) == 0  # the hint followed: a fresh run
 
 
 def test_every_hint_is_followed_by_a_test():

@@ -240,3 +240,25 @@ def test_flags_map_to_args():
     assert not hasattr(ns, "lr")  # untouched flags keep the dataclass defaults
     args = NATTrainerArgs(**{k: getattr(ns, k) for k in ("epochs", "betas")})
     assert args.betas == (0.9, 0.99)
+
+
+def test_resume_applies_changed_optimizer_settings(tiny_ckpt, tmp_path):
+    """Issue 8 review: resuming with another --lr / --weight-decay / --betas / --supernet-momentum warned "the run
+    continues with the new ones" and stored them in the checkpoint's args, but the optimizers' load_state_dict
+    brought back the saved settings, so the run went on with the old ones. The state (Adam moments, momentum
+    buffers) comes from the checkpoint; the settings from the resumed run's arguments."""
+    out = tmp_path / "run"
+    first = NATTrainer(tiny_args(tiny_ckpt, out, epochs=2, eval_inputs=0))
+    first.train(until_epoch=1)
+    changed = tiny_args(tiny_ckpt, out, epochs=2, eval_inputs=0, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.0,
+                        supernet_momentum=0.5, supernet_weight_decay=1e-4)  # fmt: skip
+    second = NATTrainer(changed)
+    with pytest.warns(UserWarning, match="continues with the new ones"):
+        assert second.resume()
+    (policy_group,) = second.optimizer.param_groups
+    assert (policy_group["lr"], policy_group["betas"], policy_group["weight_decay"]) == (1e-3, (0.9, 0.99), 0.0)
+    (sn_group,) = second.supernet_trainer.optimizer.param_groups
+    assert (sn_group["momentum"], sn_group["weight_decay"]) == (0.5, 1e-4)
+    saved = first.optimizer.state_dict()["state"]
+    for i, state in second.optimizer.state_dict()["state"].items():  # the moments are the checkpoint's
+        assert torch.equal(state["exp_avg"], saved[i]["exp_avg"])

@@ -409,6 +409,20 @@ def test_resume_matches_an_uninterrupted_run(fake_data, tmp_path):
     assert read_checkpoint(ckpt)["epoch"] == 4
 
 
+def test_resume_keeps_the_momentum_and_weight_decay_of_this_run(fake_data, tmp_path):
+    """``train-supernet --resume --momentum 0.5``: the momentum buffers come from the checkpoint, the settings from
+    this run's config (``load_state_dict`` alone silently restored the saved ones)."""
+    ckpt = tmp_path / "supernet.pt"
+    first = SupernetTrainer(_net(), fake_data, _train_config(epochs=1), device="cpu", checkpoint=ckpt)
+    first.train(progress=False)
+    second = SupernetTrainer(_net(), fake_data, _train_config(epochs=2, momentum=0.5, weight_decay=1e-4), device="cpu",
+                             checkpoint=ckpt)  # fmt: skip
+    assert second.resume()
+    (group,) = second.optimizer.param_groups
+    assert (group["momentum"], group["weight_decay"]) == (0.5, 1e-4)
+    assert len(second.optimizer.state) == len(first.optimizer.state) > 0
+
+
 def test_resume_without_checkpoint_returns_false(fake_data, tmp_path):
     trainer = SupernetTrainer(
         _net(), fake_data, _train_config(), device="cpu", checkpoint=tmp_path / "none.pt"
@@ -543,6 +557,21 @@ def test_atomic_save_creates_folders_and_replaces(tmp_path):
     atomic_save({"v": 2}, path)
     assert torch.load(path, weights_only=False) == {"v": 2}
     assert [p.name for p in path.parent.iterdir()] == ["obj.pt"]
+
+
+def test_atomic_save_honours_the_umask(tmp_path):
+    """A checkpoint (or the cached default supernet) is as readable as the logs beside it: 0o644 under umask 022,
+    not mkstemp's owner-only 0o600 (issue 8 review: others sharing a run folder or a cache could not read it)."""
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        path = atomic_save({"v": 1}, tmp_path / "obj.pt")
+        (tmp_path / "log.txt").write_text("x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "log.txt").stat().st_mode) == 0o644
 
 
 def test_version_changes_after_loading(shared_tiny_supernet, tmp_path):

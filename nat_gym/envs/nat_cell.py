@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+import os
 from collections.abc import Mapping
 from functools import lru_cache, partial
 from typing import Any, Literal, NamedTuple
@@ -133,11 +136,15 @@ class NATCellEnv(gym.Env):
             raise ConfigError(f"max_transforms: expected an integer >= 1, got {max_transforms!r}")
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 8:
             raise ConfigError(f"steps: expected an integer in 1..8, got {steps!r}")
+        if reward_images is not None and (isinstance(reward_images, bool) or reward_images < 1
+                                          or not isinstance(reward_images, numbers.Integral)):  # fmt: skip
+            raise ConfigError(f"reward_images: expected a positive integer (images per reward minibatch) or None (the "
+                              f"whole validation split), got {reward_images!r}")  # fmt: skip
         self.steps = steps
-        self.cost_weight = float(cost_weight)
+        self.cost_weight = _non_negative("cost_weight", cost_weight)
         self.max_transforms = max_transforms
         self.invalid_action = invalid_action
-        self.invalid_penalty = float(invalid_penalty)
+        self.invalid_penalty = _non_negative("invalid_penalty", invalid_penalty)
         self.render_mode = render_mode
         self._sample_ops = tuple(o for o in self.rules.ops if o != "null")
         if evaluator is None:
@@ -331,6 +338,14 @@ class NATCellEnv(gym.Env):
         return hit
 
 
+def _non_negative(name: str, value: Any) -> float:
+    """``value`` as a float, or a :class:`ConfigError` naming ``name`` unless it is a finite number >= 0 (a ``nan``
+    weight would make every reward ``nan``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name}: expected a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 class _GenotypeView(NamedTuple):
     obs: dict[str, np.ndarray]  # read-only; handed out as copies
     flat_mask: np.ndarray
@@ -352,8 +367,11 @@ def _default_evaluator(rules, supernet, dataset, data_root, data_seed, steps, re
     if supernet is None:
         cfg = SupernetConfig(steps=steps, ops=rules.ops, num_classes=data.num_classes, in_channels=data.in_channels)
         supernet = load_or_train(cfg, data=data, dataset=dataset, data_seed=data_seed, device=device)
-    elif not isinstance(supernet, Supernet):
+    elif isinstance(supernet, (str, os.PathLike)):
         supernet, _ = load_checkpoint(supernet)
+    elif not isinstance(supernet, Supernet):
+        raise ConfigError(f"supernet: expected a Supernet, a checkpoint path or None (the default supernet), got "
+                          f"{type(supernet).__name__}")  # fmt: skip
     cfg = supernet.config
     missing = [o for o in rules.ops if o not in cfg.ops]
     if rules.name in rule_sets.RULE_SETS:

@@ -38,12 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "model. Several processes: torchrun --nproc-per-node N -m nat_gym.cli train-final ARCH ... "
         "Values shown as (digits: X; darts-cifar10: Y) are the two presets' defaults.",
     )
-    p.add_argument("arch", help="a registered name (nat-gym list), a genotype JSON file, or the compact string form")
+    p.add_argument("arch", help="a registered name (nat-gym list), a genotype JSON file, the compact string form or a "
+                   "DARTS / NAT 'Genotype(...)' string (quote it)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="digits",
                    help="defaults of the unset flags: digits (8x8 digits on 2 CPU cores; default) or darts-cifar10 "
                    "(the DARTS protocol: pass --data-root DIR holding cifar-10-batches-py)")  # fmt: skip
     p.add_argument("--out", default=None, help="output folder (default: runs/final/ARCH)")
-    p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt if it exists")
+    p.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt, which must exist")
     p.add_argument("--download", action="store_true",
                    help="let torchvision download CIFAR into --data-root (one process: under torchrun, download first)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -77,6 +78,7 @@ def _default_out(arch: str, genotype: Any) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from nat_gym.cli_args import as_flag
     from nat_gym.errors import ConfigError
     from nat_gym.final.config import PRESETS, FinalTrainConfig
     from nat_gym.final.model import resolve_arch
@@ -85,10 +87,16 @@ def _run(args: argparse.Namespace) -> int:
     arch = resolve_arch(args.arch)
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(FinalTrainConfig)
              if getattr(args, f.name) is not None}  # fmt: skip
-    config = PRESETS[args.preset].replace(**given)
+    try:
+        config = PRESETS[args.preset].replace(**given)
+    except ConfigError as e:  # the config names the field: name the flag
+        raise ConfigError(as_flag(str(e), set(given))) from None
     out = Path(args.out) if args.out else _default_out(args.arch, arch)
     if (out / "checkpoint.pt").exists() and not args.resume:
         raise ConfigError(f"--out: {out / 'checkpoint.pt'} exists; pass --resume to continue it or choose another --out")
+    if args.resume and not (out / "checkpoint.pt").is_file():
+        raise ConfigError(f"--resume: nothing to resume, {out / 'checkpoint.pt'} does not exist; check --out or drop "
+                          "--resume")  # fmt: skip
     if args.download and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("--download: download the dataset in a single process first, then start torchrun")
     data = load_data(config, download=args.download)

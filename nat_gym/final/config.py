@@ -13,6 +13,7 @@ images of scikit-learn's digits and 2 CPU cores (see the README for how the size
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -85,8 +86,8 @@ class FinalTrainConfig:
         "epochs": "training epochs",
         "batch_size": "images per SGD step, over all processes (DDP splits it evenly)",
         "lr": "initial SGD learning rate (cosine decay per epoch to lr_min)",
-        "lr_min": "final learning rate of the cosine schedule",
-        "momentum": "SGD momentum",
+        "lr_min": "final learning rate of the cosine schedule (at most lr)",
+        "momentum": "SGD momentum, in [0, 1)",
         "weight_decay": "SGD weight decay",
         "grad_clip": "gradient-norm clipping (0 = none)",
         "drop_path_prob": "drop-path probability, ramped linearly from 0 at the first epoch (DARTS); it zeroes whole "
@@ -122,12 +123,16 @@ class FinalTrainConfig:
             value = getattr(self, name)
             if not _is_number(value) or not (low <= value < high) or (name == "train_fraction" and value == 0):
                 raise ConfigError(f"{name}: expected a number in [{low}, {high}), got {value!r}")
-        for name in ("lr", "lr_min", "momentum", "weight_decay", "grad_clip", "auxiliary_weight"):
+        for name in ("lr", "lr_min", "weight_decay", "grad_clip", "auxiliary_weight"):
             value = getattr(self, name)
             if not _is_number(value) or value < 0:
-                raise ConfigError(f"{name}: expected a number >= 0, got {value!r}")
+                raise ConfigError(f"{name}: expected a finite number >= 0, got {value!r}")
         if not self.lr > 0:
             raise ConfigError(f"lr: expected a positive learning rate, got {self.lr!r}")
+        if self.lr_min > self.lr:
+            raise ConfigError(f"lr_min: expected at most lr = {self.lr!r}, got {self.lr_min!r}")
+        if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum: expected a number in [0, 1), got {self.momentum!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("hflip", "channels_last", "compile"):
@@ -152,7 +157,8 @@ class FinalTrainConfig:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (``nan`` and ``inf`` are not: they pass every ``<`` / ``>=`` check unnoticed)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check_int(name: str, value: Any, low: int) -> None:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -34,6 +34,7 @@ __all__ = [
     "load_checkpoint",
     "read_checkpoint",
     "content_hash",
+    "load_optimizer_state",
 ]
 
 FORMAT = "nat-gym-supernet"
@@ -42,10 +43,13 @@ FORMAT_VERSION = 1
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
     """Call ``write(file)`` on a temporary file next to ``path``, then fsync and rename it to ``path``: a crash
-    mid-write leaves the previous file intact."""
+    mid-write leaves the previous file intact. The file gets the permissions of any file the user creates
+    (``0o666`` minus the umask), not ``mkstemp``'s owner-only ``0o600``: a run folder or a shared cache stays
+    readable to whoever may read the logs next to it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -61,6 +65,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> P
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to ``path`` atomically (:func:`atomic_write`)."""
     return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
+    """Resume ``optimizer`` from ``state`` (an ``optimizer.state_dict()``) but keep the settings it was built with.
+
+    The per-parameter state (momentum buffers, Adam's moments and step counts) comes from the checkpoint; the
+    hyperparameters of every parameter group (``lr``, ``momentum``, ``betas``, ``weight_decay``, ...) stay those of
+    ``optimizer``, i.e. of the resumed run's configuration. ``load_state_dict`` alone restores the saved settings
+    too, so a flag changed on ``--resume`` (e.g. ``--lr``) was recorded in the new checkpoint but never applied.
+    """
+    settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, kept in zip(optimizer.param_groups, settings):
+        group.update(kept)
 
 
 def save_checkpoint(

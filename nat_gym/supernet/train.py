@@ -26,7 +26,7 @@ from nat_gym.data import DatasetSplits, Split
 from nat_gym.errors import ConfigError
 from nat_gym.genotype import Genotype
 from nat_gym.sampling import random_genotype
-from nat_gym.supernet.checkpoint import load_checkpoint, save_checkpoint
+from nat_gym.supernet.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from nat_gym.supernet.config import SupernetTrainConfig
 from nat_gym.supernet.model import Supernet
 
@@ -139,7 +139,7 @@ class SupernetTrainer:
             return False
         _, payload = load_checkpoint(path, self.supernet, map_location=self.device)
         if payload.get("optimizer"):
-            self.optimizer.load_state_dict(payload["optimizer"])
+            load_optimizer_state(self.optimizer, payload["optimizer"])  # momentum, weight decay: this run's config
         self.epoch = int(payload.get("epoch", 0))
         self.history = list(payload.get("history", []))
         return True
