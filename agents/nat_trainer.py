@@ -38,7 +38,6 @@ Usage::
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import random
@@ -56,11 +55,12 @@ import torch
 
 import nat_gym  # noqa: F401  (registers NATCell-v0)
 from agents.gcn_policy import VARIANTS, GCNPolicy
+from agents.heldout import fresh_inputs, gcn_transform, heldout_report
+from agents.run_log import write_rows_csv
 from nat_gym import rules as rule_sets
 from nat_gym.envs.observation import OBS_KEYS, encode
 from nat_gym.errors import CheckpointError, ConfigError
 from nat_gym.genotype import Genotype
-from nat_gym.sampling import random_genotype
 
 __all__ = [
     "NATTrainerArgs",
@@ -81,7 +81,8 @@ STRUCTURAL_FIELDS: tuple[str, ...] = ("variant", "rules", "steps", "op_embed_dim
 """Arguments that fix the shapes of the policy (and the meaning of its outputs): a checkpoint saved with other
 values cannot be loaded (:class:`~nat_gym.errors.CheckpointError` naming the field)."""
 
-_RUN_ONLY_FIELDS = ("epochs", "out", "progress", "device", "threads", "checkpoint_every", "eval_every")
+_RUN_ONLY_FIELDS = ("epochs", "out", "progress", "device", "threads", "checkpoint_every", "eval_every",
+                    "heldout_inputs")
 """Arguments that may change when a run is resumed without making it a different run."""
 
 
@@ -169,6 +170,8 @@ class NATTrainerArgs:
     architectures on the whole validation split with fresh supernet weights, the costliest part of an epoch."""
     eval_seed: int = 12345
     """Seed of the held-out input architectures and of their sampled transformations."""
+    heldout_inputs: int = 200
+    """Fresh input architectures of the final held-out report in summary.json (as scripts/evidence.py scores)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -179,7 +182,7 @@ class NATTrainerArgs:
         rule_sets.get(self.rules)  # raises for an unknown rule set
         for name, low in (("epochs", 0), ("m", 1), ("n", 1), ("steps", 1), ("op_embed_dim", 1), ("lift_dim", 1),
                           ("hidden_dim", 1), ("supernet_batch_size", 1), ("checkpoint_every", 1),
-                          ("eval_inputs", 0), ("eval_every", 1)):  # fmt: skip
+                          ("eval_inputs", 0), ("eval_every", 1), ("heldout_inputs", 0)):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
@@ -284,9 +287,7 @@ class NATTrainer:
         self.out = Path(args.out)
         self.log = log
         self._writer = None
-        self._sample_ops = tuple(o for o in self.rules.ops if o != "null")
-        rng = np.random.default_rng(args.eval_seed)
-        self._eval_inputs = [random_genotype(rng, args.steps, self._sample_ops) for _ in range(args.eval_inputs)]
+        self._eval_inputs = fresh_inputs(self.rules, args.steps, args.eval_inputs, args.eval_seed)
         self.timing = {"update_seconds": 0.0, "updates": 0, "samples": 0}
 
     def _make_supernet_trainer(self):
@@ -474,17 +475,7 @@ class NATTrainer:
             self._writer.add_text("args", json.dumps(asdict(self.args), indent=1))
 
     def _log(self, row: dict[str, float]) -> None:
-        # the whole CSV is rewritten from the history: a resumed run never duplicates rows
-        columns = list(self.history[0])
-        for r in self.history[1:]:
-            columns += [k for k in r if k not in columns]
-        path = self.out / "metrics.csv"
-        tmp = path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=columns, restval="")
-            w.writeheader()
-            w.writerows(self.history)
-        tmp.replace(path)
+        write_rows_csv(self.out / "metrics.csv", self.history)  # the whole history: no duplicated rows on resume
         for k, v in row.items():
             if k != "epoch" and not (isinstance(v, float) and math.isnan(v)):
                 self._writer.add_scalar(f"nat/{k}", v, int(row["epoch"]))
@@ -498,10 +489,15 @@ class NATTrainer:
         plot_learning_curves(self.out / "metrics.csv", self.out / "learning_curves.png", x="epoch", y=columns,
                              title=f"NAT ({self.args.rules}, {self.args.variant} GCN) on {self.args.dataset}")
         last = self.history[-1]
+        heldout: dict[str, Any] = {}
+        if self.args.heldout_inputs:
+            betas = fresh_inputs(self.rules, self.args.steps, self.args.heldout_inputs)
+            transform = gcn_transform(self.policy.eval(), self.rules, self.args.eval_seed)
+            heldout = heldout_report(self.evaluator, self.env.unwrapped.cost_config, self.rules, betas, transform)
         summary = {
             "epochs": self.epoch, "updates": self.updates, "seconds": self._elapsed,
             "ms_per_update": 1e3 * self.timing["update_seconds"] / max(self.timing["updates"], 1),
-            "last": last, "checkpoint": str(self.out / "checkpoint.pt"), "args": asdict(self.args),
+            "last": last, "heldout": heldout, "checkpoint": str(self.out / "checkpoint.pt"), "args": asdict(self.args),
         }  # fmt: skip
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
 
