@@ -123,6 +123,7 @@ CLI_BUDGETS = {  # algo -> (flags of the first part, of the resumed part, counte
     "maskable_ppo": (["--n-timesteps", "64"], ["--n-timesteps", "96"], "timesteps"),
     "ppo": (["--n-timesteps", "64"], ["--n-timesteps", "96"], "timesteps"),
     "a2c": (["--n-timesteps", "64"], ["--n-timesteps", "96"], "timesteps"),
+    "dqn": (["--n-timesteps", "64"], ["--n-timesteps", "96"], "timesteps"),
 }
 
 
@@ -162,18 +163,35 @@ def test_cli_run_writes_every_output_and_resumes(algo, tiny_ckpt, tmp_path, caps
     assert [r for r in rows if float(r.get("timesteps") or r.get("epoch")) <= int(first[1])]  # the first part kept
 
 
+class _Crash(gym.Wrapper):
+    """Raises ``KeyboardInterrupt`` at the 80th step of the process, as a user pressing Ctrl-C."""
+
+    steps = 0
+
+    def step(self, action):
+        _Crash.steps += 1
+        if _Crash.steps == 80:
+            raise KeyboardInterrupt("simulated interruption")
+        return self.env.step(action)
+
+
 @pytest.mark.slow
-def test_resumed_run_ends_with_the_same_weights(tiny_ckpt, tmp_path):
-    """PPO: a run interrupted at 64 of 96 timesteps and resumed ends exactly as the uninterrupted one."""
-    full_model, full = train(tiny_args("ppo", tiny_ckpt, tmp_path / "full", n_timesteps=96))
-    train(tiny_args("ppo", tiny_ckpt, tmp_path / "cut", n_timesteps=64))
-    cut_model, cut = train(tiny_args("ppo", tiny_ckpt, tmp_path / "cut", n_timesteps=96), resume=True)
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_interrupted_run_resumes_exactly(algo, tiny_ckpt, tmp_path, monkeypatch):
+    """A run interrupted at step 80 of 128 and resumed (from its checkpoint at step 64: model, DQN's replay buffer,
+    envs mid-episode, RNG) ends with the weights and metrics of the uninterrupted run."""
+    full_model, full = train(tiny_args(algo, tiny_ckpt, tmp_path / "full", n_timesteps=128))
+    args = tiny_args(algo, tiny_ckpt, tmp_path / "cut", n_timesteps=128)
+    monkeypatch.setattr(_Crash, "steps", 0)
+    with pytest.raises(KeyboardInterrupt):
+        train(args, make_env=lambda: _Crash(gym.make(args.env, supernet=tiny_ckpt)))
+    cut_model, cut = train(args, resume=True)
     a, b = full_model.policy.state_dict(), cut_model.policy.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     keys = ("timesteps", "episodes", "evaluations", "reward", "madds_saving", "train/loss")
-    assert [[r[k] for k in keys] for r in full] == [[r[k] for k in keys] for r in cut]
+    assert [[r.get(k) for k in keys] for r in full] == [[r.get(k) for k in keys] for r in cut]
     with pytest.raises(ConfigError, match="seed: checkpoint 0, now 1"):
-        train(tiny_args("ppo", tiny_ckpt, tmp_path / "cut", n_timesteps=128, seed=1), resume=True)
+        train(tiny_args(algo, tiny_ckpt, tmp_path / "cut", n_timesteps=192, seed=1), resume=True)
 
 
 @pytest.mark.slow

@@ -85,6 +85,7 @@ __all__ = [
     "SB3Run",
     "algorithm_class",
     "train",
+    "result_text",
     "load_model",
 ]
 
@@ -180,7 +181,7 @@ class SB3Args:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}: expected a positive integer or None, got {value!r}")
-        self.out = self.out.format(algo=self.algo, env=self.env)
+        self.out = self.out.replace("{algo}", self.algo).replace("{env}", self.env)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SB3Args:
@@ -287,10 +288,11 @@ class SB3Run:
         hp = load_hyperparams(args.algo, args.env)
         hp.update(parse_assignments(args.hyperparams, "hyperparams"))
         check_hyperparams(hp, self.algo_class, args.algo)
-        if args.n_timesteps is None and "n_timesteps" not in hp:
-            raise ConfigError(f"n_timesteps: not in agents/hyperparams/{args.algo}.yml; pass --n-timesteps")
-        self.n_timesteps = int(args.n_timesteps or hp.pop("n_timesteps"))
+        steps = hp.pop("n_timesteps", None) if args.n_timesteps is None else args.n_timesteps
         hp.pop("n_timesteps", None)
+        if steps is None:
+            raise ConfigError(f"n_timesteps: not in agents/hyperparams/{args.algo}.yml; pass --n-timesteps")
+        self.n_timesteps = int(steps)
         self.policy = hp.pop("policy", "MultiInputPolicy")
         self.n_envs = int(hp.pop("n_envs", 1))
         self.policy_kwargs = policy_kwargs_value(hp.pop("policy_kwargs", None))
@@ -315,6 +317,7 @@ class SB3Run:
         self._tensorboard: _TensorBoard | None = None
         self._bar = None
         self._heldout_inputs: list[Genotype] = []
+        self.summary: dict[str, Any] = {}
 
     # -------------------------------------------------------------------------------------------- build / resume
     def build(self) -> None:
@@ -582,6 +585,7 @@ class SB3Run:
                             "policy_kwargs": repr(self.policy_kwargs), **self.hyperparams},
         }  # fmt: skip
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+        self.summary = summary
 
 
 # ====================================================================================================== entry points
@@ -591,18 +595,35 @@ def train(
     """Run (or, with ``resume``, continue) an SB3 run; returns ``(model, history)``.
 
     Raises:
-        ConfigError: ``out`` already holds a checkpoint and ``resume`` is False.
+        ConfigError: ``resume`` but ``args.out`` holds no checkpoint (nothing to resume), or not ``resume`` but it
+            holds one (a run is never overwritten). Both are checked before any work starts.
     """
-    run = SB3Run(args, make_env=make_env)
-    ckpt = run.out / "checkpoint.pt"
+    ckpt = Path(args.out) / "checkpoint.pt"
+    if resume and not ckpt.is_file():
+        raise ConfigError(f"out: nothing to resume, {ckpt} does not exist; check --out or drop --resume")
     if ckpt.exists() and not resume:
         raise ConfigError(f"out: {ckpt} exists; pass --resume to continue that run or choose another --out")
-    if resume and run.resume():
+    run = SB3Run(args, make_env=make_env)
+    if resume:
+        run.resume(ckpt)
         print(f"{args.algo}: resumed {ckpt} at {run.model.num_timesteps} timesteps, {run.evaluations} evaluations")
     else:
         run.build()
     run.learn()
+    print(result_text(args.algo, run.summary))
     return run.model, run.history
+
+
+def result_text(algo: str, summary: dict[str, Any]) -> str:
+    """The result of a run in one line: the held-out rewards of ``summary.json`` next to the two floors."""
+    h = summary.get("heldout")
+    if not h:
+        return f"{algo}: no held-out report (heldout_inputs=0)"
+    return (f"{algo}: held-out reward acc(alpha) - acc(beta) on {h['inputs']} fresh inputs after "
+            f"{summary['evaluations']} evaluations: argmax {h['argmax']['reward']:+.4f}, sampled "
+            f"{h['sampled']['reward']:+.4f}; floors: random valid {h['random_valid']['reward']:+.4f}, identity "
+            f"{h['identity']['reward']:+.4f}; MAdds saving {h['argmax']['madds_saving']:.1%} argmax vs "
+            f"{h['random_valid']['madds_saving']:.1%} random valid")  # fmt: skip
 
 
 def load_model(path: str | Path, device: str = "auto") -> tuple[BaseAlgorithm, SB3Args]:
