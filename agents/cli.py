@@ -206,8 +206,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         if algos not in groups:
             title = "options of every --algo" if len(algos) == len(ALGOS) else f"--algo {', '.join(algos)} options"
             groups[algos] = p.add_argument_group(title)
-        choices = sorted({c for a in algos for c in ALGOS[a].choices.get(name, ())}, key=_choice_order(name, algos))
-        _add_field(groups[algos], pairs, tuple(choices) or None)
+        choices = tuple(dict.fromkeys(c for a in algos for c in ALGOS[a].choices.get(name, ())))  # ordered union
+        _add_field(groups[algos], pairs, choices or None)
     p.set_defaults(func=_run_train, _owners={name: [a for a, _ in pairs] for name, pairs in fields_of.items()})
 
     p = sub.add_parser(
@@ -237,12 +237,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)")
     p.add_argument("--json", action="store_true", help="also print the result as JSON")
     p.set_defaults(func=_run_transform)
-
-
-def _choice_order(name: str, algos: tuple[str, ...]):
-    """Sort key keeping the choices of a shared flag in the order the algorithms list them."""
-    order = [c for a in algos for c in ALGOS[a].choices.get(name, ())]
-    return order.index
 
 
 def _run_train(ns: argparse.Namespace) -> int:

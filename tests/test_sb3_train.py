@@ -284,3 +284,11 @@ def test_algorithm_classes():
     from stable_baselines3 import A2C, DQN, PPO
 
     assert [algorithm_class(a) for a in ALGORITHMS] == [MaskablePPO, PPO, A2C, DQN]
+
+
+def test_hyperparameter_files_are_package_data():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert 'agents = ["hyperparams/*.yml"]' in text.split("[tool.setuptools.package-data]")[1].split("\n[")[0]
+    assert '"pyyaml' in text.split("dependencies = [")[1].split("]")[0]

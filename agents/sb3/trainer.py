@@ -288,8 +288,8 @@ class SB3Run:
         hp = load_hyperparams(args.algo, args.env)
         hp.update(parse_assignments(args.hyperparams, "hyperparams"))
         check_hyperparams(hp, self.algo_class, args.algo)
-        steps = hp.pop("n_timesteps", None) if args.n_timesteps is None else args.n_timesteps
-        hp.pop("n_timesteps", None)
+        yaml_steps = hp.pop("n_timesteps", None)
+        steps = yaml_steps if args.n_timesteps is None else args.n_timesteps
         if steps is None:
             raise ConfigError(f"n_timesteps: not in agents/hyperparams/{args.algo}.yml; pass --n-timesteps")
         self.n_timesteps = int(steps)
