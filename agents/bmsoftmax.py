@@ -70,11 +70,12 @@ def _prepare(logits: Tensor, mask: Tensor, dim: int, where: str) -> tuple[Tensor
     n_empty = int(empty.sum())
     if n_empty:
         first = tuple(int(i) for i in empty.nonzero()[0].tolist())
-        rows = "row" if n_empty == 1 else "rows"
-        where_first = "the only row" if empty.dim() == 0 else f"the first at row index {first}"
+        rows, verb = ("row" if empty.numel() == 1 else "rows"), ("has" if n_empty == 1 else "have")
+        where_first = ("" if empty.dim() == 0 else f": row index {first}" if n_empty == 1
+                       else f"; the first is row index {first}")  # fmt: skip
         raise MaskError(
-            f"{where}: {n_empty} of {empty.numel()} {rows} of the mask (shape {list(mask.shape)}, "
-            f"dim={dim}) have no valid entry; {where_first}. Every row needs at least one valid entry"
+            f"{where}: {n_empty} of {empty.numel()} {rows} of the mask (shape {list(mask.shape)}, dim={dim}) {verb} "
+            f"no valid entry{where_first}. Every row needs at least one valid entry"
         )
     return mask, dim
 

@@ -176,6 +176,8 @@ def _add_field(group: argparse._ArgumentGroup, owners: list[tuple[str, FieldSpec
 # ====================================================================================================== commands
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``transform`` to the ``nat-gym`` subcommands."""
+    from nat_gym.cli_args import int_at_least
+
     p = sub.add_parser(
         "train",
         help="train an agent (--algo nat: the NAT/NAT++ transformer policy; maskable_ppo, ppo, a2c, dqn: SB3)",
@@ -193,8 +195,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--algo", choices=list(ALGOS), default="nat",
                    help="; ".join(f"{k}: {v.help}" for k, v in ALGOS.items()) + " (default: nat)")  # fmt: skip
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its checkpoint to the same total budget (same final weights "
-                        "as an uninterrupted run)")
+                   help="continue the run in --out from its checkpoint, which must exist, to the same total budget "
+                        "(same final weights as an uninterrupted run)")
     fields_of: dict[str, list[tuple[str, FieldSpec]]] = {}  # flag -> (algo, field) of every algorithm with it
     for algo, spec in ALGOS.items():
         for f in algo_fields(spec):
@@ -225,13 +227,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "compact string form")  # fmt: skip
     p.add_argument("--policy", required=True, help="trainer checkpoint (OUT/checkpoint.pt of nat-gym train --algo nat)")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--samples", type=int, default=10, help="candidates sampled from the policy (default: 10)")
+    mode.add_argument("--samples", type=int_at_least(1), default=10,
+                      help="candidates sampled from the policy (default: 10)")
     mode.add_argument("--argmax", action="store_true",
                       help="take the most likely op of every edge instead of sampling (one candidate, deterministic)")
     p.add_argument("--supernet", default=None,
                    help="score the candidates with this supernet (a train-supernet checkpoint or a trainer "
                         "checkpoint; default: the supernet stored in the --policy checkpoint)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: 0)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the sampling (default: 0)")
     p.add_argument("--out", default="runs/transform",
                    help="folder for transform.json and transform.png (default: runs/transform; '' writes nothing)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)")
@@ -249,12 +252,21 @@ def _run_train(ns: argparse.Namespace) -> int:
         raise ConfigError(f"--algo {ns.algo}: flags {['--' + s.replace('_', '-') for s in stray]} do not apply to it")
     module = importlib.import_module(spec.module)
     args_cls = getattr(module, spec.args_class)
-    args = args_cls(**{k: getattr(ns, k) for k in names if hasattr(ns, k)}, **spec.fixed)
-    getattr(module, spec.runner)(args, resume=ns.resume)
+    try:
+        args = args_cls(**{k: getattr(ns, k) for k in names if hasattr(ns, k)}, **spec.fixed)
+        getattr(module, spec.runner)(args, resume=ns.resume)
+    except ConfigError as e:
+        raise ConfigError(_as_flag(str(e), names)) from None
     out = getattr(args, "out", None)
     if out:
         print(f"{ns.algo}: done; outputs in {out}")
     return 0
+
+
+def _as_flag(message: str, fields: set[str]) -> str:
+    """``"entropy_coef: expected ..."`` -> ``"--entropy-coef: expected ..."`` when the message starts with a field."""
+    field, sep, rest = message.partition(":")
+    return f"--{field.replace('_', '-')}:{rest}" if sep and field in fields else message
 
 
 def _run_transform(ns: argparse.Namespace) -> int:

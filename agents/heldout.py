@@ -10,7 +10,8 @@ Every ``nat-gym train`` algorithm ends with the same report (``summary.json``'s 
   stand-alone network (:func:`score`);
 - **modes**: ``argmax`` (the most likely transformation: ``deterministic=True`` for SB3) and ``sampled`` (one
   transformation sampled per input, from a fixed seed);
-- **floors**: ``random_valid`` (every edge picks uniformly among the ops the rules allow it, seed 7) and
+- **floors**: ``random_valid`` (every edge picks uniformly among the ops the rules allow it,
+  :func:`nat_gym.sampling.random_valid_action`, seed 7) and
   ``identity`` (no change: reward 0, saving 0). A useful agent beats both.
 """
 
@@ -26,14 +27,13 @@ from nat_gym.cost import network_cost
 from nat_gym.evaluator import Evaluator
 from nat_gym.genotype import Genotype
 from nat_gym.rules import TransitionRules
-from nat_gym.sampling import random_genotype
+from nat_gym.sampling import random_genotype, random_valid_action
 
 __all__ = [
     "FRESH_INPUTS",
     "FRESH_SEED",
     "RANDOM_SEED",
     "fresh_inputs",
-    "random_valid_ops",
     "score",
     "rollout_alphas",
     "gcn_transform",
@@ -56,11 +56,6 @@ def fresh_inputs(rules: TransitionRules, steps: int = 4, n: int = FRESH_INPUTS, 
     rng = np.random.default_rng(seed)
     ops = [o for o in rules.ops if o != "null"]
     return [random_genotype(rng, steps, ops) for _ in range(n)]
-
-
-def random_valid_ops(rules: TransitionRules, genotype: Genotype, rng: np.random.Generator) -> list[int]:
-    """A uniformly random valid transformation: for every edge, one of the ops the rules allow it."""
-    return [int(rng.choice(np.flatnonzero(row))) for row in rules.mask(genotype)]
 
 
 def score(
@@ -139,7 +134,7 @@ def heldout_report(
     candidates = {
         "argmax": transform(betas, True),
         "sampled": transform(betas, False),
-        "random_valid": [rules.apply(b, random_valid_ops(rules, b, rng)) for b in betas],
+        "random_valid": [rules.apply_indices(b, random_valid_action(rules, b, rng))[0] for b in betas],
     }
     for name, alphas in candidates.items():
         rewards, savings = score(evaluator, cost_config, betas, alphas)

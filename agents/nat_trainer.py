@@ -18,15 +18,19 @@ optimised with REINFORCE and a moving-average baseline. Each epoch (Algorithm 1)
    ``env.step`` (cache hits), and takes one Adam step on
    ``loss = -mean((R - b) * log pi(alpha|beta)) - entropy_coef * mean(H_normal + H_reduce)``.
 3. **held-out report**: the mean reward of the policy on ``eval_inputs`` fixed random architectures, scored on the
-   whole validation split (sampled and argmax transformations).
+   whole validation split (sampled and argmax transformations). The last report also scores the two floors that
+   reward is read against, on the same inputs and images: random valid transformations (every edge an op the rules
+   allow, uniformly; ``eval_reward_random``) and the identity (``eval_reward_identity``, 0 by construction).
 
 The paper's settings are the defaults: one input and one transformation per minibatch of 64 images (``m = n = 1``),
 Adam lr 3e-4, betas (0.5, 0.999), weight decay 5e-4, baseline decay 0.99, entropy coefficient 0.003; supernet SGD
 lr 0.01 (cosine to 0.001), momentum 0.9, weight decay 3e-4, batch 64, gradient clipping 5.
 
-Outputs in ``args.out``: ``metrics.csv`` (one row per epoch), TensorBoard events, ``learning_curves.png``,
-``checkpoint.pt`` (written atomically; everything needed to resume *exactly*: an interrupted run resumed with
-:meth:`NATTrainer.resume` ends with the same policy weights as an uninterrupted one) and ``summary.json``.
+Outputs in ``args.out``: ``metrics.csv`` (one row per epoch; the floors in the last row), TensorBoard events,
+``learning_curves.png`` (the floors as horizontal lines on the held-out reward panels), ``checkpoint.pt`` (written
+atomically; everything needed to resume *exactly*: an interrupted run resumed with :meth:`NATTrainer.resume` ends
+with the same policy weights as an uninterrupted one) and ``summary.json`` (``final``: the last held-out rewards,
+``floors``: random valid and identity). :func:`train` ends by printing :func:`result_text`.
 
 Usage::
 
@@ -38,6 +42,7 @@ Usage::
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import random
@@ -56,11 +61,11 @@ import torch
 import nat_gym  # noqa: F401  (registers NATCell-v0)
 from agents.gcn_policy import VARIANTS, GCNPolicy
 from agents.heldout import fresh_inputs, gcn_transform, heldout_report
-from agents.run_log import write_rows_csv
 from nat_gym import rules as rule_sets
 from nat_gym.envs.observation import OBS_KEYS, encode
 from nat_gym.errors import CheckpointError, ConfigError
 from nat_gym.genotype import Genotype
+from nat_gym.sampling import random_valid_action
 
 __all__ = [
     "NATTrainerArgs",
@@ -68,6 +73,7 @@ __all__ = [
     "STRUCTURAL_FIELDS",
     "CHECKPOINT_FORMAT",
     "train",
+    "result_text",
     "load_policy",
     "load_trainer_checkpoint",
     "supernet_from_checkpoint",
@@ -176,13 +182,15 @@ class NATTrainerArgs:
     """Show a progress bar."""
 
     def __post_init__(self) -> None:
+        """Check every field; a bad value raises :class:`ConfigError` whose message starts with the field's name."""
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]  (lists from JSON / argparse)
         if self.variant not in VARIANTS:
             raise ConfigError(f"variant: expected one of {list(VARIANTS)}, got {self.variant!r}")
         rule_sets.get(self.rules)  # raises for an unknown rule set
-        for name, low in (("epochs", 0), ("m", 1), ("n", 1), ("steps", 1), ("op_embed_dim", 1), ("lift_dim", 1),
-                          ("hidden_dim", 1), ("supernet_batch_size", 1), ("checkpoint_every", 1),
-                          ("eval_inputs", 0), ("eval_every", 1), ("heldout_inputs", 0)):  # fmt: skip
+        for name, low in (("seed", 0), ("data_seed", 0), ("eval_seed", 0), ("epochs", 1), ("m", 1), ("n", 1),
+                          ("steps", 1), ("op_embed_dim", 1), ("lift_dim", 1), ("hidden_dim", 1),
+                          ("supernet_batch_size", 1), ("checkpoint_every", 1), ("eval_inputs", 0),
+                          ("eval_every", 1), ("heldout_inputs", 0)):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
@@ -190,13 +198,27 @@ class NATTrainerArgs:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}: expected a positive integer or None, got {value!r}")
+        for name, low, high, what in (
+            ("lr", 0.0, None, "a positive learning rate"), ("supernet_lr", 0.0, None, "a positive learning rate"),
+            ("supernet_grad_clip", 0.0, None, "a positive gradient-norm bound"),
+            ("weight_decay", 0.0, "=", "a number >= 0"), ("entropy_coef", 0.0, "=", "a number >= 0"),
+            ("cost_weight", 0.0, "=", "a number >= 0"), ("supernet_weight_decay", 0.0, "=", "a number >= 0"),
+            ("supernet_lr_min", 0.0, "=", "a number >= 0"), ("baseline_decay", 0.0, 1.0, "a number in [0, 1)"),
+            ("supernet_momentum", 0.0, 1.0, "a number in [0, 1)"),
+        ):  # fmt: skip
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if ok and high is None:
+                ok = value > low
+            elif ok:
+                ok = value >= low and (high == "=" or value < high)
+            if not ok:
+                raise ConfigError(f"{name}: expected {what}, got {value!r}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
-        if not 0.0 <= self.baseline_decay < 1.0:
-            raise ConfigError(f"baseline_decay: expected a number in [0, 1), got {self.baseline_decay!r}")
-        for name in ("lr", "supernet_lr"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name}: expected a positive learning rate, got {getattr(self, name)!r}")
+        if self.supernet_lr_min > self.supernet_lr:
+            raise ConfigError(f"supernet_lr_min: expected at most supernet_lr = {self.supernet_lr!r}, got "
+                              f"{self.supernet_lr_min!r}")  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NATTrainerArgs:
@@ -382,17 +404,36 @@ class NATTrainer:
         argmax, _, _ = self.policy.act(obs, deterministic=True)
         alphas_s = [self.rules.apply_indices(g, act)[0] for g, act in zip(betas, sampled.cpu().numpy())]
         alphas_a = [self.rules.apply_indices(g, act)[0] for g, act in zip(betas, argmax.cpu().numpy())]
-        acc = self.evaluator.evaluate(list(betas) + alphas_s + alphas_a, None)
+        acc_before, ((reward_s, saving_s), (reward_a, _)) = self._score_heldout(alphas_s, alphas_a)
+        return {"eval_acc_before": acc_before, "eval_reward": reward_s, "eval_reward_argmax": reward_a,
+                "eval_madds_saving": saving_s}  # fmt: skip
+
+    @torch.no_grad()
+    def heldout_floors(self) -> dict[str, float]:
+        """The floors of the held-out reward, on the same inputs, images and weights as :meth:`evaluate_heldout`:
+        random valid transformations (each edge an op the rules allow, uniformly; seeded by ``eval_seed``) and the
+        identity (``alpha = beta``, reward 0). Returns ``eval_reward_random``, ``eval_madds_saving_random`` and
+        ``eval_reward_identity`` (empty without held-out inputs)."""
+        betas = self._eval_inputs
+        if not betas:
+            return {}
+        rng = np.random.default_rng(self.args.eval_seed)
+        randoms = [self.rules.apply_indices(b, random_valid_action(self.rules, b, rng))[0] for b in betas]
+        identities = [self.rules.apply_indices(b, self.rules.op_indices(b))[0] for b in betas]
+        _, ((reward_r, saving_r), (reward_i, _)) = self._score_heldout(randoms, identities)
+        return {"eval_reward_random": reward_r, "eval_madds_saving_random": saving_r, "eval_reward_identity": reward_i}
+
+    def _score_heldout(self, *alphas: list[Genotype]) -> tuple[float, list[tuple[float, float]]]:
+        """Score the held-out inputs and each list of their transformations in one batched call on the whole
+        validation split: the inputs' mean accuracy and, per list, (mean reward, mean relative MAdds saving)."""
+        betas, cost = self._eval_inputs, self._cost
+        acc = self.evaluator.evaluate(list(betas) + [a for group in alphas for a in group], None)
         k = len(betas)
-        before, after_s, after_a = acc[:k], acc[k : 2 * k], acc[2 * k :]
-        cost = self._cost
-        saving = [(cost(b).madds - cost(s).madds) / cost(b).madds for b, s in zip(betas, alphas_s)]
-        return {
-            "eval_acc_before": float(before.mean()),
-            "eval_reward": float((after_s - before).mean()),
-            "eval_reward_argmax": float((after_a - before).mean()),
-            "eval_madds_saving": float(np.mean(saving)),
-        }
+        before, scores = acc[:k], []
+        for i, group in enumerate(alphas, start=1):
+            saving = np.mean([(cost(b).madds - cost(a).madds) / cost(b).madds for b, a in zip(betas, group)])
+            scores.append((float((acc[i * k : (i + 1) * k] - before).mean()), float(saving)))
+        return float(before.mean()), scores
 
     def _cost(self, genotype: Genotype):
         from nat_gym.cost import network_cost
@@ -423,6 +464,8 @@ class NATTrainer:
         self.epoch += 1
         if self.epoch % self.args.eval_every == 0 or self.epoch == self.args.epochs:
             row.update(self.evaluate_heldout())
+        if self.epoch == self.args.epochs:
+            row.update(self.heldout_floors())
         row["updates"] = float(self.updates)
         row["supernet_seconds"] = supernet_seconds
         row["policy_seconds"] = policy_seconds
@@ -475,7 +518,17 @@ class NATTrainer:
             self._writer.add_text("args", json.dumps(asdict(self.args), indent=1))
 
     def _log(self, row: dict[str, float]) -> None:
-        write_rows_csv(self.out / "metrics.csv", self.history)  # the whole history: no duplicated rows on resume
+        # the whole CSV is rewritten from the history: a resumed run never duplicates rows
+        columns = list(self.history[0])
+        for r in self.history[1:]:
+            columns += [k for k in r if k not in columns]
+        path = self.out / "metrics.csv"
+        tmp = path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns, restval="")
+            w.writeheader()
+            w.writerows(self.history)
+        tmp.replace(path)
         for k, v in row.items():
             if k != "epoch" and not (isinstance(v, float) and math.isnan(v)):
                 self._writer.add_scalar(f"nat/{k}", v, int(row["epoch"]))
@@ -486,9 +539,12 @@ class NATTrainer:
         wanted = ["reward", "baseline", "eval_reward", "eval_reward_argmax", "entropy", "madds_saving",
                   "supernet_loss", "supernet_acc", "eval_acc_before"]  # fmt: skip
         columns = [c for c in wanted if any(not math.isnan(r.get(c, math.nan)) for r in self.history)]
-        plot_learning_curves(self.out / "metrics.csv", self.out / "learning_curves.png", x="epoch", y=columns,
-                             title=f"NAT ({self.args.rules}, {self.args.variant} GCN) on {self.args.dataset}")
         last = self.history[-1]
+        floors = {label: last[key] for label, key in (("random valid", "eval_reward_random"),
+                                                      ("identity", "eval_reward_identity")) if key in last}  # fmt: skip
+        plot_learning_curves(self.out / "metrics.csv", self.out / "learning_curves.png", x="epoch", y=columns,
+                             title=f"NAT ({self.args.rules}, {self.args.variant} GCN) on {self.args.dataset}",
+                             reference_lines={"eval_reward": floors, "eval_reward_argmax": floors})  # fmt: skip
         heldout: dict[str, Any] = {}
         if self.args.heldout_inputs:
             betas = fresh_inputs(self.rules, self.args.steps, self.args.heldout_inputs)
@@ -497,7 +553,11 @@ class NATTrainer:
         summary = {
             "epochs": self.epoch, "updates": self.updates, "seconds": self._elapsed,
             "ms_per_update": 1e3 * self.timing["update_seconds"] / max(self.timing["updates"], 1),
-            "last": last, "heldout": heldout, "checkpoint": str(self.out / "checkpoint.pt"), "args": asdict(self.args),
+            "final": {k: last[k] for k in ("eval_reward", "eval_reward_argmax", "eval_madds_saving") if k in last},
+            "floors": {k: last[k] for k in ("eval_reward_random", "eval_reward_identity", "eval_madds_saving_random")
+                       if k in last},
+            "eval_inputs": len(self._eval_inputs), "heldout": heldout,
+            "last": last, "checkpoint": str(self.out / "checkpoint.pt"), "args": asdict(self.args),
         }  # fmt: skip
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
 
@@ -570,7 +630,7 @@ class NATTrainer:
             if not sn or not sn.get("trained"):
                 raise CheckpointError(
                     f"checkpoint: {str(path)!r} holds no trained supernet (it was saved with train_supernet=False); "
-                    "resume with train_supernet=False"
+                    "resume with train_supernet=False (--no-train-supernet)"
                 )
             _check_supernet_config(self.supernet.config, sn["config"], path)
             self.supernet.load_state_dict(sn["state_dict"])
@@ -670,15 +730,42 @@ def supernet_from_checkpoint(path: str | Path):
 # ====================================================================================================== entry points
 def train(args: NATTrainerArgs, *, resume: bool = False, env: gym.Env | None = None,
           log: bool = True) -> tuple[GCNPolicy, list[dict[str, float]]]:  # fmt: skip
-    """Run (or, with ``resume``, continue) a NAT training run; returns ``(policy, history)``."""
-    trainer = NATTrainer(args, env=env, log=log)
-    ckpt = trainer.out / "checkpoint.pt"
+    """Run (or, with ``resume``, continue) a NAT training run; returns ``(policy, history)``. At the end it prints the
+    final held-out rewards next to the random-valid and identity floors (:func:`result_text`).
+
+    Raises:
+        ConfigError: ``resume`` but ``args.out`` holds no checkpoint (nothing to resume), or not ``resume`` but it
+            holds one (a run is never overwritten). Both are checked before any work starts.
+    """
+    ckpt = Path(args.out) / "checkpoint.pt"
+    if resume and not ckpt.is_file():
+        raise ConfigError(f"out: nothing to resume, {ckpt} does not exist; check --out or drop --resume")
     if log and ckpt.exists() and not resume:
         raise ConfigError(f"out: {ckpt} exists; pass --resume to continue that run or choose another --out")
-    if resume and trainer.resume():
+    trainer = NATTrainer(args, env=env, log=log)
+    if resume:
+        trainer.resume(ckpt)
         print(f"nat: resumed {ckpt} at epoch {trainer.epoch}")
     trainer.train()
+    print(result_text(trainer.history))
     return trainer.policy, trainer.history
+
+
+def result_text(history: Sequence[dict[str, float]]) -> str:
+    """The result of a run in one line: the last held-out rewards of the policy (sampled and argmax) next to the
+    random-valid and identity floors measured on the same inputs (a reward above the random floor beats random
+    valid transformations; above 0, the inputs themselves)."""
+    rows = [r for r in history if not math.isnan(r.get("eval_reward", math.nan))]
+    if not rows:
+        return "nat: no held-out report (eval_inputs=0), so no result to compare with the floors"
+    r = rows[-1]
+    text = (f"nat: held-out reward acc(alpha) - acc(beta) at epoch {int(r['epoch'])}: policy {r['eval_reward']:+.4f} "
+            f"sampled, {r['eval_reward_argmax']:+.4f} argmax")  # fmt: skip
+    if "eval_reward_random" in r:
+        text += (f"; floors: random valid {r['eval_reward_random']:+.4f}, identity {r['eval_reward_identity']:+.4f}; "
+                 f"MAdds saving {r['eval_madds_saving']:.1%} sampled vs {r['eval_madds_saving_random']:.1%} "
+                 "random valid")  # fmt: skip
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

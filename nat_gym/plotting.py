@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -45,6 +45,7 @@ __all__ = [
     "genotype_figure",
     "genotype_image",
     "save_genotype_png",
+    "learning_curves_figure",
     "plot_learning_curves",
 ]
 
@@ -682,8 +683,9 @@ def plot_learning_curves(
     y: Sequence[str] | None = None,
     labels: Sequence[str] | None = None,
     title: str | None = None,
+    reference_lines: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Path:
-    """Plot columns of CSV logs against ``x`` and save a PNG.
+    """Plot columns of CSV logs against ``x`` and save a PNG (the figure of :func:`learning_curves_figure`).
 
     Args:
         csv_paths: one CSV file or several (a header row, then numeric rows; empty cells are gaps).
@@ -693,6 +695,9 @@ def plot_learning_curves(
             lacks one of them just has no line in that subplot).
         labels: one legend label per file (default: the file stems).
         title: a figure title.
+        reference_lines: horizontal reference lines per column, ``{column: {label: value}}``, e.g. the floors a
+            reward is read against: ``{"eval_reward": {"random valid": -0.08, "identity": 0.0}}``. Non-finite
+            values are skipped.
 
     Returns:
         The path of the PNG.
@@ -701,6 +706,24 @@ def plot_learning_curves(
         ConfigError: a file is missing or empty, a requested column is missing or not numeric, or ``labels``
             does not have one entry per file.
     """
+    fig = learning_curves_figure(csv_paths, x=x, y=y, labels=labels, title=title, reference_lines=reference_lines)
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png", facecolor="white")
+    return out
+
+
+def learning_curves_figure(
+    csv_paths: Sequence[PathLike] | PathLike,
+    *,
+    x: str = "epoch",
+    y: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+    reference_lines: Mapping[str, Mapping[str, float]] | None = None,
+) -> Figure:
+    """The figure :func:`plot_learning_curves` saves (same arguments, without the output path): one subplot per
+    column, one line per file, and the ``reference_lines`` as labelled dashed horizontal lines."""
     if isinstance(csv_paths, (str, os.PathLike)):
         paths = [Path(csv_paths)]
     else:
@@ -776,17 +799,18 @@ def plot_learning_curves(
                 label=name,
             )
             drawn += 1
+        refs = [(label, float(v)) for label, v in (reference_lines or {}).get(column, {}).items() if math.isfinite(v)]
+        for i, (label, value) in enumerate(refs):
+            ax.axhline(value, color=("0.35", "0.6", "0.15")[i % 3], linestyle=("--", ":", "-.")[i % 3],
+                       linewidth=1.2, label=f"{label} ({value:+.4g})")  # fmt: skip
         ax.set_title(column, fontsize=10)
         ax.set_xlabel(x)
         ax.grid(True, alpha=0.3)
-        if drawn > 1 or (drawn == 1 and len(tables) > 1):
+        if drawn > 1 or (drawn == 1 and len(tables) > 1) or refs:
             ax.legend(fontsize=8)
     for k in range(n, nrows * ncols):
         axes[k // ncols][k % ncols].set_axis_off()
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", facecolor="white")
-    return out
+    return fig

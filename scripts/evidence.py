@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.heldout import RANDOM_SEED, fresh_inputs, gcn_transform, random_valid_ops, score
+from agents.heldout import RANDOM_SEED, fresh_inputs, gcn_transform, score
 from agents.nat_trainer import NATTrainerArgs, make_env, train
 from nat_gym import genotypes as named
+from nat_gym.sampling import random_valid_action
 
 NAMED = ("DARTS_V1", "DARTS_V2", "VGG", "ResBlock", "MobileNetV2", "R1", "R2", "R3", "R4", "R5")
 
@@ -53,7 +54,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     rand_rng = np.random.default_rng(RANDOM_SEED)
     for label, betas in (("fresh", fresh), ("named", named_betas)):
-        alphas = [rules.apply(b, random_valid_ops(rules, b, rand_rng)) for b in betas]
+        alphas = [rules.apply_indices(b, random_valid_action(rules, b, rand_rng))[0] for b in betas]
         r, s = score(evaluator, cost_config, betas, alphas)
         results[f"random/{label}"] = {"reward": float(r.mean()), "saving": float(s.mean())}
         results[f"identity/{label}"] = {"reward": 0.0, "saving": 0.0}
@@ -63,7 +64,7 @@ def main() -> None:
             run = out / f"{variant}-seed{seed}"
             targs = NATTrainerArgs(seed=seed, variant=variant, epochs=args.epochs, reward_images=args.reward_images,
                                    train_supernet=args.train_supernet, out=str(run), progress=False,
-                                   eval_inputs=0)  # fmt: skip
+                                   eval_inputs=0, heldout_inputs=0)  # fmt: skip
             start = time.perf_counter()
             policy, history = train(targs)
             seconds = time.perf_counter() - start

@@ -15,13 +15,14 @@ import torch
 import nat_gym  # noqa: F401  (registers the envs)
 from agents.budget import CountingEvaluator, count_evaluations
 from agents.cli import ALGOS, algo_fields
-from agents.heldout import fresh_inputs, heldout_report, random_valid_ops, rollout_alphas, score
+from agents.heldout import fresh_inputs, heldout_report, rollout_alphas, score
 from agents.sb3.hyperparams import hyperparams_text, load_hyperparams, parse_assignments, policy_kwargs_value
 from agents.sb3.trainer import ALGORITHMS, SB3Args, SB3Run, algorithm_class, load_model, train
 from nat_gym import genotypes
 from nat_gym.cli import build_parser, main
 from nat_gym.errors import CheckpointError, ConfigError
 from nat_gym.evaluator import CallableEvaluator
+from nat_gym.sampling import random_valid_action
 
 TINY_POLICY = "policy_kwargs=dict(net_arch=[16], features_extractor_kwargs=dict(op_embed_dim=4, lift_dim=8, hidden_dim=8))"
 TINY_HP = {
@@ -115,6 +116,27 @@ def test_flags_map_to_args():
     assert (ns.algo, ns.env, ns.hyperparams, ns.evaluations, ns.policy) == ("dqn", "NATEdge-v0", ["a=1", "b=x"], 50, "mlp")
     assert main(["train", "--algo", "dqn", "--env", "NATCell-v0"]) == 2  # the clear error, one line, exit 2
     assert main(["train", "--algo", "ppo", "--epochs", "3"]) == 2  # a flag of another algorithm
+
+
+@pytest.mark.slow
+def test_sb3_hints(tiny_ckpt, tmp_path, capsys):
+    """Every hint of an SB3 run's errors works when followed (as tests/test_hints.py does for the others)."""
+    out = str(tmp_path / "dqn")
+    no_steps = ["train", "--algo", "dqn", *_cli_flags("dqn", tiny_ckpt, out)]
+    base = [*no_steps, "--n-timesteps", "32"]
+    # "env: --algo dqn needs a Discrete action space; use --env NATEdge-v0 (...)"
+    assert main([*base, "--env", "NATCell-v0"]) == 2
+    err = capsys.readouterr().err
+    assert "use --env NATEdge-v0" in err and len(err.strip().splitlines()) == 1
+    # "n_timesteps: not in agents/hyperparams/dqn.yml; pass --n-timesteps"
+    assert main([*no_steps, "--hyperparams", *TINY_HP["dqn"], "n_timesteps=None"]) == 2
+    assert "pass --n-timesteps" in capsys.readouterr().err
+    assert main([*base, "--env", "NATEdge-v0"]) == 0  # both hints followed
+    # "resume: ... was saved with other arguments (seed: checkpoint 0, now 1); ... pass the same values or ..."
+    assert main([*base, "--n-timesteps", "64", "--seed", "1", "--resume"]) == 2
+    assert "pass the same values" in capsys.readouterr().err
+    assert main([*base, "--n-timesteps", "64", "--seed", "0", "--resume"]) == 0
+    assert json.loads((tmp_path / "dqn" / "summary.json").read_text())["timesteps"] == 64
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -252,10 +274,10 @@ def test_heldout_report_has_the_floors_and_rollouts_match_direct_transforms():
     betas = fresh_inputs(base.rules, 4, 6, seed=5)
     assert betas == fresh_inputs(base.rules, 4, 6, seed=5) and betas != fresh_inputs(base.rules, 4, 6, seed=6)
     rng = np.random.default_rng(0)
-    ops = [random_valid_ops(base.rules, b, rng) for b in betas]
+    ops = [random_valid_action(base.rules, b, rng) for b in betas]
     it = iter(ops)
     alphas = rollout_alphas(env, lambda obs, mask: np.asarray(next(it)), betas)
-    assert alphas == [base.rules.apply(b, o) for b, o in zip(betas, ops)]
+    assert alphas == [base.rules.apply_indices(b, o)[0] for b, o in zip(betas, ops)]
     rewards, savings = score(base.evaluator, base.cost_config, betas, alphas)
     assert np.allclose(rewards, [_skip_fraction(a) - _skip_fraction(b) for a, b in zip(alphas, betas)])
     assert (savings >= 0).all()

@@ -31,13 +31,10 @@ from torch import Tensor
 from torch_geometric.nn import global_mean_pool
 
 from agents.cell_encoder import CellEncoder
-from nat_gym.envs.observation import OBS_KEYS, to_pyg_batch
+from nat_gym.envs.observation import EDGE_KEY, OBS_KEYS, to_pyg_batch
 from nat_gym.errors import ConfigError
 
-__all__ = ["GCNExtractor", "EDGE_KEY"]
-
-EDGE_KEY = "edge"
-"""The observation key of ``NATEdge-v0`` holding the one-hot ``[2, E]`` of the edge being decided."""
+__all__ = ["GCNExtractor"]
 
 
 class GCNExtractor(BaseFeaturesExtractor):

@@ -63,7 +63,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import nat_gym  # noqa: F401  (registers the envs)
 from agents.heldout import fresh_inputs, heldout_report, rollout_alphas, score
-from agents.run_log import write_rows_csv
 from agents.sb3.callbacks import StopOnEvaluations, evaluations_of, vec_env_counters
 from agents.sb3.extractor import GCNExtractor
 from agents.sb3.hyperparams import (
@@ -75,6 +74,7 @@ from agents.sb3.hyperparams import (
 )
 from nat_gym.errors import CheckpointError, ConfigError
 from nat_gym.genotype import Genotype
+from nat_gym.metrics_log import MetricsLog
 
 __all__ = [
     "ALGORITHMS",
@@ -315,6 +315,7 @@ class SB3Run:
         self._start = 0.0
         self._latest = _Latest()
         self._tensorboard: _TensorBoard | None = None
+        self._metrics: MetricsLog | None = None
         self._bar = None
         self._heldout_inputs: list[Genotype] = []
         self.summary: dict[str, Any] = {}
@@ -399,9 +400,8 @@ class SB3Run:
         a, model = self.args, self.model
         self.out.mkdir(parents=True, exist_ok=True)
         resumed = model.num_timesteps > 0
+        self._metrics = MetricsLog(self.out, "run", start_epoch=model.num_timesteps, config=asdict(a), x="timesteps")
         self._tensorboard = _TensorBoard(str(self.out), purge_step=model.num_timesteps + 1 if resumed else None)
-        if not resumed:
-            self._tensorboard.writer.add_text("args", json.dumps(asdict(a), indent=1))
         model.set_logger(Logger(str(self.out), [self._tensorboard, self._latest]))
         by_evaluations = a.evaluations is not None
         self._bar = tqdm(total=a.evaluations if by_evaluations else self.n_timesteps,
@@ -423,6 +423,7 @@ class SB3Run:
         finally:
             self._bar.close()
             self._tensorboard.close()
+            self._metrics.close()
         return self.history
 
     def on_step(self, locals_: dict[str, Any]) -> None:
@@ -497,11 +498,7 @@ class SB3Run:
         row["time"] = self._elapsed + time.perf_counter() - self._start
         self.marks["row"] = t
         self.history.append(row)
-        write_rows_csv(self.out / "metrics.csv", self.history)
-        for key, value in row.items():
-            if key != "timesteps" and not key.startswith("train/") and not math.isnan(value):
-                self._tensorboard.writer.add_scalar(f"run/{key}", value, t)
-        self._tensorboard.writer.flush()
+        self._metrics.write(self.history, {k: v for k, v in row.items() if not k.startswith("train/")})  # SB3 logs those
         self._bar.set_postfix({k: f"{row[k]:+.4f}" for k in ("reward", "eval_reward") if not math.isnan(row.get(k, math.nan))})
 
     def state_dict(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from nat_gym import cost as cost_model
 from nat_gym import genotypes as named
 from nat_gym import rules as rule_sets
 from nat_gym.envs.observation import action_space, encode, flat_action_mask, observation_space
-from nat_gym.errors import ConfigError, GenotypeError
+from nat_gym.errors import ConfigError, GenotypeError, InvalidOpError
 from nat_gym.evaluator import Evaluator, SupernetEvaluator
 from nat_gym.genotype import Genotype
 from nat_gym.sampling import random_genotype
@@ -98,6 +98,8 @@ class NATCellEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
+    env_id = "NATCell-v0"
+    """The Gymnasium id this class is registered under (named in error hints)."""
     frame_size: tuple[int, int] = (720, 1280)
     """``(H, W)`` of every ``rgb_array`` frame: one size for every genotype, before and after a step (video
     recorders such as Gymnasium's ``RecordVideo`` need it); each drawing is scaled to fit, on white."""
@@ -188,11 +190,7 @@ class NATCellEnv(gym.Env):
             raise ConfigError(f"options['score']: expected True or False, got {score!r}")
         if options.get("genotype") is not None:
             beta = named.resolve(options["genotype"])
-            if beta.steps != self.steps:
-                raise GenotypeError(
-                    f"options['genotype']: it has {beta.steps} intermediate nodes per cell but this environment was "
-                    f"made with steps={self.steps}; use gym.make('NATCell-v0', steps={beta.steps}, ...)"
-                )
+            self._check_start(beta)
         else:
             beta = random_genotype(self.np_random, self.steps, self._sample_ops)
         view = self._view(beta)  # checks beta's ops against the rule set
@@ -213,28 +211,12 @@ class NATCellEnv(gym.Env):
         alpha, invalid = self._transition(beta, action)
         if invalid and self.invalid_action == "raise":
             self.rules.apply(beta, np.asarray(action), invalid="raise")  # a TransitionError naming the first bad edge
-        acc_b, acc_a = (float(v) for v in self.evaluator.evaluate([beta, alpha], self._batch))
+        reward, info = self._score(beta, alpha, invalid)
+        terminated = self._advance(alpha)
         view_a = self._view(alpha)
-        cb, ca = self._view(beta).cost, view_a.cost
-        saving = (cb.madds - ca.madds) / cb.madds if cb.madds else 0.0
-        reward = acc_a - acc_b + self.cost_weight * saving
-        if self.invalid_action == "penalize":
-            reward -= self.invalid_penalty * invalid / (2 * self._edges)
-        batch = self._batch
-        self._t += 1
-        terminated = self._t >= self.max_transforms
-        self._genotype = alpha
-        if not terminated:
-            self._batch = self._draw_batch()  # the next transformation is scored on a fresh minibatch
-        info = {
-            "genotype_before": beta, "genotype_after": alpha, "acc_before": acc_b, "acc_after": acc_a,
-            "params_before": cb.params, "params_after": ca.params, "madds_before": cb.madds, "madds_after": ca.madds,
-            "madds_saving": saving, "invalid_edges": invalid, "action_mask": view_a.flat_mask.copy(),
-        }  # fmt: skip
-        if batch is not None:
-            info["reward_batch"] = batch
+        info["action_mask"] = view_a.flat_mask.copy()
         self._last = info
-        return view_a.observation(), float(reward), terminated, False, info
+        return view_a.observation(), reward, terminated, False, info
 
     def render(self):
         if self.render_mode is None:
@@ -270,9 +252,55 @@ class NATCellEnv(gym.Env):
         self._transitions: dict[tuple[Genotype, bytes], tuple[Genotype, int]] = {}
 
     # --------------------------------------------------------------------------------------------------- helpers
+    def _check_start(self, beta: Genotype) -> None:
+        """Raise a :class:`GenotypeError` whose hint makes an environment that takes ``beta``: the right ``steps``
+        and a rule set whose vocabulary holds ``beta``'s ops (checked together, so one hint fixes both)."""
+        outside = sorted({o for o in beta.ops if o not in self.rules.ops})
+        if beta.steps == self.steps and not outside:
+            return
+        problems, fix = [], []
+        if beta.steps != self.steps:
+            problems.append(f"it has {beta.steps} intermediate nodes per cell but this environment was made with "
+                            f"steps={self.steps}")  # fmt: skip
+            fix.append(f"steps={beta.steps}")
+        if outside:  # every op nat-gym knows is in a shipped rule set (nat-ext, nat++ext), so one covers them
+            problems.append(f"it uses {outside}, outside the vocabulary of rule set {self.rules.name!r}")
+            fix.append(f"rules={rule_sets.covering(beta.ops, self.rules).name!r}")
+        raise (InvalidOpError if outside else GenotypeError)(
+            f"options['genotype']: {'; '.join(problems)}; use gym.make({self.env_id!r}, {', '.join(fix)}, ...) (with "
+            "the other arguments as before; a supernet given by path or object must have those steps and ops)"
+        )
+
     def _draw_batch(self) -> int | None:
         n = self.evaluator.num_batches
         return None if n == 1 else int(self.np_random.integers(n))
+
+    def _score(self, beta: Genotype, alpha: Genotype, invalid: int) -> tuple[float, dict[str, Any]]:
+        """Reward and ``info`` of one whole transformation ``beta -> alpha`` with ``invalid`` kept edges, scored on
+        the current minibatch (every ``info`` key of a step but ``action_mask``)."""
+        acc_b, acc_a = (float(v) for v in self.evaluator.evaluate([beta, alpha], self._batch))
+        cb, ca = self._view(beta).cost, self._view(alpha).cost
+        saving = (cb.madds - ca.madds) / cb.madds if cb.madds else 0.0
+        reward = acc_a - acc_b + self.cost_weight * saving
+        if self.invalid_action == "penalize":
+            reward -= self.invalid_penalty * invalid / (2 * self._edges)
+        info = {
+            "genotype_before": beta, "genotype_after": alpha, "acc_before": acc_b, "acc_after": acc_a,
+            "params_before": cb.params, "params_after": ca.params, "madds_before": cb.madds, "madds_after": ca.madds,
+            "madds_saving": saving, "invalid_edges": invalid,
+        }  # fmt: skip
+        if self._batch is not None:
+            info["reward_batch"] = self._batch
+        return float(reward), info
+
+    def _advance(self, alpha: Genotype) -> bool:
+        """Make ``alpha`` the state after one transformation; ``True`` when that ends the episode."""
+        self._t += 1
+        self._genotype = alpha
+        terminated = self._t >= self.max_transforms
+        if not terminated:
+            self._batch = self._draw_batch()  # the next transformation is scored on a fresh minibatch
+        return terminated
 
     def _genotype_view(self, g: Genotype) -> _GenotypeView:
         """Everything the env reports about a genotype (memoised per genotype: all pure functions of it)."""
@@ -317,6 +345,7 @@ def _default_evaluator(rules, supernet, dataset, data_root, data_seed, steps, re
     from nat_gym.data import load_dataset
     from nat_gym.supernet import Supernet, SupernetConfig
     from nat_gym.supernet.checkpoint import load_checkpoint
+    from nat_gym.supernet.cli import train_command
     from nat_gym.supernet.default import load_or_train
 
     data = load_dataset(dataset, root=data_root, seed=data_seed)
@@ -327,13 +356,22 @@ def _default_evaluator(rules, supernet, dataset, data_root, data_seed, steps, re
         supernet, _ = load_checkpoint(supernet)
     cfg = supernet.config
     missing = [o for o in rules.ops if o not in cfg.ops]
+    if rules.name in rule_sets.RULE_SETS:
+        command, path = train_command(rules.name, steps)
+        train_one = f"`{command}`, then supernet={path!r}"
+    else:  # a user's rule set: no command line names it
+        train_one = f"Supernet(SupernetConfig(ops=rules.ops, steps={steps}, ...)) trained with SupernetTrainer"
     if missing:
         raise ConfigError(
-            f"supernet: its op vocabulary lacks {missing}, which rule set {rules.name!r} can produce; "
-            f"build the supernet with ops={list(rules.ops)}"
+            f"supernet: its op vocabulary lacks {missing}, which rule set {rules.name!r} can produce; use a "
+            f"supernet built with ops={list(rules.ops)} ({train_one}), or supernet=None for the default supernet "
+            "of these rules (trained once and cached)"
         )
     if cfg.steps < steps:
-        raise ConfigError(f"supernet: it has steps={cfg.steps} but the environment asks for steps={steps}")
+        raise ConfigError(
+            f"supernet: it has steps={cfg.steps} but the environment asks for steps={steps}; use a supernet with "
+            f"steps >= {steps} ({train_one}), or supernet=None for the default supernet (trained once and cached)"
+        )
     if (cfg.num_classes, cfg.in_channels) != (data.num_classes, data.in_channels):
         raise ConfigError(
             f"supernet: it expects {cfg.in_channels} channels / {cfg.num_classes} classes but dataset {dataset!r} "

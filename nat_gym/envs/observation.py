@@ -47,13 +47,15 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from gymnasium import spaces
 from torch import Tensor
-from torch_geometric.data import Batch, Data
+
+if TYPE_CHECKING:  # imported by to_pyg_batch: an env never needs torch_geometric (~90 MB per process, measured)
+    from torch_geometric.data import Batch
 
 from nat_gym.errors import ConfigError, GenotypeError
 from nat_gym.genotype import MAX_STEPS, Cell, Genotype
@@ -67,10 +69,14 @@ __all__ = [
     "decode",
     "to_pyg_batch",
     "flat_action_mask",
+    "edge_observation_space",
+    "edge_one_hot",
 ]
 
 OBS_KEYS: tuple[str, ...] = ("ops", "edges", "adjacency", "concat", "action_mask")
 """The keys of an observation."""
+EDGE_KEY = "edge"
+"""The key ``NATEdge-v0`` adds to an observation: a one-hot ``[2, E]`` int8 of the edge being decided."""
 
 
 def _check_sizes(steps: Any, num_ops: Any) -> tuple[int, int]:
@@ -115,6 +121,32 @@ def observation_space(steps: int, num_ops: int) -> spaces.Dict:
             "action_mask": spaces.Box(0, 1, (2, e, k), np.int8),
         }
     )
+
+
+def edge_observation_space(steps: int, num_ops: int) -> spaces.Dict:
+    """The observation space of ``NATEdge-v0``: :func:`observation_space` plus ``"edge"``, ``Box(0, 1, (2, E),
+    int8)``, the one-hot of the edge being decided (:func:`edge_one_hot`; all zeros never occurs).
+
+    A one-hot rather than an index: Stable-Baselines3's ``MultiInputPolicy`` flattens it like the other boxes, and
+    a graph network reads it as one more per-edge feature (:func:`to_pyg_batch`'s ``edge_decide``), aligned with
+    ``"ops"`` and ``"action_mask"``: the row of the decided edge is ``obs["action_mask"][edge // E, edge % E]``.
+
+    Shapes:
+        - **edge:** :math:`[2, E]` int8, the other keys as in :func:`observation_space`
+    """
+    space = observation_space(steps, num_ops)
+    e = 2 * int(steps)
+    return spaces.Dict({**space.spaces, EDGE_KEY: spaces.Box(0, 1, (2, e), np.int8)})
+
+
+def edge_one_hot(edge: int, steps: int) -> np.ndarray:
+    """``[2, E]`` int8 with a single 1 at flat edge ``edge`` (row ``edge // E``, column ``edge % E``)."""
+    e = 2 * int(steps)
+    if not 0 <= edge < 2 * e:
+        raise ConfigError(f"edge: expected a flat edge index in 0..{2 * e - 1}, got {edge!r}")
+    out = np.zeros(2 * e, dtype=np.int8)
+    out[edge] = 1
+    return out.reshape(2, e)
 
 
 def action_space(steps: int, num_ops: int) -> spaces.MultiDiscrete:
@@ -322,6 +354,7 @@ def _static_parts(g: int, n: int, e: int, c: int, device: torch.device) -> dict[
             "cell": ar.clone(),
             "node_id": ar * n,
             "node_concat": ar * n,
+            "edge_decide": ar * e,
         },
         "inc": {
             "edge_index": torch.arange(g) * n,
@@ -330,10 +363,12 @@ def _static_parts(g: int, n: int, e: int, c: int, device: torch.device) -> dict[
             "cell": torch.zeros(g, dtype=torch.long),
             "node_id": torch.zeros(g, dtype=torch.long),
             "node_concat": torch.zeros(g, dtype=torch.long),
+            "edge_decide": torch.zeros(g, dtype=torch.long),
         },
     }
 
 
+_GRAPH_KEYS = ("edge_index", "edge_op", "edge_mask", "cell", "node_id", "node_concat")  # always in a batch
 _BATCH_CLS: type | None = None
 
 
@@ -343,6 +378,8 @@ def _new_batch(**attrs: Any) -> Batch:
     metaclass itself finally does (``type.__call__``)."""
     global _BATCH_CLS
     if _BATCH_CLS is None:
+        from torch_geometric.data import Batch, Data
+
         _BATCH_CLS = type(Batch(_base_cls=Data))
     return type.__call__(_BATCH_CLS, **attrs)
 
@@ -364,6 +401,8 @@ def to_pyg_batch(obs: Mapping[str, np.ndarray | Tensor], device: torch.device | 
     - ``edge_mask`` :math:`[E, K]` bool: the valid targets of each edge;
     - ``node_id`` :math:`[N]` long: ``0 .. N-1`` (0 and 1 are the input nodes);
     - ``node_concat`` :math:`[N]` bool: the node feeds the cell output (``obs["concat"]``);
+    - ``edge_decide`` :math:`[E]` bool, only for ``NATEdge-v0`` observations (with ``"edge"``): the edge whose
+      new op the current step decides;
     - ``cell`` (graph attribute) long: 0 normal, 1 reduce.
 
     The batch is built directly (offsets added to ``edge_index``, no Python loop over graphs) and carries
@@ -373,7 +412,7 @@ def to_pyg_batch(obs: Mapping[str, np.ndarray | Tensor], device: torch.device | 
 
     Args:
         obs (Mapping): ``"ops"``, ``"edges"``, ``"concat"`` and ``"action_mask"`` (``"adjacency"`` is ignored:
-            ``edges`` holds the same information, duplicates included).
+            ``edges`` holds the same information, duplicates included), and ``"edge"`` when present.
         device (torch.device or str, optional): Where to put the batch. (default: :obj:`None`: the device of the
             ``"ops"`` tensor, CPU for numpy input)
 
@@ -387,7 +426,8 @@ def to_pyg_batch(obs: Mapping[str, np.ndarray | Tensor], device: torch.device | 
         - **input:** ops :math:`[2, E, K]` or :math:`[B, 2, E, K]`; edges :math:`[(B,) 2, E, 2]`;
           concat :math:`[(B,) 2, N]`; action_mask :math:`[(B,) 2, E, K]`
         - **output:** ``edge_index`` :math:`[2, 2BE]`, ``edge_op`` :math:`[2BE]`, ``edge_mask`` :math:`[2BE, K]`,
-          ``node_id``/``node_concat``/``batch`` :math:`[2BN]`, ``cell`` :math:`[2B]`, ``ptr`` :math:`[2B + 1]`
+          ``node_id``/``node_concat``/``batch`` :math:`[2BN]`, ``cell`` :math:`[2B]`, ``ptr`` :math:`[2B + 1]`,
+          ``edge_decide`` :math:`[2BE]` (input ``edge`` :math:`[(B,) 2, E]`)
     """
     raw_ops = _get(obs, "ops")
     if device is None and isinstance(raw_ops, Tensor):
@@ -429,9 +469,18 @@ def to_pyg_batch(obs: Mapping[str, np.ndarray | Tensor], device: torch.device | 
         node_concat=concat.reshape(g * n) != 0,
         num_nodes=g * n,
     )
+    keys = _GRAPH_KEYS
+    if EDGE_KEY in obs:
+        decide = _tensor(obs[EDGE_KEY], device)
+        if decide.dim() == 2:
+            decide = decide.unsqueeze(0)
+        if tuple(decide.shape) != (b, c, e):
+            raise ConfigError(f"obs['edge']: expected shape {[b, c, e]} to match obs['ops'], got {list(decide.shape)}")
+        batch.edge_decide = decide.reshape(g * e) != 0
+        keys = (*keys, "edge_decide")
     batch.batch = st["batch"].clone()
     batch.ptr = st["ptr"].clone()
     batch._num_graphs = g
-    batch._slice_dict = dict(st["slice"])
-    batch._inc_dict = dict(st["inc"])
+    batch._slice_dict = {key: st["slice"][key] for key in keys}
+    batch._inc_dict = {key: st["inc"][key] for key in keys}
     return batch
