@@ -1,14 +1,10 @@
 r"""The NAT policy: a graph convolutional network over a cell, with BMSoftmax outputs.
 
-NAT (Guo et al., NeurIPS 2019) and NAT++ (TPAMI 2021) encode one cell at a time as a graph whose nodes are the cell's
-nodes (two inputs and the intermediate nodes) and whose directed edges are the cell's edges. The normal and the
-reduction cell go through the same network (shared weights); every edge's new op is sampled independently from a
-:func:`~agents.bmsoftmax.bmsoftmax` over the ``K`` ops, masked by the transition rules, so the joint log-probability
-and entropy of an action are sums over the ``2E`` edges of both cells.
-
-Node features: an input node (``node_id`` 0 or 1) gets a learned embedding; an intermediate node gets the
-concatenation of the op embeddings of its two incoming edges (edges ``2j`` and ``2j + 1`` of its cell feed node
-``j + 2``). A linear layer lifts both kinds to ``lift_dim``. Then two graph convolutions and a head.
+NAT (Guo et al., NeurIPS 2019) and NAT++ (TPAMI 2021) encode one cell at a time as a graph and sample every edge's
+new op independently from a :func:`~agents.bmsoftmax.bmsoftmax` over the ``K`` ops, masked by the transition
+rules, so the joint log-probability and entropy of an action are sums over the ``2E`` edges of both cells. The
+graph network (op and input embeddings, lift, two graph convolutions, shared by both cells) is
+:class:`~agents.cell_encoder.CellEncoder`; :class:`GCNPolicy` adds the head.
 
 Two variants (``variant=``):
 
@@ -36,36 +32,28 @@ A batch may mix cells of different sizes for :meth:`GCNPolicy.forward` (per-edge
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 from torch_geometric.data.data import BaseData
-from torch_geometric.nn import GCNConv
 
 from agents.bmsoftmax import MaskedCategorical
+from agents.cell_encoder import VARIANTS, CellEncoder
 from nat_gym.envs.observation import to_pyg_batch
 from nat_gym.errors import ConfigError
 
 __all__ = ["GCNPolicy", "VARIANTS"]
 
-VARIANTS: tuple[str, ...] = ("faithful", "fixed")
-"""The policy variants: the reference design and the fixed one."""
-
 Obs = Mapping[str, "np.ndarray | Tensor"]
 
 
-def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
-
-
-class GCNPolicy(nn.Module):
+class GCNPolicy(CellEncoder):
     r"""The NAT transformer policy :math:`\pi(\alpha \mid \beta)`: a two-layer GCN over each cell of the input
-    architecture :math:`\beta`, giving for every edge a masked categorical distribution over the ``K`` ops.
+    architecture :math:`\beta` (:class:`~agents.cell_encoder.CellEncoder`, whose parameters it holds under the same
+    names), giving for every edge a masked categorical distribution over the ``K`` ops.
 
     Args:
         num_ops (int): ``K``, the size of the rule set's op vocabulary (``rules.num_ops``).
@@ -96,44 +84,17 @@ class GCNPolicy(nn.Module):
         lift_dim: int = 1024,
         hidden_dim: int = 100,
     ) -> None:
-        super().__init__()
-        if variant not in VARIANTS:
-            raise ConfigError(f"variant: expected one of {list(VARIANTS)}, got {variant!r}")
-        self.num_ops = _positive("num_ops", num_ops)
-        self.variant: str = variant
-        self.op_embed_dim = _positive("op_embed_dim", op_embed_dim)
-        self.lift_dim = _positive("lift_dim", lift_dim)
-        self.hidden_dim = _positive("hidden_dim", hidden_dim)
-        d = self.op_embed_dim
-        self.op_embed = nn.Embedding(self.num_ops, d)
-        self.input_embed = nn.Embedding(2, 2 * d)  # nodes 0 and 1, same width as an intermediate node's feature
-        self.lift = nn.Linear(2 * d, self.lift_dim)
-        faithful = variant == "faithful"
-        conv_kw: dict[str, Any] = {"normalize": False, "add_self_loops": False} if faithful else {}
-        self.conv1 = GCNConv(self.lift_dim, self.hidden_dim, **conv_kw)
-        self.conv2 = GCNConv(self.hidden_dim, self.hidden_dim, **conv_kw)
-        if faithful:
+        super().__init__(num_ops, variant, op_embed_dim=op_embed_dim, lift_dim=lift_dim, hidden_dim=hidden_dim)
+        if variant == "faithful":
             self.head = nn.Linear(self.hidden_dim, 2 * self.num_ops)  # both incoming edges of a node
         else:
-            self.head = nn.Linear(self.hidden_dim + d, self.num_ops)  # one edge: [H2[dst], emb(own op)]
-            # added to the lifted features of the intermediate nodes outside the cell output; zero at initialisation,
-            # so the initial policy and every other initial weight are the same as without it; a module registered
-            # last, so the parameters of older policies keep their order (e.g. in Adam's saved state)
-            self.non_output_embed = nn.Embedding(1, self.lift_dim, _weight=torch.zeros(1, self.lift_dim))
+            self.head = nn.Linear(self.edge_dim, self.num_ops)  # one edge: [H2[dst], emb(own op)]
+            # the output offset was added to the policy after the head: registered last, so the parameters of
+            # older policies keep their order (e.g. in Adam's saved state)
+            self._modules["non_output_embed"] = self._modules.pop("non_output_embed")
 
     def extra_repr(self) -> str:
         return f"num_ops={self.num_ops}, variant={self.variant!r}"
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        # fixed policies saved before they read the cell outputs lack the (then implicitly zero) offset
-        key = prefix + "non_output_embed.weight"
-        if self.variant == "fixed" and key not in state_dict and prefix + "head.weight" in state_dict:
-            state_dict[key] = torch.zeros_like(self.non_output_embed.weight)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    @property
-    def device(self) -> torch.device:
-        return self.op_embed.weight.device
 
     # ---------------------------------------------------------------------------------------------------- forward
     def forward(self, batch: Batch) -> Tensor:
@@ -158,35 +119,17 @@ class GCNPolicy(nn.Module):
             - **input:** ``edge_index`` :math:`[2, M]`, ``edge_op`` :math:`[M]`, ``node_id`` :math:`[V]`
             - **output:** :math:`[M, K]`
         """
-        edge_index, edge_op, node_id = batch.edge_index, batch.edge_op, batch.node_id
-        if edge_op.numel() % 2:
-            raise ConfigError(
-                f"batch: {edge_op.numel()} edges; every intermediate node needs exactly two inputs"
-            )
         mask = getattr(batch, "edge_mask", None)
         if mask is not None and mask.shape[-1] != self.num_ops:
             raise ConfigError(
                 f"batch.edge_mask: {mask.shape[-1]} ops per edge but the policy was built with num_ops={self.num_ops}"
             )
-        emb = self.op_embed(edge_op)  # [M, D]
-        pair_dst = edge_index[1, 0::2]  # [M / 2]: the intermediate node fed by edges 2m, 2m + 1
-        x = self.input_embed(node_id.clamp(max=1))  # [V, 2D]; rows of intermediate nodes are replaced below
-        x = x.index_copy(0, pair_dst, emb.reshape(-1, 2 * self.op_embed_dim))
-        x = self.lift(x)  # [V, lift]
-        if self.variant == "fixed":
-            node_concat = getattr(batch, "node_concat", None)
-            if node_concat is None:
-                raise ConfigError(
-                    "batch.node_concat: missing; the fixed policy reads the cell outputs (build the batch with "
-                    "nat_gym.envs.observation.to_pyg_batch)"
-                )
-            non_output = (node_id >= 2) & (node_concat == 0)  # intermediate nodes that do not feed the output
-            x = x + non_output.unsqueeze(-1).to(x.dtype) * self.non_output_embed.weight[0]
-        h = torch.relu(self.conv1(x, edge_index))
-        h = self.conv2(h, edge_index)  # [V, hidden]
         if self.variant == "faithful":
+            h, _ = self.embed(batch)  # [V, hidden]
+            pair_dst = batch.edge_index[1, 0::2]  # [M / 2]: the intermediate node fed by edges 2m, 2m + 1
             return self.head(h[pair_dst]).reshape(-1, self.num_ops)  # [M/2, 2K] -> [M, K]
-        return self.head(torch.cat([h[edge_index[1]], emb], dim=-1))  # [M, K]
+        features, _ = self.edge_features(batch)
+        return self.head(features)  # [M, K]
 
     # --------------------------------------------------------------------------------------------- distributions
     def to_batch(self, obs_or_batch: Obs | Batch) -> Batch:

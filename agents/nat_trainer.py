@@ -60,11 +60,12 @@ import torch
 
 import nat_gym  # noqa: F401  (registers NATCell-v0)
 from agents.gcn_policy import VARIANTS, GCNPolicy
+from agents.heldout import fresh_inputs, gcn_transform, heldout_report
 from nat_gym import rules as rule_sets
 from nat_gym.envs.observation import OBS_KEYS, encode
 from nat_gym.errors import CheckpointError, ConfigError
 from nat_gym.genotype import Genotype
-from nat_gym.sampling import random_genotype, random_valid_action
+from nat_gym.sampling import random_valid_action
 
 __all__ = [
     "NATTrainerArgs",
@@ -86,7 +87,8 @@ STRUCTURAL_FIELDS: tuple[str, ...] = ("variant", "rules", "steps", "op_embed_dim
 """Arguments that fix the shapes of the policy (and the meaning of its outputs): a checkpoint saved with other
 values cannot be loaded (:class:`~nat_gym.errors.CheckpointError` naming the field)."""
 
-_RUN_ONLY_FIELDS = ("epochs", "out", "progress", "device", "threads", "checkpoint_every", "eval_every")
+_RUN_ONLY_FIELDS = ("epochs", "out", "progress", "device", "threads", "checkpoint_every", "eval_every",
+                    "heldout_inputs")
 """Arguments that may change when a run is resumed without making it a different run."""
 
 
@@ -174,6 +176,8 @@ class NATTrainerArgs:
     architectures on the whole validation split with fresh supernet weights, the costliest part of an epoch."""
     eval_seed: int = 12345
     """Seed of the held-out input architectures and of their sampled transformations."""
+    heldout_inputs: int = 200
+    """Fresh input architectures of the final held-out report in summary.json (as scripts/evidence.py scores)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -186,7 +190,7 @@ class NATTrainerArgs:
         for name, low in (("seed", 0), ("data_seed", 0), ("eval_seed", 0), ("epochs", 1), ("m", 1), ("n", 1),
                           ("steps", 1), ("op_embed_dim", 1), ("lift_dim", 1), ("hidden_dim", 1),
                           ("supernet_batch_size", 1), ("checkpoint_every", 1), ("eval_inputs", 0),
-                          ("eval_every", 1)):  # fmt: skip
+                          ("eval_every", 1), ("heldout_inputs", 0)):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
@@ -305,9 +309,7 @@ class NATTrainer:
         self.out = Path(args.out)
         self.log = log
         self._writer = None
-        self._sample_ops = tuple(o for o in self.rules.ops if o != "null")
-        rng = np.random.default_rng(args.eval_seed)
-        self._eval_inputs = [random_genotype(rng, args.steps, self._sample_ops) for _ in range(args.eval_inputs)]
+        self._eval_inputs = fresh_inputs(self.rules, args.steps, args.eval_inputs, args.eval_seed)
         self.timing = {"update_seconds": 0.0, "updates": 0, "samples": 0}
 
     def _make_supernet_trainer(self):
@@ -543,13 +545,18 @@ class NATTrainer:
         plot_learning_curves(self.out / "metrics.csv", self.out / "learning_curves.png", x="epoch", y=columns,
                              title=f"NAT ({self.args.rules}, {self.args.variant} GCN) on {self.args.dataset}",
                              reference_lines={"eval_reward": floors, "eval_reward_argmax": floors})  # fmt: skip
+        heldout: dict[str, Any] = {}
+        if self.args.heldout_inputs:
+            betas = fresh_inputs(self.rules, self.args.steps, self.args.heldout_inputs)
+            transform = gcn_transform(self.policy.eval(), self.rules, self.args.eval_seed)
+            heldout = heldout_report(self.evaluator, self.env.unwrapped.cost_config, self.rules, betas, transform)
         summary = {
             "epochs": self.epoch, "updates": self.updates, "seconds": self._elapsed,
             "ms_per_update": 1e3 * self.timing["update_seconds"] / max(self.timing["updates"], 1),
             "final": {k: last[k] for k in ("eval_reward", "eval_reward_argmax", "eval_madds_saving") if k in last},
             "floors": {k: last[k] for k in ("eval_reward_random", "eval_reward_identity", "eval_madds_saving_random")
                        if k in last},
-            "eval_inputs": len(self._eval_inputs),
+            "eval_inputs": len(self._eval_inputs), "heldout": heldout,
             "last": last, "checkpoint": str(self.out / "checkpoint.pt"), "args": asdict(self.args),
         }  # fmt: skip
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))

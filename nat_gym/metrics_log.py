@@ -18,22 +18,24 @@ __all__ = ["MetricsLog"]
 
 
 class MetricsLog:
-    """Writes ``out/metrics.csv`` and TensorBoard scalars ``tag/<column>`` (x axis: the ``epoch`` column).
+    """Writes ``out/metrics.csv`` and TensorBoard scalars ``tag/<column>`` (x axis: the ``x`` column).
 
     Args:
         out: the output folder (created).
         tag: TensorBoard scalar prefix.
-        start_epoch: the epoch the run (re)starts from; events after it are purged.
-        config: written once as TensorBoard text (``config``) when the run starts from epoch 0.
+        start_epoch: the value of ``x`` the run (re)starts from; events after it are purged.
+        config: written once as TensorBoard text (``config``) when the run starts from 0.
+        x: the column that is the TensorBoard step (``"epoch"``; SB3 runs: ``"timesteps"``).
     """
 
     def __init__(self, out: str | os.PathLike, tag: str, *, start_epoch: int = 0,
-                 config: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+                 config: Mapping[str, Any] | None = None, x: str = "epoch") -> None:  # fmt: skip
         from torch.utils.tensorboard import SummaryWriter
 
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.tag = tag
+        self.x = x
         self.csv_path = self.out / "metrics.csv"
         self._writer = SummaryWriter(str(self.out), purge_step=start_epoch + 1 if start_epoch else None)
         if not start_epoch and config is not None:
@@ -50,9 +52,9 @@ class MetricsLog:
             w.writeheader()
             w.writerows(history)
         tmp.replace(self.csv_path)
-        step = int(row["epoch"])
+        step = int(row[self.x])
         for k, v in row.items():
-            if k != "epoch" and not (isinstance(v, float) and math.isnan(v)):
+            if k != self.x and not (isinstance(v, float) and math.isnan(v)):
                 self._writer.add_scalar(f"{self.tag}/{k}", v, step)
         self._writer.flush()
 

@@ -24,33 +24,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from agents.heldout import RANDOM_SEED, fresh_inputs, gcn_transform, score
 from agents.nat_trainer import NATTrainerArgs, make_env, train
 from nat_gym import genotypes as named
-from nat_gym.cost import network_cost
-from nat_gym.envs.observation import encode
-from nat_gym.sampling import random_genotype, random_valid_action
+from nat_gym.sampling import random_valid_action
 
 NAMED = ("DARTS_V1", "DARTS_V2", "VGG", "ResBlock", "MobileNetV2", "R1", "R2", "R3", "R4", "R5")
-
-
-def score(env, betas, alphas) -> tuple[np.ndarray, np.ndarray]:
-    """Rewards and relative MAdds savings of ``alphas`` over ``betas`` (whole validation split)."""
-    ev, cfg = env.unwrapped.evaluator, env.unwrapped.cost_config
-    acc_b, acc_a = ev.evaluate(betas), ev.evaluate(alphas)
-    mb = np.array([network_cost(b, **cfg).madds for b in betas], dtype=float)
-    ma = np.array([network_cost(a, **cfg).madds for a in alphas], dtype=float)
-    return acc_a - acc_b, (mb - ma) / mb
-
-
-@torch.no_grad()
-def policy_alphas(policy, rules, betas, *, deterministic: bool, seed: int):
-    obs = [encode(b, rules) for b in betas]
-    batch = {k: np.stack([o[k] for o in obs]) for k in obs[0]}
-    gen = torch.Generator().manual_seed(seed)
-    actions, _, _ = policy.act(batch, deterministic=deterministic, generator=gen)
-    return [rules.apply(b, a.tolist(), invalid="raise") for b, a in zip(betas, actions.cpu().numpy())]
 
 
 def main() -> None:
@@ -67,17 +47,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     base_env = make_env(NATTrainerArgs(reward_images=None))
-    rules = base_env.unwrapped.rules
-    ops = [o for o in rules.ops if o != "null"]
-    rng = np.random.default_rng(123_456)
-    fresh = [random_genotype(rng, 4, ops) for _ in range(args.inputs)]
+    rules, evaluator, cost_config = base_env.unwrapped.rules, base_env.unwrapped.evaluator, base_env.unwrapped.cost_config
+    fresh = fresh_inputs(rules, 4, args.inputs)
     named_betas = [named.get(n) for n in NAMED]
 
     results: dict[str, dict] = {}
-    rand_rng = np.random.default_rng(7)
+    rand_rng = np.random.default_rng(RANDOM_SEED)
     for label, betas in (("fresh", fresh), ("named", named_betas)):
         alphas = [rules.apply_indices(b, random_valid_action(rules, b, rand_rng))[0] for b in betas]
-        r, s = score(base_env, betas, alphas)
+        r, s = score(evaluator, cost_config, betas, alphas)
         results[f"random/{label}"] = {"reward": float(r.mean()), "saving": float(s.mean())}
         results[f"identity/{label}"] = {"reward": 0.0, "saving": 0.0}
 
@@ -86,15 +64,14 @@ def main() -> None:
             run = out / f"{variant}-seed{seed}"
             targs = NATTrainerArgs(seed=seed, variant=variant, epochs=args.epochs, reward_images=args.reward_images,
                                    train_supernet=args.train_supernet, out=str(run), progress=False,
-                                   eval_inputs=0)  # fmt: skip
+                                   eval_inputs=0, heldout_inputs=0)  # fmt: skip
             start = time.perf_counter()
             policy, history = train(targs)
             seconds = time.perf_counter() - start
-            policy.eval()
+            transform = gcn_transform(policy.eval(), rules, seed)
             for label, betas in (("fresh", fresh), ("named", named_betas)):
                 for mode, det in (("sampled", False), ("argmax", True)):
-                    alphas = policy_alphas(policy, rules, betas, deterministic=det, seed=seed)
-                    r, s = score(base_env, betas, alphas)
+                    r, s = score(evaluator, cost_config, betas, transform(betas, det))
                     results[f"{variant}-{mode}/seed{seed}/{label}"] = {
                         "reward": float(r.mean()), "saving": float(s.mean()), "train_seconds": seconds,
                     }  # fmt: skip

@@ -434,6 +434,9 @@ FOLLOWED = {
     "resume with the same values": "test_train_final_resume_hint",
     "pass --supernet with the checkpoint the benchmark used":
         "tests/test_bench.py::test_validate_accepts_the_rows_and_flags_tampered_ones",
+    "; use --env NATEdge-v0": "tests/test_sb3_train.py::test_sb3_hints",
+    "; pass --n-timesteps": "tests/test_sb3_train.py::test_sb3_hints",
+    "pass the same values or choose another --out": "tests/test_sb3_train.py::test_sb3_hints",
 }
 
 

@@ -32,18 +32,6 @@ from nat_gym.sampling import random_genotype
 SMALL = {"op_embed_dim": 8, "lift_dim": 16, "hidden_dim": 8}
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    """A random-init tiny NAT++ supernet checkpoint (C=4, 3 cells) for 1-channel images with 10 classes."""
-    from nat_gym.supernet.checkpoint import save_checkpoint
-    from nat_gym.supernet.config import SupernetConfig
-    from nat_gym.supernet.model import Supernet
-
-    torch.manual_seed(0)
-    net = Supernet(SupernetConfig(C=4, layers=3, ops=rule_sets.get("nat++").ops, num_classes=10, in_channels=1))
-    return str(save_checkpoint(tmp_path_factory.mktemp("supernet") / "tiny.pt", net))
-
-
 @pytest.fixture(autouse=True)
 def _one_thread():
     previous = torch.get_num_threads()
@@ -53,7 +41,7 @@ def _one_thread():
 
 def tiny_args(ckpt: str, out, **kw) -> NATTrainerArgs:
     base = dict(supernet=ckpt, epochs=2, out=str(out), progress=False, eval_inputs=2, eval_every=1,
-                checkpoint_every=1, device="cpu", **SMALL)  # fmt: skip
+                checkpoint_every=1, heldout_inputs=4, device="cpu", **SMALL)  # fmt: skip
     base.update(kw)
     return NATTrainerArgs(**base)
 
@@ -82,6 +70,9 @@ def test_train_writes_logs_and_checkpoint(tiny_ckpt, tmp_path):
     assert list(out.glob("events.out.tfevents.*"))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs"] == 2 and summary["updates"] == 12
+    heldout = summary["heldout"]  # agents.heldout: fresh inputs, argmax and sampled, next to the two floors
+    assert heldout["inputs"] == 4 and set(heldout) == {"inputs", "argmax", "sampled", "random_valid", "identity"}
+    assert heldout["identity"] == {"reward": 0.0, "madds_saving": 0.0}
 
     loaded, args = load_policy(out / "checkpoint.pt")
     assert isinstance(loaded, GCNPolicy) and args == tiny_args(tiny_ckpt, out)

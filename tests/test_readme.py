@@ -115,5 +115,8 @@ def test_every_python_block_of_the_readme_runs(fast_readme):
     assert ns["edge_mask"].shape == (13,) and ns["edge_info"]["edge"] == 15  # NATEdge-v0: 16 decisions
     assert ns["edge_info"]["invalid_edges"] == 0
     # the SB3 block: it learnt (one update) and stopped through the documented cap
-    assert fast_readme == [2048] and 64 < ns["model"].num_timesteps <= SB3_MAX_EPISODES
+    assert fast_readme == [2048, 2048] and 64 < ns["model"].num_timesteps <= SB3_MAX_EPISODES
     assert ns["model"]._n_updates >= 1
+    # the GCN features extractor block: the same, with agents.sb3.GCNExtractor in the policy
+    assert type(ns["gcn_model"].policy.features_extractor).__name__ == "GCNExtractor"
+    assert 64 < ns["gcn_model"].num_timesteps <= SB3_MAX_EPISODES and ns["gcn_model"]._n_updates >= 1
