@@ -242,6 +242,7 @@ class BlockQNNTrainer:
         measured = self.evaluator.measure([block for _, block in samples])
         evaluated = time.perf_counter()
         after = _counts(self.evaluator)
+        known = len(self.blocks)
         for (actions, _), m in zip(samples, measured):  # sampling order, whatever the completion order
             self.replay.append((tuple(actions), m.reward))
             self._record(m)
@@ -263,7 +264,8 @@ class BlockQNNTrainer:
             "best_reward": float(best["reward"]), "best_accuracy": float(best["accuracy"]),
             "trained": float(trained), "cache_hits": float(after["cache_hits"] - before["cache_hits"]),
             "memory_hits": float(after["memory_hits"] - before["memory_hits"]),
-            "hit_rate": 1.0 - trained / len(samples), "distinct_blocks": float(len(self.blocks)),
+            "hit_rate": 1.0 - trained / len(samples), "new_blocks": float(len(self.blocks) - known),
+            "distinct_blocks": float(len(self.blocks)),
             "q_entries": float(len(self.q)), "sample_seconds": sampled - start, "eval_seconds": evaluated - sampled,
             "train_seconds": train_seconds, "seconds_per_trained_block": (evaluated - sampled) / trained if trained else math.nan,
             "iteration_seconds": time.perf_counter() - start,

@@ -47,14 +47,16 @@ class BlockModule(nn.Module):
     def __init__(self, block: Block, C: int) -> None:
         super().__init__()
         self.block, self.C = block, C
-        self.layers = nn.ModuleList(_layer_module(layer.type, layer.kernel, C) for layer in block.layers)
+        for layer in block.layers:  # named after the NSC index: layer1, layer2, ...
+            self.add_module(f"layer{layer.index}", _layer_module(layer.type, layer.kernel, C))
         self._plan = tuple((layer.type, layer.inputs) for layer in block.layers)
         self._leaves = block.leaves
         self.output = ReLUConvBN(len(self._leaves) * C, C, 1, 1, 0) if len(self._leaves) > 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         states = [x]
-        for module, (kind, inputs) in zip(self.layers, self._plan):
+        for i, (kind, inputs) in enumerate(self._plan, start=1):
+            module = self._modules[f"layer{i}"]
             if kind == ADD:
                 states.append(states[inputs[0]] + states[inputs[1]])
             elif kind == CONCAT:
@@ -99,14 +101,15 @@ class BlockNetwork(nn.Module):
         for s, (width, _) in enumerate(stage_shapes(C, input_size)):
             if s:
                 stages.append(nn.Sequential(nn.MaxPool2d(2, stride=2, ceil_mode=True), ReLUConvBN(prev, width, 1, 1, 0)))
-            stages.extend(BlockModule(block, width) for _ in range(N))
+            # the empty block is the identity
+            stages.extend(BlockModule(block, width) if block.layers else nn.Identity() for _ in range(N))
             prev = width
         self.stages = nn.Sequential(*stages)
-        self.head = nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1))
         self.classifier = nn.Linear(prev, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.head(self.stages(self.stem(x))))
+        return self.classifier(torch.flatten(self.head(self.stages(self.stem(x))), 1))
 
     def cost(self) -> Cost:
         """Exact parameters and FLOPs of one forward pass of one ``input_size`` image

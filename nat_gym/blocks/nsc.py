@@ -307,7 +307,7 @@ class Block:
         return _format(self.layers)
 
     def __repr__(self) -> str:
-        return f"Block({str(self)!r})"
+        return f"Block.parse({str(self)!r})"
 
     def to_nsc(self, terminal: bool = False) -> list[tuple[int, int, int, int, int]]:
         """The layers as NSC 5-tuples (with a final terminal layer if ``terminal``)."""

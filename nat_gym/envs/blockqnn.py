@@ -152,7 +152,7 @@ class BlockQNNEnv(gym.Env):
         block = self.block
         if self._done:
             raise gym.error.ResetNeeded("the episode has ended; call reset()")
-        a = _as_action(action, self.action_space.n)
+        a = _as_action(action, int(self.action_space.n))
         t = len(block)
         invalid = a >= num_actions(t)
         if invalid and self.invalid_action == "raise":
