@@ -52,7 +52,7 @@ from nat_gym.block_network import BlockNetwork
 from nat_gym.blocks import named
 from nat_gym.blocks.cost import block_cost, check_stack_args, network_cost
 from nat_gym.blocks.nsc import Block
-from nat_gym.data import DATASETS, DatasetSplits, load_dataset
+from nat_gym.data import DATASETS, DatasetSplits, Split, load_dataset
 from nat_gym.errors import ConfigError
 from nat_gym.eval_cache import EvalCache
 from nat_gym.supernet.default import cache_dir
@@ -178,15 +178,19 @@ def default_cache_path() -> Path:
 
 # ============================================================================================================ training
 def early_stop_train(block: Block, recipe: EarlyStopRecipe, dataset: DatasetSpec,
-                     device: str | torch.device = "cpu") -> dict[str, float]:  # fmt: skip
+                     device: str | torch.device = "cpu", *, report_test: bool = False) -> dict[str, float]:  # fmt: skip
     """Train ``block``'s stacked network by ``recipe`` on ``dataset.train`` and score it on ``dataset.valid``.
 
     A pure function of its arguments (weights and data order come from ``recipe.seed``; global RNG states are left
     as they were), safe to run in a worker process. Runs with the caller's torch thread setting.
 
+    Args:
+        report_test: also score the test split (``"test_accuracy"``), for a final report of blocks already chosen;
+            the evaluators never ask for it, so no choice ever sees the test split.
+
     Returns:
         ``{"accuracy": fraction of valid images classified right, "train_loss": mean loss of the last epoch,
-        "seconds": wall time, "cpu_seconds": CPU time of this process}``.
+        "seconds": wall time, "cpu_seconds": CPU time of this process}`` (and ``"test_accuracy"``).
     """
     start, cpu = time.perf_counter(), time.process_time()
     dev = resolve_device(device)
@@ -214,13 +218,19 @@ def early_stop_train(block: Block, recipe: EarlyStopRecipe, dataset: DatasetSpec
             loss_sum, steps = loss_sum + float(loss.detach()), steps + 1
         schedule.step()
     net.eval()
+    out = {"accuracy": _accuracy(net, data.valid, dev), "train_loss": loss_sum / max(steps, 1)}
+    if report_test:
+        out["test_accuracy"] = _accuracy(net, data.test, dev)
+    return {**out, "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
+
+
+@torch.no_grad()
+def _accuracy(net: torch.nn.Module, split: Split, dev: torch.device) -> float:
     correct = 0
-    with torch.no_grad():
-        for x, y in data.valid.batches(1024):
-            logits = net(x.to(dev).contiguous(memory_format=torch.channels_last))
-            correct += int((logits.argmax(1) == y.to(dev)).sum())
-    return {"accuracy": correct / len(data.valid), "train_loss": loss_sum / max(steps, 1),
-            "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}  # fmt: skip
+    for x, y in split.batches(1024):
+        logits = net(x.to(dev).contiguous(memory_format=torch.channels_last))
+        correct += int((logits.argmax(1) == y.to(dev)).sum())
+    return correct / len(split)
 
 
 def _train_in_worker(layers: list[list[int]], recipe: dict[str, Any], dataset: tuple, device: str,

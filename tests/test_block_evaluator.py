@@ -105,6 +105,12 @@ def test_early_stop_never_reads_the_test_split(monkeypatch):
     monkeypatch.setattr(be, "_load", lambda spec: poisoned)
     dirty = early_stop_train(named.get("ResNet"), TINY, FAKE)
     assert dirty["accuracy"] == clean["accuracy"] and math.isfinite(dirty["train_loss"])
+    assert "test_accuracy" not in dirty  # only a final report asks for it
+    twin = DatasetSplits(data.name, data.train, data.valid, data.valid, data.num_classes, data.in_channels,
+                         data.image_size)  # fmt: skip
+    monkeypatch.setattr(be, "_load", lambda spec: twin)
+    report = early_stop_train(named.get("ResNet"), TINY, FAKE, report_test=True)
+    assert report["test_accuracy"] == report["accuracy"] == clean["accuracy"]
 
 
 def test_recipe_and_dataset_validation():
