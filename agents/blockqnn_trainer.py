@@ -37,7 +37,7 @@ import numpy as np
 
 import nat_gym  # noqa: F401  (registers BlockQNN-v0)
 from agents.qlearning import PAPER_SCHEDULE, START, QTable, epsilon_at, q_update, scaled_schedule
-from agents.run_log import add_scalars, write_history_csv
+from agents.run_log import add_scalars, open_writer, write_history_csv
 from nat_gym.block_evaluator import (
     BlockMeasurement,
     DatasetSpec,
@@ -294,8 +294,8 @@ class BlockQNNTrainer:
         from tqdm.auto import tqdm
 
         target = self.total_iterations if until_iteration is None else min(until_iteration, self.total_iterations)
-        if self.log:
-            self._open_writer()
+        if self.log and self._writer is None:
+            self._writer = open_writer(self.out, self.iteration, asdict(self.args))
         bar = tqdm(total=self.total_iterations, initial=self.iteration, desc="blockqnn", unit="iter",
                    disable=not self.args.progress, dynamic_ncols=True)  # fmt: skip
         self._running_since = time.perf_counter()
@@ -327,17 +327,6 @@ class BlockQNNTrainer:
         return self._elapsed + (time.perf_counter() - self._running_since if self._running_since else 0.0)
 
     # -------------------------------------------------------------------------------------------- outputs
-    def _open_writer(self) -> None:
-        if self._writer is not None:
-            return
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.out.mkdir(parents=True, exist_ok=True)
-        # purge_step drops events a killed run wrote after its last checkpoint
-        self._writer = SummaryWriter(str(self.out), purge_step=self.iteration + 1 if self.iteration else None)
-        if not self.iteration:
-            self._writer.add_text("args", json.dumps(asdict(self.args), indent=1))
-
     def summary(self) -> dict[str, Any]:
         """Totals of the run so far (what ``summary.json`` holds)."""
         sampled = sum(r["blocks"] for r in self.history)

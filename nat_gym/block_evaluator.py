@@ -233,12 +233,11 @@ def _accuracy(net: torch.nn.Module, split: Split, dev: torch.device) -> float:
     return correct / len(split)
 
 
-def _train_in_worker(layers: list[list[int]], recipe: dict[str, Any], dataset: tuple, device: str,
+def _train_in_worker(block: Block, recipe: EarlyStopRecipe, dataset: DatasetSpec, device: str,
                      threads: int | None) -> dict[str, float]:  # fmt: skip
-    """:func:`early_stop_train` from plain arguments, in a worker process."""
-    name, seed, options, root = dataset
+    """:func:`early_stop_train` with ``threads`` torch threads, in a worker process."""
     with torch_threads(threads):
-        return early_stop_train(Block(layers), EarlyStopRecipe(**recipe), DatasetSpec(name, seed, options, root), device)
+        return early_stop_train(block, recipe, dataset, device)
 
 
 # ============================================================================================================ reward
@@ -539,10 +538,8 @@ class EarlyStopEvaluator(BlockEvaluatorBase):
             return
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
-        d = self.dataset
-        args = (self.recipe.to_dict(), (d.name, d.seed, d.options, d.root), self.device, self.threads)
-        pending: dict[Future, Block] = {self._pool.submit(_train_in_worker, b.to_dict()["layers"], *args): b
-                                        for b in blocks}  # fmt: skip
+        args = (self.recipe, self.dataset, self.device, self.threads)
+        pending: dict[Future, Block] = {self._pool.submit(_train_in_worker, b, *args): b for b in blocks}
         try:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)

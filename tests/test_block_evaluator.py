@@ -157,6 +157,7 @@ def test_eval_cache_basics(tmp_path):
         EvalCache(tmp_path)
 
 
+@pytest.mark.slow
 def test_workers_give_the_same_results(tmp_path):
     serial = EarlyStopEvaluator(FAKE, TINY, cache=None).measure(BLOCKS)
     pooled = EarlyStopEvaluator(FAKE, TINY, cache=tmp_path / "c.sqlite", workers=2)
