@@ -33,7 +33,7 @@ def test_bench_blockqnn_reports_the_ratio(tmp_path):
 def test_evidence_script_runs_and_resumes(tmp_path):
     out = tmp_path / "evidence"
     cmd = [sys.executable, "scripts/blockqnn_evidence.py", "--dataset", "fake", "--channels", "2", "--train-epochs",
-           "1", "--iterations", "10", "--blocks-per-iteration", "2", "--max-index", "3", "--final-epochs", "2",
+           "1", "--iterations", "10", "--blocks-per-iteration", "2", "--max-index", "3", "--final-epochs", "1",
            "--final-seeds", "1", "--workers", "1", "--seeds", "0", "--out", str(out), "--quiet"]  # fmt: skip
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]

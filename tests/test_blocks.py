@@ -138,7 +138,7 @@ def test_symmetric_blocks_are_canonicalised_quickly():
     assert Block.parse(ring) != Block.parse(two_rings)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(blocks(max_layers=16), st.randoms(use_true_random=False))
 def test_relabelled_blocks_are_equal(block, rng):
     other = relabel(block, rng)
@@ -243,6 +243,7 @@ def test_named_blocks_and_density():
     assert resnet.density == 5 / 5  # 4 layer inputs + 1 leaf edge over input, 3 layers, output
     assert named.get("Empty").density == 0.5 and named.get("Empty").leaves == (0,)
     assert named.get("Inception").leaves == (1, 3, 5, 7) and named.get("Inception").density == 11 / 9
+    assert named.get("Inception").depths == (0, 1, 1, 2, 1, 2, 1, 2) and resnet.depths == (0, 1, 2, 3)
     with pytest.raises(BlockError, match="unknown block"):
         named.get("AlexNet")
     assert named.resolve("conv3:0") == Block.parse("conv3:0")

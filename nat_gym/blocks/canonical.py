@@ -16,8 +16,9 @@ graph isomorphism, II", 2014), small enough to write out for graphs of at most a
    and the new numbers of its predecessors) is lexicographically smallest over all leaves.
 
 Two leaves with the same code reveal an automorphism of the graph; branches that an automorphism fixing the current
-path maps onto an explored branch give the same codes and are skipped (orbit pruning), so symmetric blocks (many
-identical parallel branches) stay cheap. The result is exact: the minimum is taken over an isomorphism-invariant
+path maps onto an explored branch give the same codes and are skipped (orbit pruning; twins, vertices with the same
+label, predecessors and successors, are swapped by an automorphism at once), so symmetric blocks (many identical
+parallel branches) stay cheap. The result is exact: the minimum is taken over an isomorphism-invariant
 search tree, and only branches proven equivalent are pruned.
 """
 
@@ -72,23 +73,9 @@ class _Search:
         code = tuple((self.labels[v], tuple(sorted((new[p] for p in self.preds[v]), reverse=True))) for v in order)
         return code, order
 
-    def orbit_roots(self, path: list[int]) -> list[int]:
-        """Union-find roots of the orbits of the automorphisms found so far that fix ``path`` pointwise."""
-        root = list(range(self.n))
-
-        def find(v: int) -> int:
-            while root[v] != v:
-                root[v] = root[root[v]]
-                v = root[v]
-            return v
-
-        for gamma in self.automorphisms:
-            if all(gamma[u] == u for u in path):
-                for v, w in enumerate(gamma):
-                    a, b = find(v), find(w)
-                    if a != b:
-                        root[max(a, b)] = min(a, b)
-        return [find(v) for v in range(self.n)]
+    def twin(self, u: int) -> tuple:
+        """Vertices with the same twin key (label, predecessors, successors) can be swapped: an automorphism."""
+        return (self.labels[u], tuple(sorted(self.preds[u])), tuple(sorted(self.succs[u])))
 
     def run(self, colours: list[int], path: list[int]) -> int:
         """Explore the subtree of ``path``; returns the depth the search should continue at (``len(path)`` or
@@ -115,16 +102,37 @@ class _Search:
             while common < min(len(path), len(self.best[2])) and path[common] == self.best[2][common]:
                 common += 1
             return common
+        # orbits of the automorphisms that fix the path (union-find), to skip children equivalent to explored ones
+        root = list(range(self.n))
+
+        def find(v: int) -> int:
+            while root[v] != v:
+                root[v] = root[root[v]]
+                v = root[v]
+            return v
+
+        def absorb(first: int) -> int:
+            for gamma in self.automorphisms[first:]:
+                if all(gamma[u] == u for u in path):
+                    for v, w in enumerate(gamma):
+                        a, b = find(v), find(w)
+                        if a != b:
+                            root[max(a, b)] = min(a, b)
+            return len(self.automorphisms)
+
+        seen = absorb(0)
         explored: list[int] = []
+        twins: set[tuple] = set()
         for v in (u for u in range(self.n) if colours[u] == target):
-            if explored:
-                roots = self.orbit_roots(path)
-                if roots[v] in {roots[u] for u in explored}:
-                    continue
+            key = self.twin(v)
+            if key in twins or find(v) in {find(u) for u in explored}:
+                continue
             explored.append(v)
+            twins.add(key)
             back = self.run(_rank([(c, u != v) for u, c in enumerate(colours)]), [*path, v])
             if back < len(path):
                 return back
+            seen = absorb(seen)
         return len(path)
 
 

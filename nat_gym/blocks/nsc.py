@@ -234,13 +234,13 @@ class Block:
             return (0,)
         return tuple(i for i in range(1, len(self.layers) + 1) if not self.consumers[i])
 
-    @property
-    def depth(self) -> int:
-        """Longest path from the input to the output, in layers."""
+    @cached_property
+    def depths(self) -> tuple[int, ...]:
+        """For each index ``0..len(self)``, the longest path from the input to it, in layers (0 for the input)."""
         d = [0] * (len(self.layers) + 1)
         for layer in self.layers:
             d[layer.index] = 1 + max(d[p] for p in layer.inputs)
-        return max(d)
+        return tuple(d)
 
     @property
     def num_edges(self) -> int:

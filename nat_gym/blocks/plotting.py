@@ -39,11 +39,8 @@ _INCH = 0.75  # inches per data unit
 
 def _positions(block: Block) -> tuple[dict[int, tuple[float, float]], int]:
     """Centres of the input (0), the layers and the output (``len(block) + 1``); columns by depth."""
-    depth = [0] * (len(block) + 1)
-    for layer in block.layers:
-        depth[layer.index] = 1 + max(depth[p] for p in layer.inputs)
     out = len(block) + 1
-    depth.append(max(depth) + 1)
+    depth = [*block.depths, max(block.depths) + 1]
     columns: dict[int, list[int]] = {}
     for v, d in enumerate(depth):
         columns.setdefault(d, []).append(v)
