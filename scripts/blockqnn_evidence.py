@@ -2,10 +2,16 @@
 
 For each seed, three searches sample the same number of blocks (``--iterations`` x ``--blocks-per-iteration``):
 
-- ``qlearning``: ``nat-gym train --algo blockqnn`` (tabular Q-learning, the scaled epsilon schedule);
-- ``random``: the same loop with epsilon 1 throughout (uniform valid layers): random search;
+- ``qlearning``: ``nat-gym train --algo blockqnn`` (tabular Q-learning with the papers' settings, lr 0.01, and the
+  scaled epsilon schedule);
+- ``random``: the same loop with epsilon 1 throughout (uniform valid layers): random search. With the same seed it
+  draws the same random numbers as ``qlearning`` while both explore uniformly (common random numbers: the two differ
+  only from the first iteration where Q-learning exploits);
 - ``ppo``: sb3-contrib's ``MaskablePPO`` on ``BlockQNN-v0`` (reward at the end of each block, gamma 1), ``--workers``
-  environments in subprocesses.
+  environments in subprocesses;
+- ``qlearning-lr0.1`` (``--extra-q-lr``): Q-learning with a larger learning rate. With the papers' lr 0.01 and a
+  seventh of their iterations, values barely move from their initial 0.5 and the greedy policy follows the largest
+  immediate target: on digits, the terminal at once (the empty block's whole reward in one transition).
 
 Every evaluation goes through one SQLite cache (``OUT/evaluations.sqlite``): a block is trained once whichever run
 samples it first, and an interrupted evidence run continues where it stopped (finished runs are skipped; the
@@ -38,9 +44,14 @@ from nat_gym.blocks import Block, named
 METHODS = ("qlearning", "random", "ppo")
 
 
+def q_lr_of(method: str, default: float = 0.01) -> float:
+    """The Q-learning rate a method name asks for: ``qlearning-lr0.1`` -> 0.1, ``qlearning`` -> the default."""
+    return float(method.split("-lr", 1)[1]) if "-lr" in method else default
+
+
 def search_args(a: argparse.Namespace, method: str, seed: int, out: Path) -> BlockQNNArgs:
     return BlockQNNArgs(
-        seed=seed, schedule="random" if method == "random" else "scaled", iterations=a.iterations,
+        seed=seed, schedule="random" if method == "random" else "scaled", q_lr=q_lr_of(method), iterations=a.iterations,
         blocks_per_iteration=a.blocks_per_iteration, replay_batch=a.blocks_per_iteration, max_index=a.max_index,
         dataset=a.dataset, channels=a.channels, train_epochs=a.train_epochs, cache=str(out / "evaluations.sqlite"),
         workers=a.workers, device="cpu", out=str(out / f"{method}-seed{seed}"), progress=not a.quiet,
@@ -109,6 +120,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds (default: 0 1 2)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="default: all three")
+    p.add_argument("--extra-q-lr", type=float, default=0.1,
+                   help="also run Q-learning with this learning rate, as method qlearning-lr<x> (default: 0.1; 0: no)")
     p.add_argument("--iterations", type=int, default=24, help="iterations per search (default: 24, the default run)")
     p.add_argument("--blocks-per-iteration", type=int, default=64, help="blocks per iteration (default: 64)")
     p.add_argument("--max-index", type=int, default=10, help="most layers per block (default: 10)")
@@ -121,6 +134,8 @@ def main() -> None:
     p.add_argument("--out", default="runs/blockqnn-evidence", help="output folder (default: runs/blockqnn-evidence)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args()
+    if a.extra_q_lr:
+        a.methods = [*a.methods, f"qlearning-lr{a.extra_q_lr:g}"]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict] = {}

@@ -38,10 +38,11 @@ def test_evidence_script_runs_and_resumes(tmp_path):
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     evidence = json.loads((out / "evidence.json").read_text())
-    assert set(evidence["results"]) == {"qlearning/seed0", "random/seed0", "ppo/seed0"}
+    assert set(evidence["results"]) == {"qlearning/seed0", "random/seed0", "ppo/seed0", "qlearning-lr0.1/seed0"}
     for r in evidence["results"].values():
         assert r["sampled"] == 20 and r["best_reward"] >= r["mean_reward_last_tenth"] - 1e-9
-    assert set(evidence["final"]) == {"ResNet", "Inception", "best of qlearning", "best of random", "best of ppo"}
+    assert set(evidence["final"]) == {"ResNet", "Inception", "best of qlearning", "best of random", "best of ppo",
+                                      "best of qlearning-lr0.1"}  # fmt: skip
     assert "| qlearning |" in run.stdout and "| ResNet |" in run.stdout
     rows = len(EvalCache(out / "evaluations.sqlite"))
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
