@@ -35,6 +35,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -231,6 +232,18 @@ def _accuracy(net: torch.nn.Module, split: Split, dev: torch.device) -> float:
         logits = net(x.to(dev).contiguous(memory_format=torch.channels_last))
         correct += int((logits.argmax(1) == y.to(dev)).sum())
     return correct / len(split)
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker initializer: end this worker when the process that started it is gone (e.g. killed), instead of
+    lingering as an orphan."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="nat-gym-parent-watch", daemon=True).start()
 
 
 def _train_in_worker(block: Block, recipe: EarlyStopRecipe, dataset: DatasetSpec, device: str,
@@ -537,7 +550,8 @@ class EarlyStopEvaluator(BlockEvaluatorBase):
                     yield b, early_stop_train(b, self.recipe, self.dataset, self.device)
             return
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_watch_parent,
+                                             initargs=(os.getpid(),))  # fmt: skip
         args = (self.recipe, self.dataset, self.device, self.threads)
         pending: dict[Future, Block] = {self._pool.submit(_train_in_worker, b, *args): b for b in blocks}
         try:
