@@ -148,9 +148,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train an agent (--algo nat: the NAT/NAT++ transformer policy; --algo blockqnn: BlockQNN's Q-learning)",
         description="Train an agent. --algo blockqnn searches BlockQNN-v0 blocks by tabular Q-learning (64 blocks "
         "per iteration, each stacked into a network, trained briefly and scored on held-out training images; "
-        "SQLite evaluation cache; writes OUT/top_blocks.png too). --algo nat (on NATCell-v0) runs the papers' Algorithm 1: each epoch trains the "
-        "supernet for one pass over the training split (uniform architecture sampling), then the GCN policy for one "
-        "pass over the validation minibatches (REINFORCE with a moving-average baseline; reward = shared-weight "
+        "SQLite evaluation cache; writes OUT/top_blocks.png too). --algo nat (on NATCell-v0) runs the papers' "
+        "Algorithm 1: each epoch trains the supernet for one pass over the training split (uniform architecture "
+        "sampling), then the GCN policy for one pass over the validation minibatches (REINFORCE with a moving-average baseline; reward = shared-weight "
         "accuracy gain on the minibatch). Writes OUT/metrics.csv, TensorBoard events, OUT/learning_curves.png and "
         "OUT/checkpoint.pt (atomic; --resume continues a run exactly). On digits, the default supernet is trained "
         "once (a few minutes) and cached on first use.",
@@ -159,13 +159,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="; ".join(f"{k}: {v.help}" for k, v in ALGOS.items()) + " (default: nat)")  # fmt: skip
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint (same final weights as an uninterrupted run)")
+    fields_of = {algo: algo_fields(spec) for algo, spec in ALGOS.items()}
     specs: dict[str, list[tuple[str, FieldSpec]]] = {}  # flag -> the algorithms that have it, with their field
-    for algo, spec in ALGOS.items():
-        for f in algo_fields(spec):
+    for algo, fs in fields_of.items():
+        for f in fs:
             specs.setdefault(f.name, []).append((algo, f))
     for algo, spec in ALGOS.items():
         group = p.add_argument_group(f"--algo {algo} options")
-        for f in algo_fields(spec):
+        for f in fields_of[algo]:
             shared = specs[f.name]
             if shared[0][0] != algo:
                 continue  # added with the first algorithm that has it
