@@ -146,14 +146,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train an agent (--algo nat: the NAT/NAT++ transformer policy; --algo blockqnn: BlockQNN's Q-learning)",
-        description="Train an agent. --algo blockqnn searches BlockQNN-v0 blocks by tabular Q-learning (64 blocks "
-        "per iteration, each stacked into a network, trained briefly and scored on held-out training images; "
-        "SQLite evaluation cache; writes OUT/top_blocks.png too). --algo nat (on NATCell-v0) runs the papers' "
-        "Algorithm 1: each epoch trains the supernet for one pass over the training split (uniform architecture "
-        "sampling), then the GCN policy for one pass over the validation minibatches (REINFORCE with a moving-average baseline; reward = shared-weight "
-        "accuracy gain on the minibatch). Writes OUT/metrics.csv, TensorBoard events, OUT/learning_curves.png and "
-        "OUT/checkpoint.pt (atomic; --resume continues a run exactly). On digits, the default supernet is trained "
-        "once (a few minutes) and cached on first use.",
+        description="Train an agent. --algo blockqnn searches BlockQNN-v0 blocks by tabular Q-learning (64 blocks per "
+        "iteration, each stacked into a network, trained briefly and scored on held-out training images; SQLite "
+        "evaluation cache; writes OUT/top_blocks.png too). --algo nat (on NATCell-v0) runs the papers' Algorithm "
+        "1: each epoch trains the supernet for one pass over the training split (uniform architecture sampling), "
+        "then the GCN policy for one pass over the validation minibatches (REINFORCE with a moving-average "
+        "baseline; reward = shared-weight accuracy gain on the minibatch). Writes OUT/metrics.csv, TensorBoard "
+        "events, OUT/learning_curves.png and OUT/checkpoint.pt (atomic; --resume continues a run exactly). On "
+        "digits, the default supernet is trained once (a few minutes) and cached on first use.",
     )
     p.add_argument("--algo", choices=list(ALGOS), default="nat",
                    help="; ".join(f"{k}: {v.help}" for k, v in ALGOS.items()) + " (default: nat)")  # fmt: skip
