@@ -15,9 +15,9 @@ function of ``(block, recipe, dataset)`` (the seed is in the recipe) that a work
 
 with the block's FLOPs (multiply-adds, :func:`nat_gym.blocks.cost.block_cost`) at the first stage's shape
 ``(C, H, W)``, normalised by the reference block's (``ResNet`` by default) so the term is comparable with accuracy,
-and the density of :attr:`Block.density <nat_gym.blocks.nsc.Block.density>`. Both logs are guarded: a block of pools,
-identities and adds may have no multiply-add at all, so its FLOPs count at least one per output element
-(``C H W``, the cost of touching the output once); the density is at least 0.5 by construction (the implicit output
+and the density of :attr:`Block.density <nat_gym.blocks.nsc.Block.density>`. Both logs are guarded: a block of
+identities and adds (or no layer at all) has no multiply-add, so FLOPs count at least one per output element
+(``C H W``, the cost of touching the output once; a 1x1 pool costs that much); the density is at least 0.5 by construction (the implicit output
 node and its edges). The accuracy is a fraction in [0, 1]; the papers' balance scalars mu = 1 and rho = 8 (?) are
 read as weights of an accuracy in percent, so nat-gym's defaults are mu = 0.01 and rho = 0.08 (see
 :class:`RewardConfig`); with mu = 1 a ten-fold FLOPs ratio (2.3) would outweigh any accuracy difference.
