@@ -75,6 +75,12 @@ ALGOS: dict[str, AlgoSpec] = {
         "Stable-Baselines3 DQN (NATEdge-v0 only: a Discrete action; no masks)",
         choices=_SB3_CHOICES, fixed={"algo": "dqn"},
     ),
+    "blockqnn": AlgoSpec(
+        "agents.blockqnn_trainer", "BlockQNNArgs", "train",
+        "BlockQNN: tabular Q-learning builds network blocks layer by layer on BlockQNN-v0 (early-stop reward, "
+        "64 blocks per iteration evaluated together, SQLite evaluation cache)",
+        choices={"schedule": ("scaled", "paper", "random")},
+    ),
 }  # fmt: skip
 """``--algo`` name -> :class:`AlgoSpec`. Adding an algorithm is one entry here."""
 
@@ -181,17 +187,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "train",
-        help="train an agent (--algo nat: the NAT/NAT++ transformer policy; maskable_ppo, ppo, a2c, dqn: SB3)",
+        help="train an agent (--algo nat: the NAT/NAT++ transformer policy; maskable_ppo, ppo, a2c, dqn: SB3; "
+        "blockqnn: BlockQNN's Q-learning)",
         description="Train an agent. --algo nat runs the papers' Algorithm 1 on NATCell-v0: each epoch trains the "
         "supernet for one pass over the training split (uniform architecture sampling), then the GCN policy for one "
         "pass over the validation minibatches (REINFORCE with a moving-average baseline; reward = shared-weight "
         "accuracy gain on the minibatch). --algo maskable_ppo, ppo, a2c (NATCell-v0 or NATEdge-v0) and dqn "
         "(NATEdge-v0) train a Stable-Baselines3 agent on the frozen supernet with the defaults of "
         "agents/hyperparams/ALGO.yml (RL Zoo layout), --policy gcn (the GCN features extractor) or mlp, for "
-        "--n-timesteps steps or --evaluations reward evaluations. Every algorithm writes OUT/metrics.csv, "
-        "TensorBoard events, OUT/learning_curves.png, OUT/checkpoint.pt (atomic; --resume continues the run) and "
-        "OUT/summary.json (held-out reward on fresh inputs). On digits, the default supernet is trained once (a few "
-        "minutes) and cached on first use.",
+        "--n-timesteps steps or --evaluations reward evaluations. --algo blockqnn searches BlockQNN-v0 blocks by "
+        "tabular Q-learning (64 blocks per iteration, each stacked into a network, trained briefly and scored on "
+        "held-out training images; SQLite evaluation cache; writes OUT/top_blocks.png too). Every algorithm writes "
+        "OUT/metrics.csv, TensorBoard events, OUT/learning_curves.png and OUT/checkpoint.pt (atomic; --resume "
+        "continues the run); the NATCell/NATEdge algorithms also OUT/summary.json (held-out reward on fresh inputs). "
+        "On digits, the default supernet is trained once (a few minutes) and cached on first use.",
     )
     p.add_argument("--algo", choices=list(ALGOS), default="nat",
                    help="; ".join(f"{k}: {v.help}" for k, v in ALGOS.items()) + " (default: nat)")  # fmt: skip
