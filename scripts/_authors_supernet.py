@@ -28,6 +28,7 @@ import sys
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -127,9 +128,10 @@ def build_reference(cfg: SupernetConfig, search_model: types.ModuleType, genotyp
 
     Errors: :class:`ConfigError` if a parameter's shape differs (their network is not the expected one)."""
     their_ops = search_model.OPS  # the dict their NASOp reads (``from operations import *``)
-    supplied = [op for op in cfg.ops if op not in their_ops]
-    for op in supplied:
-        their_ops[op] = lambda c, stride, affine, op=op: build_op(op, c, stride, affine=affine)
+    # ops their factory lacks (a partial: supplied by an earlier call of this function)
+    supplied = [op for op in cfg.ops if isinstance(their_ops.get(op), partial) or op not in their_ops]
+    for op in supplied:  # called as their factory is: OPS[op](C, stride, affine)
+        their_ops[op] = partial(build_op, op)
     setattr(genotypes, OP_LIST_NAME, list(cfg.ops))
 
     class SupernetOnly(search_model.NASNetwork):
