@@ -6,7 +6,7 @@ The NAT authors' code (github.com/guoyongcs/NAT, NeurIPS 2019) cannot ship with 
 code is copied here: this module builds their network at nat-gym's size and op list, copies nat-gym's weights in
 (through the plain baseline, whose parameters come in the same order) and hands it nat-gym's sampled architectures.
 
-What it changes on their network, and why (each difference is printed by the benchmark):
+What it changes on their network, and why (the benchmark prints the ops supplied and the packages stood in):
 
 - **op list**: their repository has NAT's two 9-op lists (``FULLY_CONCAT_PRIMITIVES``, ``LOOSE_END_PRIMITIVES``);
   nat-gym's default is NAT++'s 13 ops. The list is registered under a new name in their ``genotypes`` module (their
@@ -24,6 +24,7 @@ What it changes on their network, and why (each difference is printed by the ben
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import types
 from collections.abc import Iterator
