@@ -91,6 +91,16 @@ def test_unknown_keys_are_one_line_errors():
     assert SB3Args(algo="a2c").out == "runs/a2c-NATCell-v0"
 
 
+@pytest.mark.parametrize("bad", ["n_steps=-5", "learning_rate=abc", "policy_kwargs=dict(net_arch=[-1])",
+                                 "policy=MlpPolicy"])  # fmt: skip
+def test_values_sb3_rejects_are_one_line_errors(bad, tiny_ckpt, tmp_path):
+    """A known key with a value SB3 or torch refuses (an assertion, a ValueError, a negative width) is a ConfigError
+    naming --hyperparams, not a traceback."""
+    run = SB3Run(tiny_args("ppo", tiny_ckpt, tmp_path, hyperparams=(*TINY_HP["ppo"], bad)))
+    with pytest.raises(ConfigError, match=r"^hyperparams: PPO rejects them .*--hyperparams$"):
+        run.build()
+
+
 # ------------------------------------------------------------------------------------------------ command line
 def test_every_field_is_a_documented_flag(capsys):
     real = {f.name: f for f in dataclasses.fields(SB3Args)}

@@ -72,7 +72,7 @@ from agents.sb3.hyperparams import (
     parse_assignments,
     policy_kwargs_value,
 )
-from nat_gym.errors import CheckpointError, ConfigError
+from nat_gym.errors import CheckpointError, ConfigError, NatGymError
 from nat_gym.genotype import Genotype
 from nat_gym.metrics_log import MetricsLog
 
@@ -324,8 +324,15 @@ class SB3Run:
     def build(self) -> None:
         """A fresh model on fresh envs."""
         vec_env = DummyVecEnv([lambda: Monitor(self.make_env()) for _ in range(self.n_envs)])
-        self.model = self.algo_class(self.policy, vec_env, seed=self.args.seed, device=self.args.device, verbose=0,
-                                     policy_kwargs=self.policy_kwargs, **self.hyperparams)  # fmt: skip
+        try:
+            self.model = self.algo_class(self.policy, vec_env, seed=self.args.seed, device=self.args.device,
+                                         verbose=0, policy_kwargs=self.policy_kwargs, **self.hyperparams)  # fmt: skip
+        except NatGymError:
+            raise
+        except (AssertionError, ValueError, TypeError, RuntimeError) as e:  # SB3 and torch check values this way
+            vec_env.close()
+            raise ConfigError(f"hyperparams: {self.algo_class.__name__} rejects them ({type(e).__name__}: {e}); "
+                              f"check the values of --hyperparams") from None  # fmt: skip
         self._attach()
 
     def _attach(self) -> None:
