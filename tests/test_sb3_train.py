@@ -84,6 +84,9 @@ def test_unknown_keys_are_one_line_errors():
         SB3Run(SB3Args(algo="ppo", hyperparams=("n_stepz=3",)))
     with pytest.raises(ConfigError, match=r"env_kwargs: unknown keys \['rulez'\].*allowed: .*'rules'"):
         SB3Run(SB3Args(algo="ppo", env_kwargs=("rulez=nat",)))
+    for bad in ("n_envs=0", "n_envs=-1", "n_envs=2.5"):  # were an IndexError traceback / silently 2
+        with pytest.raises(ConfigError, match="n_envs: expected an integer >= 1"):
+            SB3Run(SB3Args(algo="ppo", hyperparams=(bad,)))
     with pytest.raises(ConfigError, match="NATEdge-v0"):
         SB3Args(algo="dqn", env="NATCell-v0")
     with pytest.raises(ConfigError, match="policy"):
