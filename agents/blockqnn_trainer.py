@@ -37,7 +37,7 @@ import numpy as np
 
 import nat_gym  # noqa: F401  (registers BlockQNN-v0)
 from agents.qlearning import PAPER_SCHEDULE, START, QTable, epsilon_at, q_update, scaled_schedule
-from agents.run_log import add_scalars, open_writer, write_history_csv
+from agents.run_log import add_scalars, open_writer, run_checkpoint, write_history_csv
 from nat_gym.block_evaluator import (
     BlockMeasurement,
     DatasetSpec,
@@ -430,11 +430,7 @@ def train(args: BlockQNNArgs, *, resume: bool = False, env: gym.Env | None = Non
         ConfigError: ``resume`` but ``args.out`` holds no checkpoint (nothing to resume), or not ``resume`` but it
             holds one (a run is never overwritten). Both are checked before any work starts.
     """
-    ckpt = Path(args.out) / "checkpoint.pt"
-    if resume and not ckpt.is_file():
-        raise ConfigError(f"out: nothing to resume, {ckpt} does not exist; check --out or drop --resume")
-    if log and ckpt.exists() and not resume:
-        raise ConfigError(f"out: {ckpt} exists; pass --resume to continue that run or choose another --out")
+    ckpt = run_checkpoint(args.out, resume, log=log)
     trainer = BlockQNNTrainer(args, env=env, log=log)
     if resume and trainer.resume():
         print(f"blockqnn: resumed {ckpt} at iteration {trainer.iteration}")

@@ -63,6 +63,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import nat_gym  # noqa: F401  (registers the envs)
 from agents.heldout import fresh_inputs, heldout_report, rollout_alphas, score
+from agents.run_log import run_checkpoint
 from agents.sb3.callbacks import StopOnEvaluations, evaluations_of, vec_env_counters
 from agents.sb3.extractor import GCNExtractor
 from agents.sb3.hyperparams import (
@@ -604,11 +605,7 @@ def train(
         ConfigError: ``resume`` but ``args.out`` holds no checkpoint (nothing to resume), or not ``resume`` but it
             holds one (a run is never overwritten). Both are checked before any work starts.
     """
-    ckpt = Path(args.out) / "checkpoint.pt"
-    if resume and not ckpt.is_file():
-        raise ConfigError(f"out: nothing to resume, {ckpt} does not exist; check --out or drop --resume")
-    if ckpt.exists() and not resume:
-        raise ConfigError(f"out: {ckpt} exists; pass --resume to continue that run or choose another --out")
+    ckpt = run_checkpoint(args.out, resume)
     run = SB3Run(args, make_env=make_env)
     if resume:
         run.resume(ckpt)
