@@ -163,7 +163,11 @@ def cache_ranking(evaluator: EarlyStopEvaluator, top: int) -> dict:
     by_reward = sorted(rows, key=lambda r: (-r["reward"], r["block"]))
     by_accuracy = sorted(rows, key=lambda r: (-r["accuracy"], -r["reward"], r["block"]))
     best = by_reward[0]
+    without = {"no FLOPs term": lambda r: r["reward"] - r["flops_term"],
+               "no density term": lambda r: r["reward"] - r["density_term"]}  # fmt: skip
+    best_without = {name: max(rows, key=lambda r: (score(r), r["block"]))["block"] for name, score in without.items()}
     return {"blocks": len(rows), "by_reward": by_reward[:top], "by_accuracy": by_accuracy[:top],
+            "best_without": best_without,
             "at_least_best_reward_accuracy": sum(r["accuracy"] >= best["accuracy"] for r in rows),
             "accuracy_std": float(np.std([r["accuracy"] for r in rows])),
             "flops_term_range": [min(r["flops_term"] for r in rows), max(r["flops_term"] for r in rows)],
@@ -282,7 +286,8 @@ def _print_tables(a: argparse.Namespace, results: dict, ranking: dict, final: di
     print(f"\n{ranking['blocks']} distinct blocks evaluated; {ranking['at_least_best_reward_accuracy']} of them reach "
           f"the best-reward block's early-stop accuracy; accuracy std {ranking['accuracy_std']:.4f}, FLOPs term "
           f"{ranking['flops_term_range'][0]:+.4f}..{ranking['flops_term_range'][1]:+.4f}, density term "
-          f"{ranking['density_term_range'][0]:+.4f}..{ranking['density_term_range'][1]:+.4f}\n")  # fmt: skip
+          f"{ranking['density_term_range'][0]:+.4f}..{ranking['density_term_range'][1]:+.4f}; the best block with "
+          + ", with ".join(f"{k}: `{b}`" for k, b in ranking["best_without"].items()) + "\n")  # fmt: skip
     print("| ranked by | block | reward | early-stop accuracy | FLOPs term | density term | params |")
     print("|---|---|---|---|---|---|---|")
     for key in ("by_reward", "by_accuracy"):
