@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -50,6 +49,7 @@ from nat_gym.block_evaluator import (
     DatasetSpec,
     EarlyStopEvaluator,
     RewardConfig,
+    block_reward,
     early_stop_train,
 )
 from nat_gym.blocks import Block, named
@@ -155,11 +155,13 @@ def cache_ranking(evaluator: EarlyStopEvaluator, top: int) -> dict:
     mu, rho = evaluator.reward_config.mu, evaluator.reward_config.rho
     stored = [(Block.parse(r["subject"]), r["key"]) for r in evaluator.cache.rows(CACHE_KIND)]
     blocks = [b for b, key in stored if key == evaluator.key(b)]  # this recipe and dataset only
+    ref = {"flops_ref": evaluator.flops_ref, "flops_floor": evaluator.flops_floor}
     rows = []
-    for m in evaluator.measure(blocks):
-        flops_term = -mu * math.log(max(m.block_flops, evaluator.flops_floor) / evaluator.flops_ref)
+    for m in evaluator.measure(blocks):  # each term alone: the other one's argument at its neutral value
+        flops_term = block_reward(0.0, m.block_flops, 1.0, **ref, mu=mu, rho=0.0)
+        density_term = block_reward(0.0, evaluator.flops_ref, m.density, **ref, mu=0.0, rho=rho)
         rows.append({"block": str(m.block), "reward": m.reward, "accuracy": m.accuracy, "flops_term": flops_term,
-                     "density_term": -rho * math.log(m.density), "params": m.params, "flops": m.flops})  # fmt: skip
+                     "density_term": density_term, "params": m.params, "flops": m.flops})  # fmt: skip
     by_reward = sorted(rows, key=lambda r: (-r["reward"], r["block"]))
     by_accuracy = sorted(rows, key=lambda r: (-r["accuracy"], -r["reward"], r["block"]))
     best = by_reward[0]
