@@ -190,6 +190,10 @@ class RayPool:
         cpus = float(ray.cluster_resources().get("CPU", 1))
         if workers is None:
             workers = max(1, int(cpus // cpus_per_worker))
+        elif workers * cpus_per_worker > cpus and self._owns_ray:
+            ray.shutdown()
+            raise ConfigError(f"workers: {workers} workers x {cpus_per_worker} CPU do not fit the local Ray's "
+                              f"{cpus:g} CPUs; use at most {int(cpus // cpus_per_worker)}, or join a cluster (address)")
         elif workers * cpus_per_worker > cpus:
             warnings.warn(f"workers: {workers} workers x {cpus_per_worker} CPU but the Ray cluster has {cpus:g} CPUs; "
                           "the extra workers wait until the cluster grows", RuntimeWarning, stacklevel=2)  # fmt: skip
