@@ -7,9 +7,13 @@ simulated cluster, and supernet training with 2 processes against 1.
 
    - ``serial``: ``EarlyStopEvaluator(workers=1)``, the blocks one after the other in this process;
    - ``ray``: ``EarlyStopEvaluator(executor="ray", workers=--workers)`` on a local Ray (started and warmed before
-     the timing: its workers' start-up is paid once per run, not per batch).
+     the timing: its workers' start-up is paid once per run, not per batch);
+   - ``processes``: ``EarlyStopEvaluator(executor="process", workers=--workers)``, the same number of plain local
+     processes: the control that says how much parallel CPU the machine gives right now (on a shared machine,
+     possibly much less than ``--workers`` cores).
 
-   The figure is the median over rounds of serial seconds / Ray seconds for the same batch.
+   The figures are medians over rounds of serial seconds / arm seconds for the same batch, and Ray against the
+   plain processes (Ray's cost where the machine's parallelism is the limit).
 2. **Overhead per task**: a pool of one Ray worker runs ``--tasks`` no-op tasks one after the other (submit,
    ``ray.wait``, fetch): the seconds Ray adds to every evaluation, against a local call.
 3. **A simulated cluster**: one BlockQNN iteration (64 blocks, the agent waits for all of them) on ``W`` workers,
@@ -98,25 +102,32 @@ def main() -> None:
     serial = EarlyStopEvaluator(dataset, recipe, cache=None)
     connect(num_cpus=args.workers)
     on_ray = EarlyStopEvaluator(dataset, recipe, cache=None, executor="ray", workers=args.workers)
+    local = EarlyStopEvaluator(dataset, recipe, cache=None, executor="process", workers=args.workers)
     batches = []
     pool = iter(dict.fromkeys(b.canonical() for b in random_blocks(40 * args.blocks * (args.rounds + 2), 10, 0)))
     for _ in range(args.rounds + 1):
         batches.append([next(pool) for _ in range(args.blocks)])
     on_ray.measure(batches[0][: args.workers])  # start the workers (untimed)
+    local.measure(batches[0][: args.workers])
     seconds: list[float] = []
 
     def run_serial(i: int) -> None:
         seconds.extend(m.seconds for m in serial.measure(batches[i]))
 
-    times = alternate({"serial": run_serial, "ray": lambda i: on_ray.measure(batches[i])}, rounds=args.rounds,
-                      prepare={"serial": lambda i: serial._memory.clear(), "ray": lambda i: on_ray._memory.clear()})  # fmt: skip
+    evaluators = {"ray": on_ray, "processes": local}
+    times = alternate({"serial": run_serial, **{n: (lambda i, e=e: e.measure(batches[i])) for n, e in evaluators.items()}},
+                      rounds=args.rounds, prepare={n: (lambda i, e=e: e._memory.clear())
+                                                   for n, e in {"serial": serial, **evaluators}.items()})  # fmt: skip
     figures["blocks_per_round"] = args.blocks
     figures["serial_seconds_per_block"] = round(statistics.median(times["serial"]) / args.blocks, 3)
     figures["ray_seconds_per_block"] = round(statistics.median(times["ray"]) / args.blocks, 3)
     figures[f"throughput_ray_{args.workers}_workers_vs_serial"] = round(ratio(times, "serial", "ray"), 2)
     figures["throughput_ratio_range_over_rounds"] = ratio_range(times, "serial", "ray")
+    figures[f"control_{args.workers}_processes_vs_serial"] = round(ratio(times, "serial", "processes"), 2)
+    figures[f"ray_vs_{args.workers}_processes"] = round(ratio(times, "processes", "ray"), 2)
     retried = on_ray.ray_pool.retried
     on_ray.close()
+    local.close()
 
     # ---------------------------------------------------------------------------------------------- overhead
     with RayPool(lambda: _noop, workers=1) as noop:

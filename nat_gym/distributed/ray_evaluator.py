@@ -242,6 +242,8 @@ class RayPool:
         """
         import ray
 
+        if not self._actors:
+            raise ConfigError("pool: this RayPool was closed; make a new one")
         queue: collections.deque[tuple[Any, int]] = collections.deque((item, 0) for item in items)
         idle = [s for s in range(len(self._actors)) if s not in {t.slot for t in self._running.values()}]
         try:
