@@ -27,7 +27,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -191,7 +191,7 @@ class SupernetTrainer:
         with torch_threads(self.threads, self.device):
             return self._train_epoch()
 
-    def steps(self, epoch: int, world_size: int = 1):
+    def steps(self, epoch: int, world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[Genotype]]]:
         """The minibatches and architectures of ``epoch``: ``(x, y, genotypes)`` per step, the whole minibatch and
         one architecture per process (process ``r`` trains ``genotypes[r]`` on ``x[r::world_size]``). A function of
         ``(seed, epoch, world_size)`` only, so every process knows every process's architecture."""
