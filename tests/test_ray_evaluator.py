@@ -35,7 +35,7 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers c
 FAKE = DatasetSpec("fake", 0, (("n_train", 64), ("n_valid", 32), ("n_test", 16)))
 TINY = EarlyStopRecipe(C=2, N=1, epochs=1, batch_size=32, lr=0.01)
 # long enough (about a second per block on a loaded machine) to kill a worker while it trains
-SLOWER = DatasetSpec("fake", 0, (("n_train", 512), ("n_valid", 32), ("n_test", 16)))
+SLOWER = DatasetSpec("fake", 0, (("n_train", 1024), ("n_valid", 32), ("n_test", 16)))
 BLOCKS = [named.get("ResNet"), Block.parse("max3:0,avg1:1"), Block.parse("identity:0,add:1:0"), Block(),
           Block.parse("conv1:0,conv3:0,concat:2:1"), named.get("ResNet")]  # fmt: skip
 
@@ -61,9 +61,9 @@ def _kill_when_busy(pool_of, after: float = 0.3) -> tuple[threading.Thread, dict
             busy = pool.in_flight() if pool is not None else {}
             if busy:
                 time.sleep(after)
-                busy = pool.in_flight()
-                if busy:
-                    pid, item = next(iter(busy.items()))
+                still = [(pid, item) for pid, item in pool.in_flight().items() if busy.get(pid) == item]
+                if still:  # the same evaluation on the same worker for `after` seconds: mid-task
+                    pid, item = still[0]
                     os.kill(pid, signal.SIGKILL)
                     killed.update(pid=pid, item=item)
                     return

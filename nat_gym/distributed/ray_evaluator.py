@@ -26,7 +26,8 @@ process, that session is used as it is.
 - A worker that dies mid-evaluation (killed process, out of memory, lost node) surfaces as a ``RayActorError`` on
   its result: the actor is replaced by a fresh one and the item goes back to the front of the queue, to the next
   free worker; after ``max_retries`` retries of the same item, :class:`~nat_gym.errors.WorkerLost` is raised.
-- ``timeout`` seconds per evaluation (measured from when the item was handed to its worker): past it the worker is
+- ``timeout`` seconds per evaluation (measured from when the item was handed to its worker, or from when a
+  replacement worker was up, so that a worker's start-up never counts): past it the worker is
   killed (``ray.kill``), replaced, and the item retried the same way; then :class:`~nat_gym.errors.
   EvaluationTimeout`.
 - A dead actor never blocks the pool: it is replaced as soon as its death is seen, and a consumer that stops
@@ -146,7 +147,7 @@ class _Task:
     item: Any
     slot: int
     attempt: int
-    started: float
+    started: float | None  # when its time limit started counting: None while its (new) worker starts up
 
 
 class RayPool:
@@ -202,6 +203,7 @@ class RayPool:
         self._factory, self._runner = factory, runner
         self._actors = [self._spawn() for _ in range(workers)]
         self._pids: list[Any] = [a.pid.remote() for a in self._actors]
+        self._up = [True] * workers  # once pids() below returns
         try:
             self.pids()  # the workers are up and built their evaluators (a factory's error is raised here, once)
         except ray.exceptions.RayActorError as err:
@@ -220,6 +222,7 @@ class RayPool:
             ray.kill(self._actors[slot], no_restart=True)
         self._actors[slot] = self._spawn()
         self._pids[slot] = self._actors[slot].pid.remote()
+        self._up[slot] = False
         self.replaced += 1
 
     def pids(self) -> list[int]:
@@ -251,7 +254,8 @@ class RayPool:
                 while queue and idle:
                     item, attempt = queue.popleft()
                     slot = idle.pop(0)
-                    self._running[self._actors[slot].run.remote(item)] = _Task(item, slot, attempt, time.monotonic())
+                    started = time.monotonic() if self._up[slot] else None
+                    self._running[self._actors[slot].run.remote(item)] = _Task(item, slot, attempt, started)
                 ready, _ = ray.wait(list(self._running), num_returns=1, timeout=self._poll())
                 for ref in ready:
                     task = self._running.pop(ref)
@@ -269,6 +273,10 @@ class RayPool:
                 if self.timeout is not None:
                     now = time.monotonic()
                     for ref, task in list(self._running.items()):
+                        if task.started is None:  # a replacement worker: the clock starts once it is up
+                            if ray.wait([self._pids[task.slot]], timeout=0)[0]:
+                                self._up[task.slot], task.started = True, now
+                            continue
                         if now - task.started > self.timeout:
                             del self._running[ref]
                             self._replace(task.slot, kill=True)
@@ -282,6 +290,8 @@ class RayPool:
     def _poll(self) -> float | None:
         if self.timeout is None or not self._running:
             return None
+        if any(t.started is None for t in self._running.values()):
+            return 0.2  # look again soon whether a new worker is up
         oldest = min(t.started for t in self._running.values())
         return max(0.0, oldest + self.timeout - time.monotonic()) + 0.01
 
