@@ -627,8 +627,8 @@ def _resolve_executor(executor: str, address: str | None) -> str:
     if executor == "auto":
         executor = "ray" if address or os.environ.get("RAY_ADDRESS") else "process"
     if executor == "process" and address:
-        raise ConfigError(f"address: {address!r} is a Ray cluster's address, but executor='process'; use 'ray' or "
-                          "'auto'")  # fmt: skip
+        raise ConfigError(f"address: {address!r} is a Ray cluster's address, which executor='process' (this "
+                          "machine's processes) cannot reach; executors that take an address: 'ray', 'auto'")  # fmt: skip
     if executor == "ray":
         from nat_gym.distributed import ray_evaluator
 

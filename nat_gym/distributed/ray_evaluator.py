@@ -194,7 +194,7 @@ class RayPool:
         elif workers * cpus_per_worker > cpus and self._owns_ray:
             ray.shutdown()
             raise ConfigError(f"workers: {workers} workers x {cpus_per_worker} CPU do not fit the local Ray's "
-                              f"{cpus:g} CPUs; use at most {int(cpus // cpus_per_worker)}, or join a cluster (address)")
+                              f"{cpus:g} CPUs: at most {int(cpus // cpus_per_worker)} fit, more on a cluster (address)")
         elif workers * cpus_per_worker > cpus:
             warnings.warn(f"workers: {workers} workers x {cpus_per_worker} CPU but the Ray cluster has {cpus:g} CPUs; "
                           "the extra workers wait until the cluster grows", RuntimeWarning, stacklevel=2)  # fmt: skip

@@ -86,7 +86,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size: {args.batch_size} does not split evenly over --nproc {args.nproc} processes")
     if args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         if args.download:
-            raise ConfigError("--download: download once with one process first, then train with --nproc")
+            raise ConfigError("--download: not with --nproc above 1 (each process would download the files); "
+                              "download with one process first")  # fmt: skip
         return _launch(args)
     return _train(args)
 
