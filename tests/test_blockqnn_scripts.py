@@ -59,3 +59,19 @@ def test_evidence_script_runs_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert len(EvalCache(out / "evaluations.sqlite")) == rows  # every search was reloaded, nothing trained again
     assert json.loads((out / "evidence.json").read_text())["results"].keys() == evidence["results"].keys()
+
+
+@pytest.mark.slow
+def test_bench_ray_reports_throughput_overhead_and_the_simulated_cluster(tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "figures.json"
+    cmd = [sys.executable, "scripts/bench_ray.py", "--rounds", "1", "--blocks", "2", "--dataset", "fake", "--epochs",
+           "1", "--tasks", "5", "--supernet-epochs", "0", "--json", str(out)]  # fmt: skip
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    for key in ("throughput_ray_2_workers_vs_serial", "ray_overhead_ms_per_task", "serial_seconds_per_block",
+                "simulated_speedup_32_workers_64_blocks"):  # fmt: skip
+        assert figures[key] > 0, key
+        assert key in run.stdout
+    assert 1 < figures["simulated_speedup_2_workers_64_blocks"] <= 2 <= figures["simulated_speedup_32_workers_64_blocks"]
