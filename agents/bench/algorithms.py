@@ -10,7 +10,7 @@ trained policies that the per-instance protocol samples best-of-K). An :class:`A
 - ``save(path)``: write the trained policy (``None`` for the floors, which have nothing to save).
 
 Adding an algorithm is one entry here and one small adapter. The SB3 baselines of ``nat-gym train``
-(:class:`SB3Agent`) train with the trainer's own run (:class:`~agents.sb3.trainer.SB3Run`) in the budgeted training
+(:class:`agents.bench.sb3_agents.SB3Agent`) train with the trainer's own run (:class:`~agents.sb3.trainer.SB3Run`) in the budgeted training
 env the protocol hands over; NATEdge-v0 agents transform a test input by playing its edge-by-edge episode.
 
 Training env (:func:`train_env_id`): ``nat-gym bench --env`` picks it for the algorithms that can train in it;
@@ -35,7 +35,7 @@ from nat_gym.errors import ConfigError
 from nat_gym.genotype import Genotype
 
 __all__ = ["AMORTISED", "AmortisedSpec", "AmortisedAgent", "make_agent", "load_policy", "train_env_id", "NATAgent",
-           "FloorAgent", "SB3Agent"]
+           "FloorAgent"]
 
 
 class AmortisedAgent(TransformPolicy, Protocol):
@@ -66,13 +66,13 @@ AMORTISED: dict[str, AmortisedSpec] = {
                                   envs=("NATCell-v0", "NATEdge-v0")),
     "identity": AmortisedSpec("agents.bench.algorithms", "IdentityAgent",
                               "floor: no change (reward 0, no training)", trains=False, envs=("NATCell-v0", "NATEdge-v0")),
-    "maskable_ppo": AmortisedSpec("agents.bench.algorithms", "MaskablePPOAgent", "sb3-contrib MaskablePPO (nat-gym "
+    "maskable_ppo": AmortisedSpec("agents.bench.sb3_agents", "MaskablePPOAgent", "sb3-contrib MaskablePPO (nat-gym "
                                   "train --algo maskable_ppo, GCN extractor)", envs=("NATCell-v0", "NATEdge-v0")),
-    "ppo": AmortisedSpec("agents.bench.algorithms", "PPOAgent", "SB3 PPO, no masks (nat-gym train --algo ppo, GCN "
+    "ppo": AmortisedSpec("agents.bench.sb3_agents", "PPOAgent", "SB3 PPO, no masks (nat-gym train --algo ppo, GCN "
                          "extractor)", envs=("NATCell-v0", "NATEdge-v0")),
-    "a2c": AmortisedSpec("agents.bench.algorithms", "A2CAgent", "SB3 A2C, no masks (nat-gym train --algo a2c, GCN "
+    "a2c": AmortisedSpec("agents.bench.sb3_agents", "A2CAgent", "SB3 A2C, no masks (nat-gym train --algo a2c, GCN "
                          "extractor)", envs=("NATCell-v0", "NATEdge-v0")),
-    "dqn": AmortisedSpec("agents.bench.algorithms", "DQNAgent", "SB3 DQN, no masks (nat-gym train --algo dqn, GCN "
+    "dqn": AmortisedSpec("agents.bench.sb3_agents", "DQNAgent", "SB3 DQN, no masks (nat-gym train --algo dqn, GCN "
                          "extractor; trains in NATEdge-v0)", envs=("NATEdge-v0",)),
 }  # fmt: skip
 """Amortised algorithms by name (``nat-gym bench --protocol amortised --algos ...``)."""
@@ -206,73 +206,3 @@ def load_nat_policy(path: str | Path, rules: rule_sets.TransitionRules) -> Trans
     if rule_sets.get(args.rules) != rules:
         raise ConfigError(f"policies: {str(path)!r} was trained with rules {args.rules!r}, the task set has {rules.name!r}")
     return GCNTransformPolicy(policy, rules)
-
-
-# ====================================================================================================== SB3
-BENCH_SB3_DEFAULTS: dict[str, Any] = {"device": "cpu", "threads": 1, "progress": False, "eval_inputs": 0,
-                                      "heldout_inputs": 0}  # fmt: skip
-"""SB3 trainer arguments the bench fixes: CPU, one thread, no held-out reports (they are the bench's job)."""
-
-
-class SB3Agent:
-    """An SB3 baseline of ``nat-gym train`` trained by the trainer's own run (:class:`~agents.sb3.trainer.SB3Run`:
-    the defaults of ``agents/hyperparams/ALGO.yml`` for the training env, the GCN extractor) in the budgeted env.
-
-    ``learn(until)`` runs :meth:`SB3Run.learn <agents.sb3.trainer.SB3Run.learn>` with ``evaluations=until``; the
-    run also ends at the YAML's ``n_timesteps`` (the schedules depend on it; the stop column then says
-    ``returned``). ``actions`` plays each test input's episode with ``model.predict`` (:meth:`SB3Run.transform
-    <agents.sb3.trainer.SB3Run.transform>`: ``deterministic=True`` for argmax, sampled otherwise, random streams
-    seeded from ``rng``), one step in NATCell-v0, one per edge in NATEdge-v0, and returns the transformation's op
-    indices. Hyper-parameters: ``policy`` (``gcn`` or ``mlp``) and the YAML's keys (e.g. ``n_steps``,
-    ``n_timesteps``, ``policy_kwargs``). The run's logs (metrics.csv, TensorBoard) live in a temporary folder;
-    ``save`` writes its checkpoint (:func:`agents.sb3.trainer.load_model` reads it).
-    """
-
-    algo = ""
-
-    def __init__(self, env: gym.Env, seed: int, hyperparams: dict[str, Any]) -> None:
-        import tempfile
-
-        from agents.sb3.trainer import SB3Args, SB3Run
-
-        hp = dict(hyperparams)
-        fixed = sorted(set(hp) & (set(BENCH_SB3_DEFAULTS) | {"seed", "env", "evaluations", "out", "n_envs"}))
-        if fixed:
-            raise ConfigError(f"hyperparams: {fixed} are fixed by the bench (one budgeted env, seed from --seeds)")
-        base = env.unwrapped
-        self._logs = tempfile.TemporaryDirectory(prefix=f"nat-gym-bench-{self.algo}-")
-        args = SB3Args(algo=self.algo, env=base.spec.id, policy=hp.pop("policy", "gcn"), seed=seed,
-                       hyperparams=tuple(f"{k}={v!r}" for k, v in hp.items()), out=self._logs.name,
-                       **BENCH_SB3_DEFAULTS)  # fmt: skip
-        self.run = SB3Run(args, make_env=lambda: env)
-        if self.run.n_envs != 1:
-            raise ConfigError(f"hyperparams: n_envs: the bench trains in one budgeted env, the YAML has {self.run.n_envs}")
-        self.run.build()
-        self.rules = base.rules
-
-    def learn(self, until: int) -> None:
-        self.run.args.evaluations = until
-        self.run.learn()  # BudgetExhausted at the budget
-
-    def actions(self, genotypes: Sequence[Genotype], *, deterministic: bool, rng: np.random.Generator) -> np.ndarray:
-        alphas = self.run.transform(list(genotypes), deterministic, seed=int(rng.integers(2**32)))
-        return np.array([self.rules.op_indices(a) for a in alphas], dtype=np.int64)
-
-    def save(self, path: Path) -> Path | None:
-        return self.run.save(path)
-
-
-class MaskablePPOAgent(SB3Agent):
-    algo = "maskable_ppo"
-
-
-class PPOAgent(SB3Agent):
-    algo = "ppo"
-
-
-class A2CAgent(SB3Agent):
-    algo = "a2c"
-
-
-class DQNAgent(SB3Agent):
-    algo = "dqn"
