@@ -10,8 +10,9 @@ trained policies that the per-instance protocol samples best-of-K). An :class:`A
 - ``save(path)``: write the trained policy (``None`` for the floors, which have nothing to save).
 
 Adding an algorithm is one entry here and one small adapter. The SB3 baselines of ``nat-gym train``
-(:class:`agents.bench.sb3_agents.SB3Agent`) train with the trainer's own run (:class:`~agents.sb3.trainer.SB3Run`) in the budgeted training
-env the protocol hands over; NATEdge-v0 agents transform a test input by playing its edge-by-edge episode.
+(:mod:`agents.bench.sb3_agents`) train with the trainer's own run (:class:`~agents.sb3.trainer.SB3Run`) in the
+budgeted training env the protocol hands over; NATEdge-v0 agents transform a test input by playing its edge-by-edge
+episode.
 
 Training env (:func:`train_env_id`): ``nat-gym bench --env`` picks it for the algorithms that can train in it;
 without ``--env`` an algorithm trains in the task set's env if it can, else in its own (``dqn``: NATEdge-v0, whose
