@@ -131,8 +131,13 @@ def _figure(ncols: int, width: float = 4.2, height: float = 3.2) -> tuple[Figure
     return fig, fig.subplots(1, ncols, squeeze=False)[0]
 
 
-def _colours(s: ProtocolStats) -> dict[str, str]:
-    return {e.label: f"C{k % 10}" for k, e in enumerate(s.entries)}
+def _colours(s: ProtocolStats) -> dict[str, Any]:
+    """A distinct colour per entry: matplotlib's default cycle, or ``tab20`` for more than 10 entries."""
+    if len(s.entries) <= 10:
+        return {e.label: f"C{k}" for k, e in enumerate(s.entries)}
+    from matplotlib import colormaps
+
+    return {e.label: colormaps["tab20"](k % 20) for k, e in enumerate(s.entries)}
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -189,7 +194,7 @@ def _curves_png(s: ProtocolStats, path: Path) -> None:
     for ax in axes:
         ax.set_ylabel(f"IQM {_score_unit(s)}")
         ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"{s.protocol}: IQM {s.score_name} with 95% CIs", fontsize=10)
     _save(fig, path)
 
