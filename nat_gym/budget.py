@@ -1,21 +1,26 @@
 """Evaluation budgets: count the reward evaluations an algorithm spends and stop it at a fixed number.
 
-A *reward evaluation* is one new score: an architecture (on one reward minibatch) whose accuracy the run had not
-asked for before. Repeated requests for an architecture the run already scored are free, whether they hit the
-evaluator's cache or not, so the count does not depend on how an algorithm batches its calls (the NAT trainer scores
-inputs and samples in one call, then reads the rewards through ``env.step``; an SB3 agent only steps) nor on what
-other runs left in a shared cache. This is how ``nat-gym bench`` gives every algorithm the same budget.
+A *reward evaluation* is one new score: an architecture, on one reward minibatch, under one evaluator version
+(the supernet's weights), whose accuracy the run had not asked for before; input architectures scored at ``reset``
+count as much as transformations. Repeated requests for an architecture the run already scored are free, whether
+they hit the evaluator's cache or not, so the count does not depend on how an algorithm batches its calls (the NAT
+trainer scores inputs and samples in one call, then reads the rewards through ``env.step``; an SB3 agent only
+steps), on how many steps an architecture takes (a ``NATCell-v0`` episode scores two architectures in one step, a
+``NATEdge-v0`` episode the same two in ``2E`` steps) nor on what other runs left in a shared cache. This one
+definition is the budget of ``nat-gym bench --budget`` and of ``nat-gym train --evaluations``.
 
 :class:`BudgetedEvaluator` wraps any :class:`~nat_gym.evaluator.Evaluator`; give it to the environment
-(``gym.make("NATCell-v0", evaluator=BudgetedEvaluator(base, budget=1000))``) and every path that scores through the
-environment is counted. The call that would exceed the budget scores the new architectures that still fit, then
-raises :class:`BudgetExhausted`; so a run stops with exactly ``budget`` evaluations spent.
+(``gym.make("NATCell-v0", evaluator=BudgetedEvaluator(base, budget=1000))``, or :func:`count_evaluations` on an
+env that exists) and every path that scores through the environment is counted. The call that would exceed the
+budget scores the new architectures that still fit, then raises :class:`BudgetExhausted`; so a run stops with
+exactly ``budget`` evaluations spent. Without a budget it only counts. It is pickled with its env (counts
+included), so a resumed run keeps counting where it stopped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,9 +28,11 @@ from nat_gym.errors import ConfigError, NatGymError
 from nat_gym.genotype import Genotype
 
 if TYPE_CHECKING:  # nat_gym.evaluator imports torch; this module stays light (the CLI's parser imports it)
+    import gymnasium as gym
+
     from nat_gym.evaluator import BatchKey, Evaluator
 
-__all__ = ["BudgetExhausted", "BudgetedEvaluator"]
+__all__ = ["BudgetExhausted", "BudgetedEvaluator", "count_evaluations"]
 
 
 class BudgetExhausted(NatGymError):
@@ -44,14 +51,17 @@ class BudgetExhausted(NatGymError):
 class BudgetedEvaluator:
     """An :class:`~nat_gym.evaluator.Evaluator` that counts new scores and stops at ``budget`` (module docstring).
 
+    Its other attributes are the wrapped evaluator's (e.g. ``supernet``, ``clear_cache``).
+
     Args:
         evaluator: the evaluator that does the scoring (its cache is used as usual).
-        budget: the number of new ``(genotype, batch)`` scores allowed; ``None`` counts without a limit.
+        budget: the number of new ``(genotype, batch, version)`` scores allowed; ``None`` counts without a limit.
         free: genotypes whose scores never count (e.g. the input architecture of a per-instance search, whose score
             every algorithm is given).
 
     Attributes:
-        used: new scores so far. ``requested``: architectures requested in all (repeats included).
+        evaluator: the wrapped evaluator (score with it directly to leave the count alone, e.g. held-out reports).
+        used: reward evaluations so far. ``requested``: architectures requested in all (repeats included).
     """
 
     def __init__(self, evaluator: Evaluator, budget: int | None = None, *, free: Iterable[Genotype] = ()) -> None:
@@ -66,7 +76,12 @@ class BudgetedEvaluator:
         self.free = frozenset(free)
         self.used = 0
         self.requested = 0
-        self._seen: set[tuple[Genotype, BatchKey]] = set()
+        self._seen: set[tuple[Genotype, BatchKey, str]] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "evaluator":  # not set yet (e.g. while unpickling)
+            raise AttributeError(name)
+        return getattr(self.evaluator, name)
 
     @property
     def version(self) -> str:
@@ -88,12 +103,14 @@ class BudgetedEvaluator:
             raise ConfigError("genotypes: expected a list of genotypes, got a single Genotype (wrap it in a list)")
         genotypes = list(genotypes)
         self.requested += len(genotypes)
-        new = list(dict.fromkeys((g, batch) for g in genotypes if g not in self.free and (g, batch) not in self._seen))
+        key, version = _batch_key(batch), self.evaluator.version
+        new = list(dict.fromkeys((g, key, version) for g in genotypes
+                                 if g not in self.free and (g, key, version) not in self._seen))  # fmt: skip
         left = self.remaining
         if left is not None and len(new) > left:
             fits = new[:left]
             if fits:  # spend the rest of the budget on the first new architectures of the call
-                self.evaluator.evaluate([g for g, _ in fits], batch)
+                self.evaluator.evaluate([g for g, _, _ in fits], batch)
                 self._seen.update(fits)
                 self.used += len(fits)
             raise BudgetExhausted(self.used, self.budget)
@@ -104,4 +121,27 @@ class BudgetedEvaluator:
 
     def seen(self, genotype: Genotype, batch: BatchKey = None) -> bool:
         """Whether scoring ``genotype`` on ``batch`` would be free (already scored in this run, or free)."""
-        return genotype in self.free or (genotype, batch) in self._seen
+        return genotype in self.free or (genotype, _batch_key(batch), self.evaluator.version) in self._seen
+
+
+def _batch_key(batch: BatchKey) -> int | None:
+    return None if batch is None else int(batch)  # numpy integers and ints are the same minibatch
+
+
+def count_evaluations(env: gym.Env, budget: int | None = None) -> BudgetedEvaluator:
+    """Make ``env`` (a nat-gym env, wrapped or not) score through a :class:`BudgetedEvaluator` and return it.
+
+    An env that already scores through one keeps it (and its budget: ``budget`` is then ignored), so that every
+    env of a run can be asked for its counter. The env is changed in place: ``env.unwrapped.evaluator`` becomes the
+    counter (pickled with the env, so a restored env keeps its counts).
+
+    Raises:
+        ConfigError: ``env`` has no ``evaluator`` (not a nat-gym env).
+    """
+    base = env.unwrapped
+    evaluator = getattr(base, "evaluator", None)
+    if evaluator is None:
+        raise ConfigError(f"env: {type(base).__name__} has no evaluator to count (expected a nat-gym env)")
+    if not isinstance(evaluator, BudgetedEvaluator):
+        evaluator = base.evaluator = BudgetedEvaluator(evaluator, budget)
+    return evaluator

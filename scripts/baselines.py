@@ -2,7 +2,7 @@
 
 Each run trains against the frozen default digits supernet with rewards on the whole validation split (deterministic)
 and stops after ``--evaluations`` reward evaluations (distinct architectures scored, inputs included:
-:mod:`agents.budget`), then scores its policy on the 200 fresh inputs of ``scripts/evidence.py`` (summary.json's
+:mod:`nat_gym.budget`), then scores its policy on the 200 fresh inputs of ``scripts/evidence.py`` (summary.json's
 ``heldout``: argmax and sampled, next to the random-valid and identity floors):
 
 - ``nat``: REINFORCE on the fixed GCN (``NATCell-v0``), one input and one transformation per update, so
@@ -44,8 +44,8 @@ def run_nat(evaluations: int, seed: int, out: Path, progress: bool) -> None:
     """The NAT policy for ``evaluations / 2`` updates; the evaluations it spent go into its summary.json."""
     import gymnasium as gym
 
-    from agents.budget import count_evaluations
     from agents.nat_trainer import NATTrainer, NATTrainerArgs
+    from nat_gym.budget import count_evaluations
 
     updates_per_epoch = 50
     epochs = max(1, math.ceil(evaluations / 2 / updates_per_epoch))
@@ -56,7 +56,7 @@ def run_nat(evaluations: int, seed: int, out: Path, progress: bool) -> None:
     spent: list[int] = []
     shutil.rmtree(out, ignore_errors=True)  # an interrupted run starts over: its count would miss the first part
     trainer = NATTrainer(args, env=env)
-    trainer.train(callback=lambda row: spent.append(counter.evaluations))  # counted before the final report
+    trainer.train(callback=lambda row: spent.append(counter.used))  # counted before the final report
     summary = json.loads((out / "summary.json").read_text())
     summary["evaluations"] = spent[-1] if spent else None
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))

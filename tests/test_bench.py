@@ -144,6 +144,41 @@ def test_validate_accepts_the_rows_and_flags_tampered_ones(bench, capsys):
     assert main(["validate", str(out), "--supernet", supernet, "--sample", "4", "--no-progress"]) == 0
 
 
+@pytest.mark.slow
+def test_sb3_algorithms_stop_at_the_budget_validate_and_resume(bench, capsys):
+    """The SB3 baselines as amortised entries: maskable_ppo trains in NATCell-v0 and dqn in NATEdge-v0 (its own env;
+    its transformations are scored on the task set's NATCell-v0); each stops at exactly the budget, its rows
+    validate, a rerun skips it, and dqn refuses --env NATCell-v0."""
+    from agents.sb3.trainer import load_model
+
+    out = bench["root"] / "sb3"
+    argv = ["bench", "--protocol", "amortised", "--algos", "maskable_ppo", "dqn", "--seeds", "0",
+            "--budget", "amortised=9", "--checkpoints", "amortised=2", "--samples", "2",
+            "--tasks", f"amortised={bench['root'] / 'inputs.json'}", "--supernet", bench["supernet"],
+            "--hyperparams", "maskable_ppo.n_steps=4", "maskable_ppo.batch_size=4", "dqn.learning_starts=8",
+            "--reps", "50", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    rows = _rows(out / "results.csv")
+    assert len(rows) == 2 * 2 * 2 * 2  # 2 algos x 2 checkpoints x 2 inputs x 2 modes
+    assert {r["env_id"] for r in rows} == {"NATCell-v0"}  # scored on the task set's env
+    for r in rows:
+        if r["checkpoint"] == "9":
+            assert (r["evaluations"], r["stop"]) == ("9", "budget")
+    for algo, env_id in (("maskable_ppo", "NATCell-v0"), ("dqn", "NATEdge-v0")):
+        meta = json.loads((out / "runs" / "amortised" / f"{algo}-seed0.json").read_text())
+        assert meta["settings"]["env_id"] == env_id and meta["evaluations"] == 9
+        _, args = load_model(out / "policies" / f"{algo}-seed0.pt")
+        assert (args.algo, args.env) == (algo, env_id)
+    assert main(["validate", str(out), "--supernet", bench["supernet"], "--no-progress"]) == 0
+    assert "all hold" in capsys.readouterr().out
+    stamp = (out / "runs" / "amortised" / "dqn-seed0.csv").stat().st_mtime_ns
+    assert main(argv) == 0
+    assert "bench: 0 runs" in capsys.readouterr().out
+    assert (out / "runs" / "amortised" / "dqn-seed0.csv").stat().st_mtime_ns == stamp
+    assert main([*argv, "--env", "NATCell-v0"]) == 2
+    assert "dqn trains in NATEdge-v0, not NATCell-v0" in capsys.readouterr().err
+
+
 def test_building_the_parser_imports_no_torch():
     code = "import sys; from nat_gym.cli import build_parser; build_parser(); " \
            "print(sorted(m for m in ('torch', 'optuna', 'rliable') if m in sys.modules))"

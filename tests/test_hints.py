@@ -410,6 +410,7 @@ def test_mask_error_grammar():
 
 # One phrase of every error message that carries a hint, and the test above that follows it.
 FOLLOWED = {
+    "--cache PATH or --cache none": "test_eval_cache_that_cannot_be_opened_is_a_config_error",
     "check --out or drop --resume": "test_train_hints, test_train_supernet_hints, test_train_final_resume_hint",
     "pass --resume to continue": "test_train_hints, test_train_supernet_hints",
     "fixes the policy's structure, so use": "test_train_hints",

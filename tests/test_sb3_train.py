@@ -1,4 +1,4 @@
-"""Tests for the SB3 baselines of ``nat-gym train`` (agents.sb3.trainer, hyperparams, callbacks, agents.budget),
+"""Tests for the SB3 baselines of ``nat-gym train`` (agents.sb3.trainer, hyperparams, callbacks, nat_gym.budget),
 with tiny budgets on a tiny random supernet (``tiny_ckpt``)."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import pickle
 
 import gymnasium as gym
 import numpy as np
@@ -13,12 +14,12 @@ import pytest
 import torch
 
 import nat_gym  # noqa: F401  (registers the envs)
-from agents.budget import CountingEvaluator, count_evaluations
 from agents.cli import ALGOS, algo_fields
 from agents.heldout import fresh_inputs, heldout_report, rollout_alphas, score
 from agents.sb3.hyperparams import hyperparams_text, load_hyperparams, parse_assignments, policy_kwargs_value
 from agents.sb3.trainer import ALGORITHMS, SB3Args, SB3Run, algorithm_class, load_model, train
 from nat_gym import genotypes
+from nat_gym.budget import BudgetedEvaluator, count_evaluations
 from nat_gym.cli import build_parser, main
 from nat_gym.errors import CheckpointError, ConfigError
 from nat_gym.evaluator import CallableEvaluator
@@ -269,16 +270,20 @@ def test_saved_model_predicts_the_same_masked_actions(tiny_ckpt, tmp_path):
 def test_counting_evaluator_counts_distinct_architectures():
     env = gym.make("NATCell-v0", evaluator=CallableEvaluator(_skip_fraction))
     counter = count_evaluations(env)
-    assert count_evaluations(env) is counter and isinstance(env.unwrapped.evaluator, CountingEvaluator)
+    assert count_evaluations(env) is counter and isinstance(env.unwrapped.evaluator, BudgetedEvaluator)
+    assert counter.budget is None
     obs, _ = env.reset(seed=0)  # scores the input
-    assert (counter.evaluations, counter.requests) == (1, 1)
+    assert (counter.used, counter.requested) == (1, 1)
     identity = env.unwrapped.rules.op_indices(env.unwrapped.genotype)
     env.step(identity)  # scores [beta, alpha] = [beta, beta]: nothing new
-    assert (counter.evaluations, counter.requests) == (1, 3)
-    counter.inner.bump_version()  # new weights: the same architecture costs again
+    assert (counter.used, counter.requested) == (1, 3)
+    counter.evaluator.bump_version()  # new weights: the same architecture costs again
     counter.evaluate([env.unwrapped.genotype])
-    assert counter.evaluations == 2
-    assert counter.num_batches == 1 and counter.version == counter.inner.version
+    assert counter.used == 2
+    assert counter.num_batches == 1 and counter.version == counter.evaluator.version
+    assert counter.bump_version == counter.evaluator.bump_version  # other attributes are the wrapped evaluator's
+    restored = pickle.loads(pickle.dumps(env))  # a resumed run keeps its counts
+    assert restored.unwrapped.evaluator.used == 2 and restored.unwrapped.evaluator.seen(env.unwrapped.genotype)
 
 
 def test_heldout_report_has_the_floors_and_rollouts_match_direct_transforms():

@@ -104,23 +104,42 @@ def test_algorithm_arguments_are_checked():
         load_search("local-search")[1](start="middle")
 
 
-def test_amortised_algorithms_spend_exactly_the_budget(tmp_path):
-    """The NAT trainer (which scores inputs and samples in one batched call, then steps) spends exactly the budget;
-    the floors spend nothing."""
-    from agents.bench.algorithms import make_agent
+_TINY_SB3 = {"policy_kwargs": "dict(net_arch=[8], features_extractor_kwargs=dict(hidden_dim=8))"}
+_TINY = {"nat": {"lift_dim": 16, "hidden_dim": 8, "op_embed_dim": 8},
+         "maskable_ppo": {"n_steps": 4, "batch_size": 4, "n_epochs": 1, **_TINY_SB3},
+         "ppo": {"n_steps": 4, "batch_size": 4, "n_epochs": 1, **_TINY_SB3},
+         "a2c": {"n_steps": 2, **_TINY_SB3},
+         "dqn": {"learning_starts": 8, "train_freq": 4, "batch_size": 4, **_TINY_SB3}}  # fmt: skip
+
+
+@pytest.mark.parametrize("algo", list(_TINY))
+def test_amortised_algorithms_spend_exactly_the_budget(algo):
+    """Every trained amortised algorithm spends exactly the budget: the NAT trainer (which scores inputs and samples
+    in one batched call, then steps) and the SB3 baselines (one step at a time, NATEdge-v0 for dqn) alike; the
+    floors spend nothing."""
+    from agents.bench.algorithms import make_agent, train_env_id
     from nat_gym.envs.tasks import ExcludeInputs
 
+    env_id = train_env_id(algo, None, "NATCell-v0")
+    assert env_id == ("NATEdge-v0" if algo == "dqn" else "NATCell-v0")
     for budget in (7, 12):
         ev = BudgetedEvaluator(CallableEvaluator(_skips), budget)
-        env = ExcludeInputs(gym.make("NATCell-v0", evaluator=ev))
-        agent = make_agent("nat", env, 0, {"lift_dim": 16, "hidden_dim": 8, "op_embed_dim": 8})
+        env = ExcludeInputs(gym.make(env_id, evaluator=ev))
+        agent = make_agent(algo, env, 0, _TINY[algo])
         agent.learn(budget // 2)
-        assert budget // 2 <= ev.used <= budget // 2 + 1  # one update scores an input and its transformation
-        try:  # an update that would overshoot the budget raises after spending what was left
+        assert budget // 2 <= ev.used <= budget // 2 + 1  # one step scores a transformation and the next input
+        try:  # an update (or a step) that would overshoot the budget raises after spending what was left
             agent.learn(budget)
         except BudgetExhausted:
-            assert budget % 2  # with an even budget the updates (two new scores each) end exactly on it
+            # with an even budget NAT's updates (two new scores each) end exactly on it
+            assert budget % 2 or algo != "nat"
         assert ev.used == budget
+    rules, starts = env.unwrapped.rules, [named.resolve("DARTS_V2"), named.resolve("VGG")]
+    for deterministic in (True, False):  # zero-shot transformations of unseen inputs: valid, and cost no budget
+        actions = agent.actions(starts, deterministic=deterministic, rng=np.random.default_rng(0))
+        assert actions.shape == (2, starts[0].num_edges)
+        assert not any(rules.apply_indices(g, a)[1].any() for g, a in zip(starts, actions))
+    assert ev.used == budget
     floor = make_agent("random-valid", env, 0, {})
     floor.learn(budget)
     assert ev.used == budget  # the floor spent nothing more

@@ -9,13 +9,14 @@ trained policies that the per-instance protocol samples best-of-K). An :class:`A
 - ``actions(genotypes, deterministic=..., rng=...)``: transform inputs zero-shot (``[B, 2E]`` op indices);
 - ``save(path)``: write the trained policy (``None`` for the floors, which have nothing to save).
 
-Adding an algorithm (e.g. an SB3 baseline of ``nat-gym train``) is one entry here and one small adapter. For an SB3
-model the adapter builds the model on ``env`` (the budgeted, test-input-excluding training env the protocol hands
-over; wrap it as the algorithm needs, e.g. NATEdge-v0's edge-by-edge form), ``learn(until)`` calls
-``model.learn(total_timesteps=<large>, callback=<stop once env.unwrapped.evaluator.used >= until>,
-reset_num_timesteps=False)`` (at the budget ``env.step`` raises :class:`~nat_gym.budget.BudgetExhausted` out of
-``learn``; the protocol catches it), ``actions`` encodes each genotype (:func:`nat_gym.envs.observation.encode`) and
-calls ``model.predict(obs, action_masks=..., deterministic=...)``, and ``save``/``load`` use SB3's own files.
+Adding an algorithm is one entry here and one small adapter. The SB3 baselines of ``nat-gym train``
+(:mod:`agents.bench.sb3_agents`) train with the trainer's own run (:class:`~agents.sb3.trainer.SB3Run`) in the
+budgeted training env the protocol hands over; NATEdge-v0 agents transform a test input by playing its edge-by-edge
+episode.
+
+Training env (:func:`train_env_id`): ``nat-gym bench --env`` picks it for the algorithms that can train in it;
+without ``--env`` an algorithm trains in the task set's env if it can, else in its own (``dqn``: NATEdge-v0, whose
+action is ``Discrete``). Results are always scored on the task set's env.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from nat_gym import rules as rule_sets
 from nat_gym.errors import ConfigError
 from nat_gym.genotype import Genotype
 
-__all__ = ["AMORTISED", "AmortisedSpec", "AmortisedAgent", "make_agent", "load_policy", "NATAgent", "FloorAgent"]
+__all__ = ["AMORTISED", "AmortisedSpec", "AmortisedAgent", "make_agent", "load_policy", "train_env_id", "NATAgent",
+           "FloorAgent"]
 
 
 class AmortisedAgent(TransformPolicy, Protocol):
@@ -65,6 +67,14 @@ AMORTISED: dict[str, AmortisedSpec] = {
                                   envs=("NATCell-v0", "NATEdge-v0")),
     "identity": AmortisedSpec("agents.bench.algorithms", "IdentityAgent",
                               "floor: no change (reward 0, no training)", trains=False, envs=("NATCell-v0", "NATEdge-v0")),
+    "maskable_ppo": AmortisedSpec("agents.bench.sb3_agents", "MaskablePPOAgent", "sb3-contrib MaskablePPO (nat-gym "
+                                  "train --algo maskable_ppo, GCN extractor)", envs=("NATCell-v0", "NATEdge-v0")),
+    "ppo": AmortisedSpec("agents.bench.sb3_agents", "PPOAgent", "SB3 PPO, no masks (nat-gym train --algo ppo, GCN "
+                         "extractor)", envs=("NATCell-v0", "NATEdge-v0")),
+    "a2c": AmortisedSpec("agents.bench.sb3_agents", "A2CAgent", "SB3 A2C, no masks (nat-gym train --algo a2c, GCN "
+                         "extractor)", envs=("NATCell-v0", "NATEdge-v0")),
+    "dqn": AmortisedSpec("agents.bench.sb3_agents", "DQNAgent", "SB3 DQN, no masks (nat-gym train --algo dqn, GCN "
+                         "extractor; trains in NATEdge-v0)", envs=("NATEdge-v0",)),
 }  # fmt: skip
 """Amortised algorithms by name (``nat-gym bench --protocol amortised --algos ...``)."""
 
@@ -72,6 +82,21 @@ AMORTISED: dict[str, AmortisedSpec] = {
 def make_agent(name: str, env: gym.Env, seed: int, hyperparams: dict[str, Any]) -> AmortisedAgent:
     spec = AMORTISED[name]
     return getattr(importlib.import_module(spec.module), spec.factory)(env, seed, hyperparams)
+
+
+def train_env_id(name: str, requested: str | None, task_env_id: str) -> str:
+    """The env algorithm ``name`` trains in (module docstring): ``requested`` (``--env``) if given, else the task
+    set's env if the algorithm can train in it, else the algorithm's own.
+
+    Raises:
+        ConfigError: ``requested`` is an env the algorithm cannot train in.
+    """
+    envs = AMORTISED[name].envs
+    if requested is None:
+        return task_env_id if task_env_id in envs else envs[0]
+    if requested not in envs:
+        raise ConfigError(f"env: {name} trains in {' or '.join(envs)}, not {requested}")
+    return requested
 
 
 def load_policy(name: str, path: str | Path, rules: rule_sets.TransitionRules) -> TransformPolicy:

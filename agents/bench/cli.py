@@ -105,10 +105,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "what nat-gym validate needs to re-score it), OUT/summary.json, OUT/report.md and PNGs; finished runs are "
         "skipped, so the same command resumes an interrupted benchmark.",
     )
-    p.add_argument("--env", default="NATCell-v0", choices=("NATCell-v0", "NATEdge-v0"),
-                   help="environment the amortised agents train in, for the algorithms that support it (NATEdge-v0: "
-                        "edge by edge); results are always scored on the task set's environment (default: "
-                        "NATCell-v0)")  # fmt: skip
+    p.add_argument("--env", default=None, choices=("NATCell-v0", "NATEdge-v0"),
+                   help="environment the amortised agents train in (NATEdge-v0: edge by edge); every chosen "
+                        "algorithm must support it. Results are always scored on the task set's environment "
+                        "(default: the task set's environment for the algorithms that can train in it, NATEdge-v0 "
+                        "for dqn)")  # fmt: skip
     p.add_argument("--protocol", choices=PROTOCOL_CHOICES, default="both",
                    help="amortised, per-instance, or both (amortised first: per-instance policy sampling uses its "
                         "trained policies) (default: both)")  # fmt: skip

@@ -29,7 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.bench.algorithms import AMORTISED, load_policy, make_agent
+from agents.bench.algorithms import AMORTISED, load_policy, make_agent, train_env_id
 from agents.bench.results import PIN_COLUMNS
 from nat_gym.budget import BudgetedEvaluator, BudgetExhausted
 from nat_gym.envs.tasks import ExcludeInputs, TaskSet, reserved_inputs
@@ -66,8 +66,8 @@ class Context:
         task: the task set. ``env``: its pinned environment (the task set's env id), which scores every result
             (``env.unwrapped.evaluator`` is the base evaluator). ``pin``: ``task.pin(env)``.
         policies: the folder of trained policies (per-instance policy sampling).
-        train_env_id: the environment amortised agents train in (default: the task set's; NATEdge-v0 for the
-            algorithms that decide edge by edge). It shares the pinned rules, reward and evaluator.
+        train_env_id: ``--env``, the environment amortised agents train in (``None``: each algorithm's default,
+            :func:`~agents.bench.algorithms.train_env_id`). It shares the pinned rules, reward and evaluator.
     """
 
     task: TaskSet
@@ -84,7 +84,7 @@ class Context:
         if eval_workers is not None and hasattr(env.unwrapped.evaluator, "workers"):
             env.unwrapped.evaluator.workers = int(eval_workers)
         return cls(task, env, task.pin(env), Path(policies) if policies else None, reserved_inputs(task.env_id),
-                   env_id or task.env_id)  # fmt: skip
+                   env_id)  # fmt: skip
 
     @property
     def evaluator(self):
@@ -129,12 +129,10 @@ def run_amortised(ctx: Context, algo: str, seed: int, *, budget: int, num_checkp
     docstring). Returns the rows; ``save_policy`` writes the trained policy there (if the algorithm has one)."""
     if algo not in AMORTISED:
         raise ConfigError(f"algos: unknown amortised algorithm {algo!r}; known: {', '.join(AMORTISED)}")
-    spec = AMORTISED[algo]
-    if ctx.train_env_id not in spec.envs:
-        raise ConfigError(f"env: {algo} trains in {' or '.join(spec.envs)}, not {ctx.train_env_id}")
-    trains = spec.trains
+    trains = AMORTISED[algo].trains
+    env_id = train_env_id(algo, ctx.train_env_id, ctx.task.env_id)
     ctx.cold_cache()
-    env = ExcludeInputs(ctx.budget_env(budget, env_id=ctx.train_env_id), ctx.reserved)
+    env = ExcludeInputs(ctx.budget_env(budget, env_id=env_id), ctx.reserved)
     agent = make_agent(algo, env, seed, dict(hyperparams or {}))
     spent = env.unwrapped.evaluator
     rows, seconds, stop = [], 0.0, "" if trains else "no-training"

@@ -46,10 +46,11 @@ def _score_unit(s: ProtocolStats) -> str:
 
 def _protocol_markdown(s: ProtocolStats, rows: Sequence[dict[str, Any]]) -> list[str]:
     first = next(r for r in rows if r["protocol"] == s.protocol)
-    n_seeds = max(len(e.seeds) for e in s.entries)
+    counts = sorted({len(e.seeds) for e in s.entries})
+    seeds = f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} seeds (column seeds)"
     lines = [
         f"## {s.protocol}: {first['task_set']} ({len(s.inputs)} inputs), budget {s.budget} reward evaluations, "
-        f"{n_seeds} seeds",
+        f"{seeds}",
         "",
         f"Pinned: `{first['env_version']}`, rules `{first['rules']}` ({first['rules_digest']}), supernet "
         f"`{first['supernet']}`, task digest `{first['task_digest']}`, cost weight {first['cost_weight']:g}.",
@@ -73,8 +74,8 @@ def _protocol_markdown(s: ProtocolStats, rows: Sequence[dict[str, Any]]) -> list
         f"| entry | IQM {unit} [95% CI] | mean {unit} [95% CI] | optimality gap [95% CI] | "
         + ("mean reward (points) [95% CI] | " if reward_col else "")
         + f"MAdds saving | P({s.winner} > entry) [95% CI] | evaluations | "
-        f"{'seconds per run' if s.protocol == 'amortised' else 'seconds per input'} | stop |",
-        "|---|---|---|---|---|---|---|---|---|" + ("---|" if reward_col else ""),
+        f"{'seconds per run' if s.protocol == 'amortised' else 'seconds per input'} | stop | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if reward_col else ""),
     ]
     order = sorted(s.entries, key=lambda e: (-s.point[e.label]["iqm"], -s.point[e.label]["mean"], e.label))
     for e in order:
@@ -85,7 +86,7 @@ def _protocol_markdown(s: ProtocolStats, rows: Sequence[dict[str, Any]]) -> list
             f"| {e.label} | {_num(p['iqm'], k, signed)} {_ci(*c['iqm'], k, signed)} | "
             f"{_num(p['mean'], k, signed)} {_ci(*c['mean'], k, signed)} | {_num(p['gap'], k)} {_ci(*c['gap'], k, '')} | "
             f"{reward}{100 * p['saving']:.1f}% | {poi} | {e.evaluations[s.budget].mean():.0f} | "
-            f"{e.seconds[s.budget].mean():.1f} | {', '.join(e.stops)} |"
+            f"{e.seconds[s.budget].mean():.1f} | {', '.join(e.stops)} | {len(e.seeds)} |"
         )
     lines += ["", _verdict(s), ""]
     if s.protocol == "per-instance":
@@ -130,8 +131,13 @@ def _figure(ncols: int, width: float = 4.2, height: float = 3.2) -> tuple[Figure
     return fig, fig.subplots(1, ncols, squeeze=False)[0]
 
 
-def _colours(s: ProtocolStats) -> dict[str, str]:
-    return {e.label: f"C{k % 10}" for k, e in enumerate(s.entries)}
+def _colours(s: ProtocolStats) -> dict[str, Any]:
+    """A distinct colour per entry: matplotlib's default cycle, or ``tab20`` for more than 10 entries."""
+    if len(s.entries) <= 10:
+        return {e.label: f"C{k}" for k, e in enumerate(s.entries)}
+    from matplotlib import colormaps
+
+    return {e.label: colormaps["tab20"](k % 20) for k, e in enumerate(s.entries)}
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -188,7 +194,7 @@ def _curves_png(s: ProtocolStats, path: Path) -> None:
     for ax in axes:
         ax.set_ylabel(f"IQM {_score_unit(s)}")
         ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"{s.protocol}: IQM {s.score_name} with 95% CIs", fontsize=10)
     _save(fig, path)
 

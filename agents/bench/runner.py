@@ -56,7 +56,7 @@ class BenchConfig:
     task_sets: dict[str, str] = field(default_factory=lambda: {"amortised": "digits/test-200-v0",
                                                                 "per-instance": "digits/named-v0"})  # fmt: skip
     checkpoints: dict[str, int] = field(default_factory=lambda: {"amortised": 4, "per-instance": 10})
-    env_id: str = "NATCell-v0"
+    env_id: str | None = None
     samples: int = 8
     cost_weight: float = 0.0
     supernet: str | None = None
@@ -94,7 +94,11 @@ class BenchConfig:
              "checkpoints": self.checkpoints[protocol], "cost_weight": self.cost_weight, "supernet": self.supernet,
              "hyperparams": self.hyperparams.get(protocol, {}).get(algo, {})}  # fmt: skip
         if protocol == "amortised":  # the training env and the test-time samples matter to amortised runs only
-            s.update(env_id=self.env_id, samples=self.samples)
+            from agents.bench.algorithms import train_env_id
+            from nat_gym.envs import tasks
+
+            s.update(env_id=train_env_id(algo, self.env_id, tasks.get(self.task_sets[protocol]).env_id),
+                     samples=self.samples)  # fmt: skip
         return json.loads(json.dumps(s))
 
 

@@ -1,4 +1,4 @@
-"""SB3 callbacks for budgets counted in reward evaluations (:mod:`agents.budget`).
+"""SB3 callbacks for budgets counted in reward evaluations (:mod:`nat_gym.budget`).
 
 :class:`StopOnEvaluations` ends ``model.learn(...)`` once the training envs have scored a number of architectures,
 so that algorithms that spend evaluations at different rates (a ``NATCell-v0`` step scores one transformation, a
@@ -12,15 +12,15 @@ from __future__ import annotations
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
-from agents.budget import CountingEvaluator, count_evaluations
+from nat_gym.budget import BudgetedEvaluator, count_evaluations
 from nat_gym.errors import ConfigError
 
 __all__ = ["vec_env_counters", "evaluations_of", "StopOnEvaluations"]
 
 
-def vec_env_counters(vec_env: VecEnv) -> list[CountingEvaluator]:
+def vec_env_counters(vec_env: VecEnv) -> list[BudgetedEvaluator]:
     """The evaluation counters of the envs of an in-process vector env (``DummyVecEnv``, possibly wrapped in
-    ``VecEnvWrapper``s); installs one in every env that has none (:func:`~agents.budget.count_evaluations`).
+    ``VecEnvWrapper``s); installs one in every env that has none (:func:`~nat_gym.budget.count_evaluations`).
 
     Raises:
         ConfigError: If the envs live in other processes (``SubprocVecEnv``): their counters cannot be read here.
@@ -36,9 +36,9 @@ def vec_env_counters(vec_env: VecEnv) -> list[CountingEvaluator]:
     return [count_evaluations(env) for env in envs]
 
 
-def evaluations_of(counters: list[CountingEvaluator]) -> int:
+def evaluations_of(counters: list[BudgetedEvaluator]) -> int:
     """Reward evaluations of all the envs together."""
-    return sum(c.evaluations for c in counters)
+    return sum(c.used for c in counters)
 
 
 class StopOnEvaluations(BaseCallback):
@@ -48,7 +48,7 @@ class StopOnEvaluations(BaseCallback):
     overshoots by at most the evaluations of one step (a transformation and the next input per env).
 
     Args:
-        max_evaluations (int): the budget in reward evaluations (:class:`~agents.budget.CountingEvaluator`).
+        max_evaluations (int): the budget in reward evaluations (:class:`~nat_gym.budget.BudgetedEvaluator`).
         verbose (int): SB3's verbosity.
     """
 
@@ -57,7 +57,7 @@ class StopOnEvaluations(BaseCallback):
         if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, int) or max_evaluations < 1:
             raise ConfigError(f"max_evaluations: expected a positive integer, got {max_evaluations!r}")
         self.max_evaluations = max_evaluations
-        self.counters: list[CountingEvaluator] = []
+        self.counters: list[BudgetedEvaluator] = []
 
     def _init_callback(self) -> None:
         self.counters = vec_env_counters(self.training_env)

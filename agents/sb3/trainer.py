@@ -7,7 +7,7 @@ MaskablePPO reads the env's ``action_masks()``; PPO, A2C and DQN do not (a maske
 is, the env's ``invalid_action="keep"``; ``invalid_edges`` in the metrics counts them).
 
 Budgets: ``n_timesteps`` environment steps and, optionally, ``evaluations`` reward evaluations (distinct
-architectures the training envs scored, :mod:`agents.budget`); the run stops at whichever comes first.
+architectures the training envs scored, :mod:`nat_gym.budget`); the run stops at whichever comes first.
 
 Outputs in ``args.out``, the same as ``--algo nat``'s:
 
@@ -343,7 +343,7 @@ class SB3Run:
         self.counters = vec_env_counters(self.vec_env)
         base = self.vec_env.envs[0].unwrapped
         # the held-out episodes run in a copy of env 0 that scores with the uncounted evaluator
-        self.eval_env = copy.deepcopy(base, memo={id(base.evaluator): self.counters[0].inner})
+        self.eval_env = copy.deepcopy(base, memo={id(base.evaluator): self.counters[0].evaluator})
         self._heldout_inputs = fresh_inputs(base.rules, base.steps, self.args.eval_inputs, self.args.eval_seed)
 
     @property
@@ -461,16 +461,17 @@ class SB3Run:
             self.save()
 
     # -------------------------------------------------------------------------------------------- held-out
-    def transform(self, betas: list[Genotype], deterministic: bool) -> list[Genotype]:
+    def transform(self, betas: list[Genotype], deterministic: bool, seed: int | None = None) -> list[Genotype]:
         """What the current model makes of each input (:func:`agents.heldout.rollout_alphas` in the evaluation
-        env, scored by nobody), with every random stream isolated (seed ``eval_seed``)."""
+        env, whose scores count in no budget), with every random stream isolated (seed ``seed``, default
+        ``eval_seed``, below 2**32)."""
         masked = self.args.algo in _MASKED
 
         def act(obs: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
             action, _ = self.model.predict(obs, deterministic=deterministic, **({"action_masks": mask} if masked else {}))
             return action
 
-        with _isolated_rng(self.args.eval_seed, self.model):
+        with _isolated_rng(self.args.eval_seed if seed is None else seed, self.model):
             return rollout_alphas(self.eval_env, act, betas)
 
     def evaluate_heldout(self) -> dict[str, float]:
@@ -479,7 +480,7 @@ class SB3Run:
         betas = self._heldout_inputs
         if not betas:
             return {}
-        evaluator, cost_config = self.counters[0].inner, self.eval_env.cost_config
+        evaluator, cost_config = self.counters[0].evaluator, self.eval_env.cost_config
         rewards, savings = score(evaluator, cost_config, betas, self.transform(betas, False))
         argmax, _ = score(evaluator, cost_config, betas, self.transform(betas, True))
         return {
@@ -494,7 +495,7 @@ class SB3Run:
         t = self.model.num_timesteps
         row: dict[str, float] = {"timesteps": float(t), "episodes": float(self.episodes),
                                  "evaluations": float(self.evaluations),
-                                 "evaluation_requests": float(sum(c.requests for c in self.counters))}  # fmt: skip
+                                 "evaluation_requests": float(sum(c.requested for c in self.counters))}  # fmt: skip
         for key in ("reward", "madds_saving", "invalid_edges", "acc_before", "acc_after", "episode_length"):
             values = self.pending.get(key, [])
             row[key] = float(np.mean(values)) if values else math.nan
@@ -551,7 +552,7 @@ class SB3Run:
         evaluators' caches emptied first: they are only a speed-up (scores are deterministic), and the cached
         activations alone would weigh tens of MB."""
         for counter in self.counters:
-            clear = getattr(counter.inner, "clear_cache", None)
+            clear = getattr(counter.evaluator, "clear_cache", None)
             if clear is not None:
                 clear()
         return pickle.dumps(self.vec_env.envs, protocol=pickle.HIGHEST_PROTOCOL)
@@ -579,12 +580,12 @@ class SB3Run:
         heldout: dict[str, Any] = {}
         if self.args.heldout_inputs:
             betas = fresh_inputs(base.rules, base.steps, self.args.heldout_inputs)
-            heldout = heldout_report(self.counters[0].inner, base.cost_config, base.rules, betas, self.transform)
+            heldout = heldout_report(self.counters[0].evaluator, base.cost_config, base.rules, betas, self.transform)
         budget = self.args.evaluations
         summary = {
             "algo": self.args.algo, "env": self.args.env, "policy": self.args.policy,
             "timesteps": self.model.num_timesteps, "episodes": self.episodes, "evaluations": self.evaluations,
-            "evaluation_requests": sum(c.requests for c in self.counters),
+            "evaluation_requests": sum(c.requested for c in self.counters),
             "stopped_by": "evaluations" if budget is not None and self.evaluations >= budget else "timesteps",
             "seconds": self.history[-1]["time"], "last": self.history[-1], "heldout": heldout,
             "checkpoint": str(self.out / "checkpoint.pt"), "model": str(model_zip), "args": asdict(self.args),
