@@ -24,6 +24,7 @@ from nat_gym.supernet import default as default_mod
 from nat_gym.supernet.checkpoint import atomic_save, load_checkpoint, read_checkpoint, save_checkpoint
 from nat_gym.supernet.config import SupernetConfig, SupernetTrainConfig
 from nat_gym.supernet.model import (
+    CroppedConv2d,
     GroupBatchNorm2d,
     ShiftedWindowPool,
     Supernet,
@@ -234,6 +235,30 @@ def test_shifted_window_pool_picks_by_direction_and_map_size():
     avg, avg_s2 = ShiftedWindowPool("avg_pool", 3, 1), ShiftedWindowPool("avg_pool", 3, 2)
     assert avg.shifted_is_faster(big) and not avg.shifted_is_faster(torch.randn(2, 80, 8, 8))  # many channels
     assert not avg_s2.shifted_is_faster(big) and avg_s2.shifted_is_faster(torch.randn(2, 4, 32, 32))
+
+
+# ------------------------------------------------------------------------------------------------- convs
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("dilation", [1, 2])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [(8, 8), (4, 4), (2, 2), (1, 1), (7, 6), (4, 5)])
+@pytest.mark.parametrize("groups", [1, 3])
+def test_cropped_conv_equals_conv(kernel, dilation, stride, size, groups):
+    """Cropped taps, subsampled stride-2 dilated convs and polyphase stride-1 dilated convs: the conv's values and
+    gradients, whichever way a map size takes (NCHW and channels-last inputs)."""
+    conv = torch.nn.Conv2d(3, 3, kernel, stride, dilation * (kernel // 2), dilation, groups, bias=False)
+    cropped = CroppedConv2d.from_conv(conv)
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(sum(size) + kernel))
+    for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+        xa, xb = inp.clone().requires_grad_(), inp.clone().requires_grad_()
+        ref, out = conv(xa), cropped(xb)
+        assert out.shape == ref.shape
+        torch.testing.assert_close(out, ref, **TOL)
+        grad = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1))
+        ref.backward(grad)
+        out.backward(grad)
+        torch.testing.assert_close(xb.grad, xa.grad, **TOL)
+    torch.testing.assert_close(cropped.weight.grad, conv.weight.grad, **TOL)
 
 
 def test_pool_ops_cover_every_kind_and_kernel():
