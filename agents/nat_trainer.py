@@ -77,7 +77,8 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "nat-gym-nat-trainer"
 CHECKPOINT_VERSION = 1
-STRUCTURAL_FIELDS: tuple[str, ...] = ("variant", "rules", "steps", "op_embed_dim", "lift_dim", "hidden_dim")
+STRUCTURAL_FIELDS: tuple[str, ...] = ("variant", "rules", "steps", "op_embed_dim", "lift_dim", "hidden_dim",
+                                      "keep_prior")
 """Arguments that fix the shapes of the policy (and the meaning of its outputs): a checkpoint saved with other
 values cannot be loaded (:class:`~nat_gym.errors.CheckpointError` naming the field)."""
 
@@ -152,6 +153,9 @@ class NATTrainerArgs:
     """GCN lifted node-feature width (reference: 1024)."""
     hidden_dim: int = 100
     """GCN hidden width (reference: 100)."""
+    keep_prior: float = 0.0
+    """Initial learned logit added to every edge's current op (0 = the papers' policy, whose masked softmax starts
+    near uniform over the valid targets, far from the identity)."""
     device: str = "auto"
     """auto (CUDA when available), cpu or cuda."""
     threads: int | None = 1
@@ -221,6 +225,11 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if len(values) else math.nan
 
 
+def _build_policy(args: NATTrainerArgs, num_ops: int) -> GCNPolicy:
+    return GCNPolicy(num_ops, args.variant, op_embed_dim=args.op_embed_dim, lift_dim=args.lift_dim,
+                     hidden_dim=args.hidden_dim, keep_prior=args.keep_prior)  # fmt: skip
+
+
 def _resolve_device(device: str) -> torch.device:
     from nat_gym.supernet.train import resolve_device
 
@@ -263,8 +272,7 @@ class NATTrainer:
         self.evaluator = base.evaluator
         self.supernet = getattr(self.evaluator, "supernet", None)
 
-        self.policy = GCNPolicy(self.rules.num_ops, args.variant, op_embed_dim=args.op_embed_dim,
-                                lift_dim=args.lift_dim, hidden_dim=args.hidden_dim).to(self.device)  # fmt: skip
+        self.policy = _build_policy(args, self.rules.num_ops).to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=args.lr, betas=tuple(args.betas),
                                           weight_decay=args.weight_decay)  # fmt: skip
         self.supernet_trainer = None
@@ -632,8 +640,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[G
     payload = load_trainer_checkpoint(path)
     args = NATTrainerArgs.from_dict(payload["args"])
     num_ops = rule_sets.get(args.rules).num_ops
-    policy = GCNPolicy(num_ops, args.variant, op_embed_dim=args.op_embed_dim, lift_dim=args.lift_dim,
-                       hidden_dim=args.hidden_dim)  # fmt: skip
+    policy = _build_policy(args, num_ops)
     try:
         policy.load_state_dict(payload["policy"])
     except RuntimeError as e:

@@ -1,19 +1,27 @@
-"""Evidence for the NAT policy on the digits default: does a trained transformer beat random valid transformations?
+"""Evidence for the NAT policy on the digits default: does a trained transformer beat random valid transformations,
+and the identity?
 
-For each seed and GCN variant (faithful, fixed) it trains the NAT policy (REINFORCE, Algorithm 1's policy step) on the
-default digits supernet, then scores on 200 fresh input architectures and on the registered 4-step genotypes:
+For each seed and GCN variant it trains the NAT policy (``nat-gym train --algo nat`` with the given settings) on the
+default digits supernet, then scores it on ``--inputs`` fresh input architectures and on the registered 4-step
+genotypes:
 
-- ``policy``: one transformation sampled from pi(.|beta); ``argmax``: the most likely one;
-- ``random``: a uniformly random *valid* transformation (every edge picks uniformly among its allowed ops);
+- ``sampled``: one transformation sampled from pi(.|beta); ``argmax``: the most likely one;
+- ``best-of-10``: what ``nat-gym transform`` derives (the papers' protocol): 10 candidates sampled under the cost
+  guard, the one of best shared-weight accuracy on the validation split kept;
+- ``random``: a uniformly random *valid* transformation (every edge picks uniformly among its allowed ops), and the
+  best of 10 of them chosen the same way;
 - ``identity``: no change (reward 0, saving 0 by definition: the floor a useful policy must beat).
 
-Reward = acc(alpha) - acc(beta) on the whole validation split (360 held-out training images) with the shared
-weights; saving = relative MAdds saving of the stand-alone network at the supernet's shape. The supernet is the
-cached default one (trained by uniform sampling, Algorithm 1's supernet step) and stays frozen here so that 3 seeds
-x 2 variants fit in minutes on 2 CPU cores; ``--train-supernet`` alternates supernet epochs as in the paper.
+Reward = acc(alpha) - acc(beta) on the whole validation split (360 held-out *training* images; the test split is never
+used) with the shared weights; saving = relative MAdds saving of the stand-alone network at the supernet's shape;
+changed = the fraction of edges whose op changed. The supernet stays frozen so that many runs fit in minutes on 2
+CPU cores (``--set train_supernet=true`` alternates supernet epochs as in Algorithm 1).
 
-Usage: ``python scripts/evidence.py [--seeds 0 1 2] [--epochs 150] [--out runs/evidence]``; prints a Markdown table
-and writes ``evidence.json``.
+``--set KEY=VALUE`` (repeatable) overrides any :class:`~agents.nat_trainer.NATTrainerArgs` field (values are read as
+JSON, e.g. ``--set entropy_coef=0 --set reward_images=null``): one ablation arm per call.
+
+Usage: ``python scripts/evidence.py [--seeds 0 1 2 3 4 5] [--epochs 150] [--set KEY=VALUE ...] [--out DIR]``;
+prints a Markdown table and writes ``evidence.json``.
 """
 
 from __future__ import annotations
@@ -21,104 +29,149 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from agents.nat_trainer import NATTrainerArgs, make_env, train
+from agents.transform import transform
 from nat_gym import genotypes as named
 from nat_gym.cost import network_cost
 from nat_gym.envs.observation import encode
 from nat_gym.sampling import random_genotype
 
 NAMED = ("DARTS_V1", "DARTS_V2", "VGG", "ResBlock", "MobileNetV2", "R1", "R2", "R3", "R4", "R5")
+MODES = ("sampled", "argmax", "best-of-10")
 
 
 def random_valid_ops(rules, genotype, rng: np.random.Generator) -> list[int]:
     return [int(rng.choice(np.flatnonzero(row))) for row in rules.mask(genotype)]
 
 
-def score(env, betas, alphas) -> tuple[np.ndarray, np.ndarray]:
-    """Rewards and relative MAdds savings of ``alphas`` over ``betas`` (whole validation split)."""
+def score(env, betas, alphas) -> dict[str, float]:
+    """Mean reward, relative MAdds saving and fraction of changed edges of ``alphas`` over ``betas``."""
     ev, cfg = env.unwrapped.evaluator, env.unwrapped.cost_config
     acc_b, acc_a = ev.evaluate(betas), ev.evaluate(alphas)
     mb = np.array([network_cost(b, **cfg).madds for b in betas], dtype=float)
     ma = np.array([network_cost(a, **cfg).madds for a in alphas], dtype=float)
-    return acc_a - acc_b, (mb - ma) / mb
+    changed = [np.mean([x != y for x, y in zip(b.ops, a.ops)]) for b, a in zip(betas, alphas)]
+    return {"reward": float((acc_a - acc_b).mean()), "saving": float(((mb - ma) / mb).mean()),
+            "changed": float(np.mean(changed))}  # fmt: skip
+
+
+def best_of(env, candidates) -> object:
+    """The candidate of best shared-weight accuracy (ties: fewer MAdds, then the first), as ``transform`` picks."""
+    acc = env.unwrapped.evaluator.evaluate(candidates)
+    madds = [network_cost(c, **env.unwrapped.cost_config).madds for c in candidates]
+    return candidates[min(range(len(candidates)), key=lambda i: (-acc[i], madds[i], i))]
 
 
 @torch.no_grad()
-def policy_alphas(policy, rules, betas, *, deterministic: bool, seed: int):
+def policy_alphas(policy, env, betas, mode: str, seed: int) -> list:
+    rules = env.unwrapped.rules
+    if mode == "best-of-10":
+        return [transform(b, policy, env, samples=10, seed=seed).best for b in betas]
     obs = [encode(b, rules) for b in betas]
     batch = {k: np.stack([o[k] for o in obs]) for k in obs[0]}
     gen = torch.Generator().manual_seed(seed)
-    actions, _, _ = policy.act(batch, deterministic=deterministic, generator=gen)
+    actions, _, _ = policy.act(batch, deterministic=mode == "argmax", generator=gen)
     return [rules.apply(b, a.tolist(), invalid="raise") for b, a in zip(betas, actions.cpu().numpy())]
+
+
+def parse_overrides(items: list[str]) -> dict:
+    known = {f.name for f in fields(NATTrainerArgs)}
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise SystemExit(f"--set: expected KEY=VALUE with KEY a NATTrainerArgs field, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
-    p.add_argument("--variants", nargs="+", default=["faithful", "fixed"], help="GCN variants (default: both)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5],
+                   help="training seeds (default: 0 1 2 3 4 5)")  # fmt: skip
+    p.add_argument("--variants", nargs="+", default=["fixed", "faithful"], help="GCN variants (default: both)")
     p.add_argument("--epochs", type=int, default=150, help="policy epochs per run (default: 150)")
-    p.add_argument("--reward-images", type=int, default=64, help="images per training reward (default: 64)")
-    p.add_argument("--train-supernet", action="store_true", help="alternate supernet epochs (Algorithm 1)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a NATTrainerArgs field for every run (repeatable), e.g. entropy_coef=0")
+    p.add_argument("--supernet", default=None, help="supernet checkpoint (default: the cached digits default)")
     p.add_argument("--inputs", type=int, default=200, help="fresh input architectures to score (default: 200)")
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="how the policy is scored")
+    p.add_argument("--no-named", action="store_true", help="skip the registered genotypes")
     p.add_argument("--out", default="runs/evidence", help="output folder (default: runs/evidence)")
     args = p.parse_args()
+    overrides = parse_overrides(args.overrides)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
 
-    base_env = make_env(NATTrainerArgs(reward_images=None))
+    base_env = make_env(NATTrainerArgs(**{**overrides, "reward_images": None, "supernet": args.supernet}))
     rules = base_env.unwrapped.rules
+    steps = base_env.unwrapped.steps
     ops = [o for o in rules.ops if o != "null"]
     rng = np.random.default_rng(123_456)
-    fresh = [random_genotype(rng, 4, ops) for _ in range(args.inputs)]
-    named_betas = [named.get(n) for n in NAMED]
+    sets = {"fresh": [random_genotype(rng, steps, ops) for _ in range(args.inputs)]}
+    if not args.no_named:
+        sets["named"] = [named.get(n) for n in NAMED]
 
     results: dict[str, dict] = {}
     rand_rng = np.random.default_rng(7)
-    for label, betas in (("fresh", fresh), ("named", named_betas)):
-        r, s = score(base_env, betas, [rules.apply(b, random_valid_ops(rules, b, rand_rng)) for b in betas])
-        results[f"random/{label}"] = {"reward": float(r.mean()), "saving": float(s.mean())}
-        results[f"identity/{label}"] = {"reward": 0.0, "saving": 0.0}
+    for label, betas in sets.items():
+        results[f"identity/{label}"] = {"reward": 0.0, "saving": 0.0, "changed": 0.0}
+        draws = [[rules.apply(b, random_valid_ops(rules, b, rand_rng)) for _ in range(10)] for b in betas]
+        results[f"random/{label}"] = score(base_env, betas, [d[0] for d in draws])
+        results[f"random best-of-10/{label}"] = score(base_env, betas, [best_of(base_env, d) for d in draws])
 
     for variant in args.variants:
         for seed in args.seeds:
             run = out / f"{variant}-seed{seed}"
-            targs = NATTrainerArgs(seed=seed, variant=variant, epochs=args.epochs, reward_images=args.reward_images,
-                                   train_supernet=args.train_supernet, out=str(run), progress=False,
-                                   eval_inputs=0)  # fmt: skip
+            settings = {"epochs": args.epochs, "reward_images": 64, "train_supernet": False, "eval_inputs": 0,
+                        **overrides, "seed": seed, "variant": variant, "out": str(run), "progress": False,
+                        "supernet": args.supernet}  # fmt: skip
             start = time.perf_counter()
-            policy, history = train(targs)
+            policy, _ = train(NATTrainerArgs(**settings))
             seconds = time.perf_counter() - start
             policy.eval()
-            for label, betas in (("fresh", fresh), ("named", named_betas)):
-                for mode, det in (("sampled", False), ("argmax", True)):
-                    alphas = policy_alphas(policy, rules, betas, deterministic=det, seed=seed)
-                    r, s = score(base_env, betas, alphas)
-                    results[f"{variant}-{mode}/seed{seed}/{label}"] = {
-                        "reward": float(r.mean()), "saving": float(s.mean()), "train_seconds": seconds,
-                    }  # fmt: skip
-            print(f"{variant} seed {seed}: trained in {seconds:.0f} s; "
-                  f"fresh reward {results[f'{variant}-sampled/seed{seed}/fresh']['reward']:+.4f} (sampled), "
-                  f"{results[f'{variant}-argmax/seed{seed}/fresh']['reward']:+.4f} (argmax)", flush=True)  # fmt: skip
+            for label, betas in sets.items():
+                for mode in args.modes:
+                    r = score(base_env, betas, policy_alphas(policy, base_env, betas, mode, seed))
+                    results[f"{variant} {mode}/seed{seed}/{label}"] = {**r, "train_seconds": seconds}
+            line = ", ".join(f"{m} {results[f'{variant} {m}/seed{seed}/fresh']['reward']:+.4f}" for m in args.modes)
+            print(f"{variant} seed {seed}: trained in {seconds:.0f} s; reward on fresh inputs: {line}", flush=True)
 
-    (out / "evidence.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    print()
-    print("| policy | seed | reward, 200 fresh inputs | MAdds saving | reward, named cells | MAdds saving | train s |")
-    print("|---|---|---|---|---|---|---|")
-    for key in ("identity", "random"):
-        f, n = results[f"{key}/fresh"], results[f"{key}/named"]
-        print(f"| {key} | - | {f['reward']:+.4f} | {f['saving']:.1%} | {n['reward']:+.4f} | {n['saving']:.1%} | - |")
+    (out / "evidence.json").write_text(json.dumps({"args": vars(args), "settings": overrides, "results": results},
+                                                  indent=2))  # fmt: skip
+    print(table(results, args, list(sets)))
+
+
+def table(results: dict, args, labels: list[str]) -> str:
+    """The Markdown table of ``results``: one row per policy, mean and per-seed figures per input set."""
+    head = "| policy | " + " | ".join(
+        f"reward, {label} (mean; per seed) | MAdds saving | edges changed" for label in labels) + " |"
+    lines = ["", head, "|---|" + "---|---|---|" * len(labels)]
+    for key in ("identity", "random", "random best-of-10"):
+        cells = [f"{results[f'{key}/{lb}']['reward']:+.4f} | {results[f'{key}/{lb}']['saving']:.1%} | "
+                 f"{results[f'{key}/{lb}']['changed']:.0%}" for lb in labels]  # fmt: skip
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
     for variant in args.variants:
-        for mode in ("sampled", "argmax"):
-            for seed in args.seeds:
-                f = results[f"{variant}-{mode}/seed{seed}/fresh"]
-                n = results[f"{variant}-{mode}/seed{seed}/named"]
-                print(f"| {variant} ({mode}) | {seed} | {f['reward']:+.4f} | {f['saving']:.1%} | "
-                      f"{n['reward']:+.4f} | {n['saving']:.1%} | {f['train_seconds']:.0f} |")  # fmt: skip
+        for mode in args.modes:
+            cells = []
+            for lb in labels:
+                rows = [results[f"{variant} {mode}/seed{s}/{lb}"] for s in args.seeds]
+                per_seed = " / ".join(f"{r['reward']:+.3f}" for r in rows)
+                cells.append(f"{np.mean([r['reward'] for r in rows]):+.4f}; {per_seed} | "
+                             f"{np.mean([r['saving'] for r in rows]):.1%} | "
+                             f"{np.mean([r['changed'] for r in rows]):.0%}")  # fmt: skip
+            lines.append(f"| {variant} {mode} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
