@@ -40,6 +40,7 @@ from agents.transform import transform
 from nat_gym import genotypes as named
 from nat_gym.cost import network_cost
 from nat_gym.envs.observation import encode
+from nat_gym.evaluator import SupernetEvaluator
 from nat_gym.sampling import random_genotype
 
 NAMED = ("DARTS_V1", "DARTS_V2", "VGG", "ResBlock", "MobileNetV2", "R1", "R2", "R3", "R4", "R5")
@@ -61,18 +62,27 @@ def score(env, betas, alphas) -> dict[str, float]:
             "changed": float(np.mean(changed))}  # fmt: skip
 
 
-def best_of(env, candidates) -> object:
-    """The candidate of best shared-weight accuracy (ties: fewer MAdds, then the first), as ``transform`` picks."""
-    acc = env.unwrapped.evaluator.evaluate(candidates)
+def best_of(env, candidates, evaluator=None, batch=None) -> object:
+    """The candidate of best shared-weight accuracy (ties: fewer MAdds, then the first), as ``transform`` picks;
+    by default on the env's whole validation split."""
+    acc = (evaluator or env.unwrapped.evaluator).evaluate(candidates, batch)
     madds = [network_cost(c, **env.unwrapped.cost_config).madds for c in candidates]
     return candidates[min(range(len(candidates)), key=lambda i: (-acc[i], madds[i], i))]
 
 
+def held_out_best_of(env, halves, betas, candidate_lists) -> float:
+    """Mean reward of the best candidate chosen on the first half of the validation split and scored on the
+    second half: best-of-10 without the optimism of choosing and scoring on the same images."""
+    picks = [best_of(env, cands, halves, 0) for cands in candidate_lists]
+    return float((halves.evaluate(picks, 1) - halves.evaluate(betas, 1)).mean())
+
+
 @torch.no_grad()
 def policy_alphas(policy, env, betas, mode: str, seed: int) -> list:
+    """One transformation per input; for ``best-of-10`` the :class:`~agents.transform.TransformResult` of each."""
     rules = env.unwrapped.rules
     if mode == "best-of-10":
-        return [transform(b, policy, env, samples=10, seed=seed).best for b in betas]
+        return [transform(b, policy, env, samples=10, seed=seed) for b in betas]
     obs = [encode(b, rules) for b in betas]
     batch = {k: np.stack([o[k] for o in obs]) for k in obs[0]}
     gen = torch.Generator().manual_seed(seed)
@@ -116,6 +126,8 @@ def main() -> None:
     base_env = make_env(NATTrainerArgs(**{**overrides, "reward_images": None, "supernet": args.supernet}))
     rules = base_env.unwrapped.rules
     steps = base_env.unwrapped.steps
+    full = base_env.unwrapped.evaluator
+    halves = SupernetEvaluator(full.supernet, full.split, batch_size=(len(full.split) + 1) // 2)
     ops = [o for o in rules.ops if o != "null"]
     rng = np.random.default_rng(123_456)
     sets = {"fresh": [random_genotype(rng, steps, ops) for _ in range(args.inputs)]}
@@ -128,7 +140,8 @@ def main() -> None:
         results[f"identity/{label}"] = {"reward": 0.0, "saving": 0.0, "changed": 0.0}
         draws = [[rules.apply(b, random_valid_ops(rules, b, rand_rng)) for _ in range(10)] for b in betas]
         results[f"random/{label}"] = score(base_env, betas, [d[0] for d in draws])
-        results[f"random best-of-10/{label}"] = score(base_env, betas, [best_of(base_env, d) for d in draws])
+        results[f"random best-of-10/{label}"] = {**score(base_env, betas, [best_of(base_env, d) for d in draws]),
+                                                 "held_out": held_out_best_of(base_env, halves, betas, draws)}
 
     for variant in args.variants:
         for seed in args.seeds:
@@ -142,8 +155,12 @@ def main() -> None:
             policy.eval()
             for label, betas in sets.items():
                 for mode in args.modes:
-                    r = score(base_env, betas, policy_alphas(policy, base_env, betas, mode, seed))
-                    results[f"{variant} {mode}/seed{seed}/{label}"] = {**r, "train_seconds": seconds}
+                    alphas = policy_alphas(policy, base_env, betas, mode, seed)
+                    r = {"train_seconds": seconds}
+                    if mode == "best-of-10":
+                        r["held_out"] = held_out_best_of(base_env, halves, betas, [t.candidates for t in alphas])
+                        alphas = [t.best for t in alphas]
+                    results[f"{variant} {mode}/seed{seed}/{label}"] = {**score(base_env, betas, alphas), **r}
             line = ", ".join(f"{m} {results[f'{variant} {m}/seed{seed}/fresh']['reward']:+.4f}" for m in args.modes)
             print(f"{variant} seed {seed}: trained in {seconds:.0f} s; reward on fresh inputs: {line}", flush=True)
 
@@ -155,22 +172,23 @@ def main() -> None:
 def table(results: dict, args, labels: list[str]) -> str:
     """The Markdown table of ``results``: one row per policy, mean and per-seed figures per input set."""
     head = "| policy | " + " | ".join(
-        f"reward, {label} (mean; per seed) | MAdds saving | edges changed" for label in labels) + " |"
-    lines = ["", head, "|---|" + "---|---|---|" * len(labels)]
+        f"reward, {label} (mean; per seed) | chosen on half, scored on the other | MAdds saving | edges changed"
+        for label in labels) + " |"  # fmt: skip
+    lines = ["", head, "|---|" + "---|---|---|---|" * len(labels)]
+
+    def cells(rows: list[dict]) -> str:
+        mean = np.mean([r["reward"] for r in rows])
+        per_seed = "; " + " / ".join(f"{r['reward']:+.3f}" for r in rows) if len(rows) > 1 else ""
+        held = f"{np.mean([r['held_out'] for r in rows]):+.4f}" if "held_out" in rows[0] else "-"
+        return (f"{mean:+.4f}{per_seed} | {held} | {np.mean([r['saving'] for r in rows]):.1%} | "
+                f"{np.mean([r['changed'] for r in rows]):.0%}")  # fmt: skip
+
     for key in ("identity", "random", "random best-of-10"):
-        cells = [f"{results[f'{key}/{lb}']['reward']:+.4f} | {results[f'{key}/{lb}']['saving']:.1%} | "
-                 f"{results[f'{key}/{lb}']['changed']:.0%}" for lb in labels]  # fmt: skip
-        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+        lines.append(f"| {key} | " + " | ".join(cells([results[f"{key}/{lb}"]]) for lb in labels) + " |")
     for variant in args.variants:
         for mode in args.modes:
-            cells = []
-            for lb in labels:
-                rows = [results[f"{variant} {mode}/seed{s}/{lb}"] for s in args.seeds]
-                per_seed = " / ".join(f"{r['reward']:+.3f}" for r in rows)
-                cells.append(f"{np.mean([r['reward'] for r in rows]):+.4f}; {per_seed} | "
-                             f"{np.mean([r['saving'] for r in rows]):.1%} | "
-                             f"{np.mean([r['changed'] for r in rows]):.0%}")  # fmt: skip
-            lines.append(f"| {variant} {mode} | " + " | ".join(cells) + " |")
+            row = [cells([results[f"{variant} {mode}/seed{s}/{lb}"] for s in args.seeds]) for lb in labels]
+            lines.append(f"| {variant} {mode} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 

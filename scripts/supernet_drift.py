@@ -34,16 +34,20 @@ from agents.nat_trainer import NATTrainerArgs
 from nat_gym import rules as rule_sets
 from nat_gym.data import load_dataset
 from nat_gym.sampling import random_genotype
+from nat_gym.supernet.checkpoint import load_checkpoint
 from nat_gym.supernet.config import DEFAULT_TRAIN_CONFIG, SupernetConfig, SupernetTrainConfig
 from nat_gym.supernet.default import load_or_train
 from nat_gym.supernet.train import SupernetTrainer
 
 ARMS: dict[str, tuple[dict, str]] = {
-    "trainer": ({}, "what nat-gym train --algo nat does (new SGD: lr 0.01 cosine to 0.001, weight decay 3e-4)"),
-    "no-wd": ({"weight_decay": 0.0}, "the same without weight decay"),
-    "no-restart": ({"lr": 0.001}, "no learning-rate restart: constant lr 0.001 (the trainer's final lr)"),
-    "seed1": ({"seed": 1}, "other sampled architectures and data order (seed 0 replays the pretraining's sequence)"),
-    "frozen": ({"lr": 1e-12, "weight_decay": 0.0}, "no training (the probe's noise floor)"),
+    "replay": ({}, "what nat-gym train --algo nat did before supernet_seed: a new SGD (lr 0.01 cosine to 0.001, weight "
+               "decay 3e-4) on the seed-0 stream of architectures and minibatches, the one the default was trained on"),
+    "fresh": ({"seed": 1}, "the same on a stream the pretraining never used (as the trainer now draws)"),
+    "no-wd": ({"weight_decay": 0.0}, "replay without weight decay"),
+    "no-restart": ({"lr": 0.001}, "replay without the learning-rate restart: constant lr 0.001 (the final lr)"),
+    "frozen": ({}, "no SGD step at all: the per-epoch train_loss moves only with the sampled architectures and data "
+               "(seed 0, the pretraining's stream)"),
+    "frozen-fresh": ({"seed": 1}, "no SGD step, seed 1"),
 }
 """Arm name -> (overrides of the trainer's supernet training config, what the arm tests)."""
 
@@ -71,12 +75,22 @@ def probe(net, data, archs) -> dict[str, float]:
     return out
 
 
-def run_arm(name: str, args, data, base_state, cfg) -> list[dict[str, float]]:
+def base_supernet(path: str | None, data):
+    """The supernet every arm starts from: a checkpoint, or the cached default digits supernet."""
+    if path:
+        return load_checkpoint(path)[0]
+    cfg = SupernetConfig(ops=rule_sets.get("nat++").ops, num_classes=data.num_classes, in_channels=data.in_channels)
+    return load_or_train(cfg, data=data, train_config=DEFAULT_TRAIN_CONFIG)
+
+
+def run_arm(name: str, args, data) -> list[dict[str, float]]:
     overrides, _ = ARMS[name]
-    net = load_or_train(cfg, data=data, train_config=DEFAULT_TRAIN_CONFIG)
-    net.load_state_dict(base_state)
+    net = base_supernet(args.supernet, data)
+    cfg = net.config
     train_cfg = replace(trainer_config(args.schedule_epochs), **overrides)
     trainer = SupernetTrainer(net, data, train_cfg, device="cpu", threads=1)
+    if name.startswith("frozen"):
+        trainer.optimizer.step = lambda closure=None: None  # same forward / backward passes, weights never move
     rng = np.random.default_rng(args.probe_seed)
     ops = [o for o in cfg.ops if o != "null"]
     archs = [random_genotype(rng, cfg.steps, ops) for _ in range(args.probe_archs)]
@@ -84,17 +98,29 @@ def run_arm(name: str, args, data, base_state, cfg) -> list[dict[str, float]]:
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         row = trainer.train_epoch()
-        if epoch % args.probe_every == 0 or epoch == args.epochs:
+        probed = epoch % args.probe_every == 0 or epoch == args.epochs
+        if probed:
             row.update(probe(net, data, archs))
         rows.append(row)
-    path = Path(args.out) / f"{name}.csv"
+        if probed:
+            write_csv(Path(args.out) / f"{name}.csv", rows)  # as it goes: arms take minutes
+    print(f"{name}: {args.epochs} epochs in {time.perf_counter() - start:.0f} s", flush=True)
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict[str, float]]) -> None:
     columns = list(rows[0]) + [k for k in rows[-1] if k not in rows[0]]
-    with path.open("w", newline="") as f:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns, restval="")
         w.writeheader()
         w.writerows(rows)
-    print(f"{name}: {args.epochs} epochs in {time.perf_counter() - start:.0f} s -> {path}", flush=True)
-    return rows
+    tmp.replace(path)
+
+
+def read_csv(path: Path) -> list[dict[str, float]]:
+    with path.open(newline="") as f:
+        return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
 
 
 def window(rows, key: str, lo: int, hi: int) -> float:
@@ -114,21 +140,24 @@ def main() -> None:
     p.add_argument("--probe-archs", type=int, default=20, help="fixed random architectures probed (default: 20)")
     p.add_argument("--probe-seed", type=int, default=99, help="seed of the probed architectures (default: 99)")
     p.add_argument("--window", type=int, default=50, help="epochs averaged per summary column (default: 50)")
+    p.add_argument("--supernet", default=None, help="start from this supernet checkpoint (default: the digits default)")
     p.add_argument("--out", default="runs/drift", help="folder for ARM.csv (default: runs/drift)")
+    p.add_argument("--summary-only", action="store_true", help="train nothing: summarise the arms' CSVs in --out")
     args = p.parse_args()
     torch.set_num_threads(1)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    data = load_dataset("digits")
-    rules = rule_sets.get("nat++")
-    cfg = SupernetConfig(ops=rules.ops, num_classes=data.num_classes, in_channels=data.in_channels)
-    base_state = {k: v.clone() for k, v in load_or_train(cfg, data=data, train_config=DEFAULT_TRAIN_CONFIG)
-                  .state_dict().items()}  # fmt: skip
-    results = {name: run_arm(name, args, data, base_state, cfg) for name in args.arms}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.summary_only:
+        results = {name: read_csv(out / f"{name}.csv") for name in args.arms if (out / f"{name}.csv").is_file()}
+    else:
+        data = load_dataset("digits")
+        results = {name: run_arm(name, args, data) for name in args.arms}
 
     w = args.window
-    edges = list(range(0, args.epochs, w))
+    epochs = int(max(r["epoch"] for rows in results.values() for r in rows))
+    edges = list(range(0, epochs, w))
     print()
-    print("| arm | figure | " + " | ".join(f"epochs {lo + 1}-{min(lo + w, args.epochs)}" for lo in edges) + " |")
+    print("| arm | figure | " + " | ".join(f"epochs {lo + 1}-{min(lo + w, epochs)}" for lo in edges) + " |")
     print("|---|---|" + "---|" * len(edges))
     for name, rows in results.items():
         for key in ("train_loss", "probe_train_loss", "probe_valid_acc", "conv_weight_norm"):

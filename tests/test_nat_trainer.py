@@ -20,6 +20,7 @@ from agents.nat_trainer import (
     NATTrainerArgs,
     load_policy,
     supernet_from_checkpoint,
+    supernet_seed,
     train,
 )
 from nat_gym import rules as rule_sets
@@ -157,6 +158,17 @@ def test_supernet_trajectory_does_not_depend_on_the_policy(tiny_ckpt, tmp_path):
     assert [r["supernet_loss"] for r in a.history] == [r["supernet_loss"] for r in b.history]
     for (k, x), y in zip(a.supernet.state_dict().items(), b.supernet.state_dict().values()):
         assert torch.equal(x, y), k
+
+
+def test_supernet_epochs_never_replay_a_pretraining_stream(tiny_ckpt, tmp_path):
+    """A seed-s run draws its supernet architectures and minibatches from a stream of its own, not from the
+    ``[s, epoch]`` streams a supernet pretrained with seed s used (the default digits supernet: seed 0)."""
+    from nat_gym.supernet.config import DEFAULT_TRAIN_CONFIG
+
+    seeds = {s: NATTrainer(tiny_args(tiny_ckpt, tmp_path / str(s), seed=s), log=False).supernet_trainer.config.seed
+             for s in range(3)}  # fmt: skip
+    assert seeds[0] != DEFAULT_TRAIN_CONFIG.seed and all(v not in range(1000) for v in seeds.values())
+    assert len(set(seeds.values())) == 3 and seeds[0] == supernet_seed(0)
 
 
 def test_resume_of_missing_checkpoint_is_false(tiny_ckpt, tmp_path):
