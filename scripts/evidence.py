@@ -47,8 +47,17 @@ NAMED = ("DARTS_V1", "DARTS_V2", "VGG", "ResBlock", "MobileNetV2", "R1", "R2", "
 MODES = ("sampled", "argmax", "best-of-10")
 
 
-def random_valid_ops(rules, genotype, rng: np.random.Generator) -> list[int]:
-    return [int(rng.choice(np.flatnonzero(row))) for row in rules.mask(genotype)]
+def random_valid_ops(rules, genotype, rng: np.random.Generator, rate: float | None = None) -> list[int]:
+    """Every edge picks uniformly among its allowed ops; with ``rate``, an edge changes with that probability (to
+    one of its *other* allowed ops, uniformly) and keeps its op otherwise."""
+    ops = []
+    for op, row in zip(genotype.ops, rules.mask(genotype)):
+        allowed = np.flatnonzero(row)
+        if rate is not None:
+            others = allowed[allowed != rules.index(op)]
+            allowed = others if len(others) and rng.random() < rate else np.array([rules.index(op)])
+        ops.append(int(rng.choice(allowed)))
+    return ops
 
 
 def score(env, betas, alphas) -> dict[str, float]:
@@ -108,7 +117,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5],
                    help="training seeds (default: 0 1 2 3 4 5)")  # fmt: skip
-    p.add_argument("--variants", nargs="+", default=["fixed", "faithful"], help="GCN variants (default: both)")
+    p.add_argument("--variants", nargs="*", default=["fixed", "faithful"],
+                   help="GCN variants (default: both; none = only the floors)")
+    p.add_argument("--random-rates", type=float, nargs="*", default=[0.1, 0.3, 0.6],
+                   help="also score random valid changes of this fraction of the edges (default: 0.1 0.3 0.6): the "
+                        "floor of a policy that changes as many edges")  # fmt: skip
     p.add_argument("--epochs", type=int, default=150, help="policy epochs per run (default: 150)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a NATTrainerArgs field for every run (repeatable), e.g. entropy_coef=0")
@@ -142,6 +155,9 @@ def main() -> None:
         results[f"random/{label}"] = score(base_env, betas, [d[0] for d in draws])
         results[f"random best-of-10/{label}"] = {**score(base_env, betas, [best_of(base_env, d) for d in draws]),
                                                  "held_out": held_out_best_of(base_env, halves, betas, draws)}
+        for rate in args.random_rates:
+            alphas = [rules.apply(b, random_valid_ops(rules, b, rand_rng, rate)) for b in betas]
+            results[f"random, {rate:.0%} of edges/{label}"] = score(base_env, betas, alphas)
 
     for variant in args.variants:
         for seed in args.seeds:
@@ -163,10 +179,16 @@ def main() -> None:
                     results[f"{variant} {mode}/seed{seed}/{label}"] = {**score(base_env, betas, alphas), **r}
             line = ", ".join(f"{m} {results[f'{variant} {m}/seed{seed}/fresh']['reward']:+.4f}" for m in args.modes)
             print(f"{variant} seed {seed}: trained in {seconds:.0f} s; reward on fresh inputs: {line}", flush=True)
-
-    (out / "evidence.json").write_text(json.dumps({"args": vars(args), "settings": overrides, "results": results},
-                                                  indent=2))  # fmt: skip
+            save(out, args, overrides, results)  # after every run: a long evidence run loses nothing
+    save(out, args, overrides, results)
     print(table(results, args, list(sets)))
+
+
+def save(out: Path, args, overrides: dict, results: dict) -> None:
+    payload = json.dumps({"args": vars(args), "settings": overrides, "results": results}, indent=2)
+    tmp = out / "evidence.json.tmp"
+    tmp.write_text(payload)
+    tmp.replace(out / "evidence.json")
 
 
 def table(results: dict, args, labels: list[str]) -> str:
@@ -183,7 +205,7 @@ def table(results: dict, args, labels: list[str]) -> str:
         return (f"{mean:+.4f}{per_seed} | {held} | {np.mean([r['saving'] for r in rows]):.1%} | "
                 f"{np.mean([r['changed'] for r in rows]):.0%}")  # fmt: skip
 
-    for key in ("identity", "random", "random best-of-10"):
+    for key in ("identity", "random", "random best-of-10", *(f"random, {r:.0%} of edges" for r in args.random_rates)):
         lines.append(f"| {key} | " + " | ".join(cells([results[f"{key}/{lb}"]]) for lb in labels) + " |")
     for variant in args.variants:
         for mode in args.modes:

@@ -47,7 +47,7 @@ def test_evidence_runs_and_reports(tmp_path):
     out = tmp_path / "evidence"
     cmd = [sys.executable, "scripts/evidence.py", "--supernet", str(net), "--seeds", "0", "--variants", "fixed",
            "--epochs", "1", "--inputs", "3", "--no-named", "--set", "steps=2", "--set", "keep_prior=2",
-           "--set", "policy_updates_per_epoch=1", "--out", str(out)]  # fmt: skip
+           "--set", "policy_updates_per_epoch=1", "--random-rates", "0", "0.5", "--out", str(out)]  # fmt: skip
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     results = json.loads((out / "evidence.json").read_text())["results"]
@@ -57,6 +57,8 @@ def test_evidence_runs_and_reports(tmp_path):
         assert -1 <= results[key]["reward"] <= 1 and 0 <= results[key]["changed"] <= 1, key
         assert f"| {key.split('/')[0]} |" in run.stdout
     assert "held_out" in results["fixed best-of-10/seed0/fresh"]
+    assert results["random, 0% of edges/fresh"] == results["identity/fresh"]  # rate 0 changes nothing
+    assert 0 < results["random, 50% of edges/fresh"]["changed"] < 1
     # best of 10 by accuracy never loses to the single random draw it includes, on the images that chose it
     assert results["random best-of-10/fresh"]["reward"] >= results["random/fresh"]["reward"]
 
