@@ -13,6 +13,12 @@ Masked entries get probability exactly ``0`` and receive no gradient. The implem
 max-shifted, numerically stable :func:`torch.softmax`, so logits of any magnitude (``±1e4`` and beyond, mixed signs)
 give finite probabilities, and masked logits may even hold ``nan`` or ``inf`` without affecting anything.
 
+Infinite *valid* logits are handled exactly, as the limit of a logit growing without bound: the ``+inf`` entries of
+a row share its mass equally (two of them: ``0.5`` each; every other entry ``0``), and a ``-inf`` entry gets
+probability ``0`` (log-probability ``-inf``, no ``nan`` in the entropy or in any gradient). A ``nan`` valid logit has
+no meaning: it raises :class:`~nat_gym.errors.MaskError` naming the row, as does a row whose valid logits are all
+``-inf`` (no entry left to take the mass).
+
 A row (a slice along the softmax dimension) with no valid entry has no distribution; it raises
 :class:`~nat_gym.errors.MaskError` naming how many rows are empty and the index of the first one.
 """
@@ -64,25 +70,66 @@ def _prepare(logits: Tensor, mask: Tensor, dim: int, where: str) -> tuple[Tensor
     n_empty = int(empty.sum())
     if n_empty:
         first = tuple(int(i) for i in empty.nonzero()[0].tolist())
-        rows = "row" if n_empty == 1 else "rows"
-        where_first = "the only row" if empty.dim() == 0 else f"the first at row index {first}"
+        where_first = ("" if empty.dim() == 0 else f": row index {first}" if n_empty == 1
+                       else f"; the first is row index {first}")  # fmt: skip
         raise MaskError(
-            f"{where}: {n_empty} of {empty.numel()} {rows} of the mask (shape {list(mask.shape)}, "
-            f"dim={dim}) have no valid entry; {where_first}. Every row needs at least one valid entry"
+            f"{where}: {_of_rows(n_empty, empty.numel())} of the mask (shape {list(mask.shape)}, dim={dim}) "
+            f"{_verb(n_empty, 'has', 'have')} no valid entry{where_first}. Every row needs at least one valid entry"
         )
     return mask, dim
 
 
-def _fill_masked(logits: Tensor, mask: Tensor) -> Tensor:
+def _of_rows(n: int, total: int) -> str:
+    """``"1 of 1 row"``, ``"2 of 3 rows"``."""
+    return f"{n} of {total} {'row' if total == 1 else 'rows'}"
+
+
+def _verb(n: int, one: str, many: str) -> str:
+    return one if n == 1 else many
+
+
+def _first_row(rows: Tensor) -> str:
+    """``"the only row"`` or ``"the first at row index (i, ...)"`` for a bool tensor of flagged rows."""
+    if rows.dim() == 0:
+        return "the only row"
+    return f"the first at row index {tuple(int(i) for i in rows.nonzero()[0].tolist())}"
+
+
+def _fill_masked(logits: Tensor, mask: Tensor, dim: int, where: str) -> Tensor:
+    """The logits that the softmax sees: ``-inf`` at masked entries; in a row with ``+inf`` valid logits, ``0`` at
+    those and ``-inf`` elsewhere (they share the mass). Raises :class:`MaskError` for a ``nan`` valid logit or a
+    row whose valid logits are all ``-inf``."""
+    neg_inf = torch.full((), -math.inf, dtype=logits.dtype, device=logits.device)
     # torch.where sends exactly zero gradient to the branch it does not select, so masked logits get none.
-    return torch.where(mask, logits, torch.full((), -math.inf, dtype=logits.dtype, device=logits.device))
+    filled = torch.where(mask, logits, neg_inf)
+    if bool((torch.isfinite(logits) | ~mask).all()):
+        return filled  # the usual case: every valid logit is a finite number
+    nan_rows = (mask & torch.isnan(logits)).any(dim=dim)
+    n_nan = int(nan_rows.sum())
+    if n_nan:
+        raise MaskError(
+            f"{where}: {_of_rows(n_nan, nan_rows.numel())} {_verb(n_nan, 'holds', 'hold')} nan at a valid entry of "
+            f"the logits ({_first_row(nan_rows)}); valid logits must be numbers (or +-inf)"
+        )
+    pos_inf = mask & (logits == math.inf)
+    shared = torch.where(pos_inf, torch.zeros((), dtype=logits.dtype, device=logits.device), neg_inf)
+    filled = torch.where(pos_inf.any(dim=dim, keepdim=True), shared, filled)  # rows with +inf: those share the mass
+    dead_rows = ~(filled > -math.inf).any(dim=dim)
+    n_dead = int(dead_rows.sum())
+    if n_dead:
+        raise MaskError(
+            f"{where}: {_of_rows(n_dead, dead_rows.numel())} {_verb(n_dead, 'has', 'have')} -inf at every valid "
+            f"entry of the logits ({_first_row(dead_rows)}); a row needs a valid logit above -inf"
+        )
+    return filled
 
 
 def bmsoftmax(logits: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
     r"""Binary-masked softmax :math:`p_k = v_k \exp(z_k) / \sum_j v_j \exp(z_j)` (NAT, NeurIPS 2019).
 
     Masked entries get probability exactly ``0`` and no gradient (their logits may hold any value, ``nan`` and
-    ``inf`` included); valid entries along :obj:`dim` sum to ``1``. Stable for logits of any magnitude.
+    ``inf`` included); valid entries along :obj:`dim` sum to ``1``. Stable for logits of any magnitude; ``+inf``
+    valid logits share their row's mass equally and ``-inf`` ones get ``0`` (see the module docstring).
 
     Args:
         logits (torch.Tensor): Unnormalised scores :math:`z` (floating dtype).
@@ -94,15 +141,16 @@ def bmsoftmax(logits: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
         torch.Tensor: The probabilities, same shape and dtype as :obj:`logits`.
 
     Raises:
-        MaskError: If the shapes differ or a row along :obj:`dim` has no valid entry (the message names how many
-            rows are empty and the index of the first).
+        MaskError: If the shapes differ, a row along :obj:`dim` has no valid entry (the message names how many
+            rows are empty and the index of the first), a valid logit is ``nan``, or every valid logit of a row is
+            ``-inf`` (the message names the first such row).
 
     Shapes:
         - **input:** logits :math:`[*, K]`, mask :math:`[*, K]`
         - **output:** probabilities :math:`[*, K]`
     """
     mask, dim = _prepare(logits, mask, dim, "bmsoftmax")
-    return torch.softmax(_fill_masked(logits, mask), dim=dim)
+    return torch.softmax(_fill_masked(logits, mask, dim, "bmsoftmax"), dim=dim)
 
 
 def masked_log_softmax(logits: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
@@ -122,14 +170,15 @@ def masked_log_softmax(logits: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
         torch.Tensor: The log-probabilities, same shape and dtype as :obj:`logits`.
 
     Raises:
-        MaskError: If the shapes differ or a row along :obj:`dim` has no valid entry.
+        MaskError: If the shapes differ, a row along :obj:`dim` has no valid entry, a valid logit is ``nan``, or
+            every valid logit of a row is ``-inf``.
 
     Shapes:
         - **input:** logits :math:`[*, K]`, mask :math:`[*, K]`
         - **output:** log-probabilities :math:`[*, K]`
     """
     mask, dim = _prepare(logits, mask, dim, "masked_log_softmax")
-    return torch.log_softmax(_fill_masked(logits, mask), dim=dim)
+    return torch.log_softmax(_fill_masked(logits, mask, dim, "masked_log_softmax"), dim=dim)
 
 
 class BMSoftmax(nn.Module):
@@ -164,14 +213,16 @@ class MaskedCategorical:
     The probabilities are :func:`bmsoftmax` of the logits: masked entries have probability exactly ``0``, are never
     sampled nor returned by :meth:`mode`, have log-probability ``-inf``, and add nothing to the entropy (which is
     computed over valid entries only, without ``0 * log 0 = nan``). No gradient, and never a ``nan`` gradient,
-    reaches the masked logits.
+    reaches the masked logits. Probabilities are finite for any valid logits but ``nan``: two ``+inf`` valid logits
+    get ``0.5`` each (and are the only ones sampled), a ``-inf`` valid logit gets ``0``.
 
     Args:
         logits (torch.Tensor): Unnormalised scores (floating dtype).
         mask (torch.Tensor): Valid entries, same shape as :obj:`logits` (bool, or 0/1 integer/floating).
 
     Raises:
-        MaskError: If the shapes of :obj:`mask` and :obj:`logits` differ, or a row has no valid entry.
+        MaskError: If the shapes of :obj:`mask` and :obj:`logits` differ, a row has no valid entry, a valid
+            logit is ``nan`` or every valid logit of a row is ``-inf`` (the message names the first such row).
 
     Shapes:
         - **input:** logits :math:`[*, K]`, mask :math:`[*, K]`
@@ -183,7 +234,7 @@ class MaskedCategorical:
         mask, _ = _prepare(logits, mask, -1, "MaskedCategorical")
         self.mask: Tensor = mask
         self.logits: Tensor = logits
-        masked = _fill_masked(logits, mask)
+        masked = _fill_masked(logits, mask, -1, "MaskedCategorical")
         self._log_probs: Tensor = torch.log_softmax(masked, dim=-1)
         self._probs: Tensor = torch.softmax(masked, dim=-1)
 
@@ -279,8 +330,10 @@ class MaskedCategorical:
         Returns:
             torch.Tensor: Entropies of shape ``batch_shape``, with finite gradients.
         """
-        # Zero the -inf log-probs *before* multiplying, so neither the value (0 * -inf) nor the gradient is nan.
-        safe_log_probs = torch.where(self.mask, self._log_probs, torch.zeros_like(self._log_probs))
+        # Zero the -inf log-probs (masked entries, -inf logits, entries beside +inf ones) *before* multiplying, so
+        # neither the value (0 * -inf) nor the gradient is nan.
+        log_probs = self._log_probs
+        safe_log_probs = torch.where(log_probs > -math.inf, log_probs, torch.zeros_like(log_probs))
         return -(self._probs * safe_log_probs).sum(dim=-1)
 
     def __repr__(self) -> str:

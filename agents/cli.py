@@ -1,4 +1,5 @@
-"""``nat-gym train`` and ``nat-gym transform``: the agents' subcommands.
+"""``nat-gym train`` and ``nat-gym transform`` (and, from :mod:`agents.bench.cli`, ``bench`` and ``validate``): the
+agents' subcommands.
 
 ``nat_gym.cli`` loads :func:`register` through the ``nat_gym.commands`` entry point; ``python -m agents.cli`` runs
 the same subcommands on their own (:func:`main`).
@@ -6,7 +7,9 @@ the same subcommands on their own (:func:`main`).
 Training algorithms are one entry each in :data:`ALGOS`: the module, the name of its arguments dataclass (every
 field becomes a ``--flag``, its attribute docstring the flag's help) and the name of its ``run(args, *, resume)``
 function. The flags are read from the dataclass's *source* (``ast``), so building the parser imports neither torch
-nor the algorithm: every ``nat-gym`` command stays fast.
+nor the algorithm: every ``nat-gym`` command stays fast. Algorithms may share an arguments dataclass (the SB3
+baselines do; ``fixed`` presets the field that tells them apart), and a field of several algorithms is one flag
+whose help gives each algorithm's meaning and default when they differ.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class AlgoSpec:
         runner: a function ``runner(args, *, resume: bool)`` that trains and writes its outputs.
         help: one line for ``--help``.
         choices: allowed values of some fields (shown in ``--help`` and checked by argparse).
+        fixed: fields set by the choice of ``--algo`` itself (not flags), e.g. ``{"algo": "ppo"}``.
     """
 
     module: str
@@ -42,6 +46,10 @@ class AlgoSpec:
     runner: str
     help: str
     choices: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    fixed: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+_SB3_CHOICES = {"env": ("NATCell-v0", "NATEdge-v0"), "policy": ("gcn", "mlp")}
 
 
 ALGOS: dict[str, AlgoSpec] = {
@@ -50,8 +58,31 @@ ALGOS: dict[str, AlgoSpec] = {
         "NAT / NAT++ (Algorithm 1): REINFORCE on the GCN transformer policy, alternating with supernet epochs",
         choices={"variant": ("fixed", "faithful"), "rules": ("nat++", "nat", "nat++ext", "nat-ext")},
     ),
+    "maskable_ppo": AlgoSpec(
+        "agents.sb3.trainer", "SB3Args", "train",
+        "sb3-contrib MaskablePPO (reads the action masks)", choices=_SB3_CHOICES, fixed={"algo": "maskable_ppo"},
+    ),
+    "ppo": AlgoSpec(
+        "agents.sb3.trainer", "SB3Args", "train",
+        "Stable-Baselines3 PPO (no masks: a masked-out op keeps its edge)", choices=_SB3_CHOICES, fixed={"algo": "ppo"},
+    ),
+    "a2c": AlgoSpec(
+        "agents.sb3.trainer", "SB3Args", "train",
+        "Stable-Baselines3 A2C (no masks)", choices=_SB3_CHOICES, fixed={"algo": "a2c"},
+    ),
+    "dqn": AlgoSpec(
+        "agents.sb3.trainer", "SB3Args", "train",
+        "Stable-Baselines3 DQN (NATEdge-v0 only: a Discrete action; no masks)",
+        choices=_SB3_CHOICES, fixed={"algo": "dqn"},
+    ),
+    "blockqnn": AlgoSpec(
+        "agents.blockqnn_trainer", "BlockQNNArgs", "train",
+        "BlockQNN: tabular Q-learning builds network blocks layer by layer on BlockQNN-v0 (early-stop reward, "
+        "64 blocks per iteration evaluated together, SQLite evaluation cache)",
+        choices={"schedule": ("scaled", "paper", "random")},
+    ),
 }  # fmt: skip
-"""``--algo`` name -> :class:`AlgoSpec`. Adding an algorithm (e.g. an SB3 baseline) is one entry here."""
+"""``--algo`` name -> :class:`AlgoSpec`. Adding an algorithm is one entry here."""
 
 
 # ====================================================================================================== fields
@@ -104,18 +135,38 @@ def _optional(kind: type):
     return parse
 
 
-def _add_field(group: argparse._ArgumentGroup, f: FieldSpec, choices: tuple[str, ...] | None) -> None:
+def _shown(default: Any) -> Any:
+    if default is None:
+        return "none"
+    if isinstance(default, tuple):
+        return " ".join(map(str, default)) if default else "none"
+    return default
+
+
+def _add_field(group: argparse._ArgumentGroup, owners: list[tuple[str, FieldSpec]],
+               choices: tuple[str, ...] | None) -> None:  # fmt: skip
+    """One flag for a field of one or several algorithms (``owners``: (algo, field) pairs, same annotation)."""
+    f = owners[0][1]
     flag = "--" + f.name.replace("_", "-")
     ann = f.annotation.replace(" ", "")
-    shown = "none" if f.default is None else f.default
-    if isinstance(shown, tuple):
-        shown = " ".join(map(str, shown))
-    help_text = f"{f.doc} (default: {shown})".replace("%", "%%")
-    kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+    if any(o.annotation.replace(" ", "") != ann for _, o in owners):
+        raise TypeError(f"{flag}: the algorithms {[a for a, _ in owners]} give the field different types")
+    meanings: dict[tuple[str, str], list[str]] = {}
+    for algo, o in owners:
+        meanings.setdefault((o.doc, str(_shown(o.default))), []).append(algo)
+    if len(meanings) == 1:
+        (doc, shown), = meanings
+        help_text = f"{doc} (default: {shown})"
+    else:
+        help_text = "; ".join(f"{', '.join(algos)}: {doc} (default: {shown})" for (doc, shown), algos in meanings.items())
+    kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text.replace("%", "%%")}
     if ann == "bool":
         group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         return
-    if ann.startswith("tuple[") and ann.endswith("]"):
+    if ann.startswith("tuple[") and ann.endswith(",...]"):  # any number of values
+        kw.update(nargs="+", type={"int": int, "float": float}.get(ann[len("tuple[") : -len(",...]")], str),
+                  metavar="KEY=VALUE" if ann == "tuple[str,...]" else None)  # fmt: skip
+    elif ann.startswith("tuple[") and ann.endswith("]"):
         parts = ann[len("tuple[") : -1].split(",")
         kw.update(nargs=len(parts), type=float if parts[0] == "float" else int, metavar=tuple(p.upper() for p in parts))
     elif ann in ("int", "float", "str"):
@@ -131,29 +182,45 @@ def _add_field(group: argparse._ArgumentGroup, f: FieldSpec, choices: tuple[str,
 
 # ====================================================================================================== commands
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``train`` and ``transform`` to the ``nat-gym`` subcommands."""
+    """Add ``train``, ``transform``, ``bench`` and ``validate`` to the ``nat-gym`` subcommands."""
+    from nat_gym.cli_args import int_at_least
+
     p = sub.add_parser(
         "train",
-        help="train an agent (--algo nat: the NAT/NAT++ transformer policy)",
-        description="Train an agent on NATCell-v0. --algo nat runs the papers' Algorithm 1: each epoch trains the "
+        help="train an agent (--algo nat: the NAT/NAT++ transformer policy; maskable_ppo, ppo, a2c, dqn: SB3; "
+        "blockqnn: BlockQNN's Q-learning)",
+        description="Train an agent. --algo nat runs the papers' Algorithm 1 on NATCell-v0: each epoch trains the "
         "supernet for one pass over the training split (uniform architecture sampling), then the GCN policy for one "
         "pass over the validation minibatches (REINFORCE with a moving-average baseline; reward = shared-weight "
-        "accuracy gain on the minibatch). Writes OUT/metrics.csv, TensorBoard events, OUT/learning_curves.png and "
-        "OUT/checkpoint.pt (atomic; --resume continues a run exactly). On digits, the default supernet is trained "
-        "once (a few minutes) and cached on first use.",
+        "accuracy gain on the minibatch). --algo maskable_ppo, ppo, a2c (NATCell-v0 or NATEdge-v0) and dqn "
+        "(NATEdge-v0) train a Stable-Baselines3 agent on the frozen supernet with the defaults of "
+        "agents/hyperparams/ALGO.yml (RL Zoo layout), --policy gcn (the GCN features extractor) or mlp, for "
+        "--n-timesteps steps or --evaluations reward evaluations. --algo blockqnn searches BlockQNN-v0 blocks by "
+        "tabular Q-learning (64 blocks per iteration, each stacked into a network, trained briefly and scored on "
+        "held-out training images; SQLite evaluation cache; writes OUT/top_blocks.png too). Every algorithm writes "
+        "OUT/metrics.csv, TensorBoard events, OUT/learning_curves.png and OUT/checkpoint.pt (atomic; --resume "
+        "continues the run); the NATCell/NATEdge algorithms also OUT/summary.json (held-out reward on fresh inputs). "
+        "On digits, the default supernet is trained once (a few minutes) and cached on first use.",
     )
     p.add_argument("--algo", choices=list(ALGOS), default="nat",
                    help="; ".join(f"{k}: {v.help}" for k, v in ALGOS.items()) + " (default: nat)")  # fmt: skip
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its checkpoint (same final weights as an uninterrupted run)")
-    owners: dict[str, list[str]] = {}
+                   help="continue the run in --out from its checkpoint, which must exist, to the same total budget "
+                        "(same final weights as an uninterrupted run)")
+    fields_of: dict[str, list[tuple[str, FieldSpec]]] = {}  # flag -> (algo, field) of every algorithm with it
     for algo, spec in ALGOS.items():
-        group = p.add_argument_group(f"--algo {algo} options")
         for f in algo_fields(spec):
-            if f.name not in owners:
-                _add_field(group, f, spec.choices.get(f.name))
-            owners.setdefault(f.name, []).append(algo)
-    p.set_defaults(func=_run_train, _owners=owners)
+            if f.name not in spec.fixed:
+                fields_of.setdefault(f.name, []).append((algo, f))
+    groups: dict[tuple[str, ...], argparse._ArgumentGroup] = {}
+    for name, pairs in fields_of.items():
+        algos = tuple(a for a, _ in pairs)
+        if algos not in groups:
+            title = "options of every --algo" if len(algos) == len(ALGOS) else f"--algo {', '.join(algos)} options"
+            groups[algos] = p.add_argument_group(title)
+        choices = tuple(dict.fromkeys(c for a in algos for c in ALGOS[a].choices.get(name, ())))  # ordered union
+        _add_field(groups[algos], pairs, choices or None)
+    p.set_defaults(func=_run_train, _owners={name: [a for a, _ in pairs] for name, pairs in fields_of.items()})
 
     p = sub.add_parser(
         "transform",
@@ -166,36 +233,45 @@ def register(sub: argparse._SubParsersAction) -> None:
         "OUT/transform.png.",
     )
     p.add_argument("--arch", required=True,
-                   help="input architecture: a registered name (nat-gym list; e.g. DARTS_V2), a JSON file or the "
-                        "compact string form")  # fmt: skip
+                   help="input architecture: a registered name (nat-gym list; e.g. DARTS_V2), a JSON file, the "
+                        "compact string form or a DARTS / NAT 'Genotype(...)' string (quote it)")  # fmt: skip
     p.add_argument("--policy", required=True, help="trainer checkpoint (OUT/checkpoint.pt of nat-gym train --algo nat)")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--samples", type=int, default=10, help="candidates sampled from the policy (default: 10)")
+    mode.add_argument("--samples", type=int_at_least(1), default=10,
+                      help="candidates sampled from the policy (default: 10)")
     mode.add_argument("--argmax", action="store_true",
                       help="take the most likely op of every edge instead of sampling (one candidate, deterministic)")
     p.add_argument("--supernet", default=None,
                    help="score the candidates with this supernet (a train-supernet checkpoint or a trainer "
                         "checkpoint; default: the supernet stored in the --policy checkpoint)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: 0)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the sampling (default: 0)")
     p.add_argument("--out", default="runs/transform",
                    help="folder for transform.json and transform.png (default: runs/transform; '' writes nothing)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)")
     p.add_argument("--json", action="store_true", help="also print the result as JSON")
     p.set_defaults(func=_run_transform)
 
+    from agents.bench.cli import register as register_bench
+
+    register_bench(sub)  # nat-gym bench, nat-gym validate
+
 
 def _run_train(ns: argparse.Namespace) -> int:
+    from nat_gym.cli_args import as_flag
     from nat_gym.errors import ConfigError
 
     spec = ALGOS[ns.algo]
-    names = {f.name for f in algo_fields(spec)}
+    names = {f.name for f in algo_fields(spec)} - set(spec.fixed)
     stray = sorted(k for k, algos in ns._owners.items() if hasattr(ns, k) and ns.algo not in algos)
     if stray:
         raise ConfigError(f"--algo {ns.algo}: flags {['--' + s.replace('_', '-') for s in stray]} do not apply to it")
     module = importlib.import_module(spec.module)
     args_cls = getattr(module, spec.args_class)
-    args = args_cls(**{k: getattr(ns, k) for k in names if hasattr(ns, k)})
-    getattr(module, spec.runner)(args, resume=ns.resume)
+    try:
+        args = args_cls(**{k: getattr(ns, k) for k in names if hasattr(ns, k)}, **spec.fixed)
+        getattr(module, spec.runner)(args, resume=ns.resume)
+    except ConfigError as e:
+        raise ConfigError(as_flag(str(e), names)) from None
     out = getattr(args, "out", None)
     if out:
         print(f"{ns.algo}: done; outputs in {out}")

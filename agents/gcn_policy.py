@@ -1,14 +1,10 @@
 r"""The NAT policy: a graph convolutional network over a cell, with BMSoftmax outputs.
 
-NAT (Guo et al., NeurIPS 2019) and NAT++ (TPAMI 2021) encode one cell at a time as a graph whose nodes are the cell's
-nodes (two inputs and the intermediate nodes) and whose directed edges are the cell's edges. The normal and the
-reduction cell go through the same network (shared weights); every edge's new op is sampled independently from a
-:func:`~agents.bmsoftmax.bmsoftmax` over the ``K`` ops, masked by the transition rules, so the joint log-probability
-and entropy of an action are sums over the ``2E`` edges of both cells.
-
-Node features: an input node (``node_id`` 0 or 1) gets a learned embedding; an intermediate node gets the
-concatenation of the op embeddings of its two incoming edges (edges ``2j`` and ``2j + 1`` of its cell feed node
-``j + 2``). A linear layer lifts both kinds to ``lift_dim``. Then two graph convolutions and a head.
+NAT (Guo et al., NeurIPS 2019) and NAT++ (TPAMI 2021) encode one cell at a time as a graph and sample every edge's
+new op independently from a :func:`~agents.bmsoftmax.bmsoftmax` over the ``K`` ops, masked by the transition
+rules, so the joint log-probability and entropy of an action are sums over the ``2E`` edges of both cells. The
+graph network (op and input embeddings, lift, two graph convolutions, shared by both cells) is
+:class:`~agents.cell_encoder.CellEncoder`; :class:`GCNPolicy` adds the head.
 
 Two variants (``variant=``):
 
@@ -22,6 +18,11 @@ Two variants (``variant=``):
 ``"fixed"`` (default)
     Self-loops and the symmetric normalisation :math:`\hat D^{-1/2} (A + I) \hat D^{-1/2}` (``GCNConv``'s defaults),
     and a per-edge head whose input is :math:`[H_2[dst], \mathrm{emb}(op)]`, the edge's own current op included.
+    It also sees the cell's outputs (``node_concat``): a learned vector, zero at initialisation, is added to the
+    lifted features of the intermediate nodes that do *not* feed the cell output, so a loose-end cell and its
+    fully-concat twin, which differ in cost and accuracy, get different logits. A fully-concat cell has no such
+    node: on fully-concat inputs (the env's random inputs) the vector gets no gradient and the policy computes
+    and learns exactly what it did without it. The paper's design (``"faithful"``) does not see the outputs.
 
 Keep prior (``keep_prior=``, both variants; not in the papers): a learned logit per op, initialised to
 ``keep_prior``, added to the logit of every edge's *current* op. With the reference initialisation
@@ -30,42 +31,38 @@ Keep prior (``keep_prior=``, both variants; not in the papers): a learned logit 
 random 4-step genotype under NAT++: 32 edges with 6.2 valid targets on average); with ``keep_prior=b`` an edge with
 ``v`` valid targets starts by keeping its op with probability :math:`e^b / (e^b + v - 1)` (``b = 3``: 80% on
 average), so REINFORCE starts next to the identity and learns which ops to change.
+
+A batch may mix cells of different sizes for :meth:`GCNPolicy.forward` (per-edge logits); the distributions
+(:meth:`GCNPolicy.distribution`, :meth:`~GCNPolicy.act`, :meth:`~GCNPolicy.evaluate_actions`) have one row of
+``2E`` edges per observation and so need all cells of a batch to have the same number of edges.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 from torch_geometric.data.data import BaseData
-from torch_geometric.nn import GCNConv
 
 from agents.bmsoftmax import MaskedCategorical
+from agents.cell_encoder import VARIANTS, CellEncoder
 from nat_gym.envs.observation import to_pyg_batch
 from nat_gym.errors import ConfigError
 
 __all__ = ["GCNPolicy", "VARIANTS"]
 
-VARIANTS: tuple[str, ...] = ("faithful", "fixed")
-"""The policy variants: the reference design and the fixed one."""
-
 Obs = Mapping[str, "np.ndarray | Tensor"]
 
 
-def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
-
-
-class GCNPolicy(nn.Module):
+class GCNPolicy(CellEncoder):
     r"""The NAT transformer policy :math:`\pi(\alpha \mid \beta)`: a two-layer GCN over each cell of the input
-    architecture :math:`\beta`, giving for every edge a masked categorical distribution over the ``K`` ops.
+    architecture :math:`\beta` (:class:`~agents.cell_encoder.CellEncoder`, whose parameters it holds under the same
+    names), giving for every edge a masked categorical distribution over the ``K`` ops.
 
     Args:
         num_ops (int): ``K``, the size of the rule set's op vocabulary (``rules.num_ops``).
@@ -83,7 +80,8 @@ class GCNPolicy(nn.Module):
     Shapes:
         - **input:** a :class:`~torch_geometric.data.Batch` of :math:`G` cell graphs from
           :func:`~nat_gym.envs.observation.to_pyg_batch` (``edge_index`` :math:`[2, GE]`, ``edge_op``
-          :math:`[GE]`, ``edge_mask`` :math:`[GE, K]`, ``node_id`` :math:`[GN]`), or an observation dict
+          :math:`[GE]`, ``edge_mask`` :math:`[GE, K]`, ``node_id`` and ``node_concat`` :math:`[GN]`), or an
+          observation dict
           (single: :math:`[2, E, K]` ...; batched: :math:`[B, 2, E, K]` ..., :math:`G = 2B`)
         - **output:** :meth:`forward`: logits :math:`[GE, K]`; :meth:`act`: actions :math:`[B, 2E]`,
           log-probabilities and entropies :math:`[B]`
@@ -98,41 +96,23 @@ class GCNPolicy(nn.Module):
         hidden_dim: int = 100,
         keep_prior: float = 0.0,
     ) -> None:
-        super().__init__()
-        if variant not in VARIANTS:
-            raise ConfigError(f"variant: expected one of {list(VARIANTS)}, got {variant!r}")
-        self.num_ops = _positive("num_ops", num_ops)
-        self.variant: str = variant
-        self.op_embed_dim = _positive("op_embed_dim", op_embed_dim)
-        self.lift_dim = _positive("lift_dim", lift_dim)
-        self.hidden_dim = _positive("hidden_dim", hidden_dim)
+        super().__init__(num_ops, variant, op_embed_dim=op_embed_dim, lift_dim=lift_dim, hidden_dim=hidden_dim)
         if isinstance(keep_prior, bool) or not isinstance(keep_prior, (int, float)) or not 0 <= keep_prior < math.inf:
             raise ConfigError(f"keep_prior: expected a finite number >= 0, got {keep_prior!r}")
         self.keep_prior = float(keep_prior)
-        d = self.op_embed_dim
-        self.op_embed = nn.Embedding(self.num_ops, d)
-        self.input_embed = nn.Embedding(
-            2, 2 * d
-        )  # nodes 0 and 1, same width as an intermediate node's feature
-        self.lift = nn.Linear(2 * d, self.lift_dim)
-        faithful = variant == "faithful"
-        conv_kw: dict[str, Any] = {"normalize": False, "add_self_loops": False} if faithful else {}
-        self.conv1 = GCNConv(self.lift_dim, self.hidden_dim, **conv_kw)
-        self.conv2 = GCNConv(self.hidden_dim, self.hidden_dim, **conv_kw)
-        if faithful:
+        if variant == "faithful":
             self.head = nn.Linear(self.hidden_dim, 2 * self.num_ops)  # both incoming edges of a node
         else:
-            self.head = nn.Linear(self.hidden_dim + d, self.num_ops)  # one edge: [H2[dst], emb(own op)]
+            self.head = nn.Linear(self.edge_dim, self.num_ops)  # one edge: [H2[dst], emb(own op)]
+            # the output offset was added to the policy after the head: registered last, so the parameters of
+            # older policies keep their order (e.g. in Adam's saved state)
+            self._modules["non_output_embed"] = self._modules.pop("non_output_embed")
         self.keep_logit: nn.Parameter | None = None  # [K]: added to the logit of each edge's current op
         if self.keep_prior:
             self.keep_logit = nn.Parameter(torch.full((self.num_ops,), self.keep_prior))
 
     def extra_repr(self) -> str:
         return f"num_ops={self.num_ops}, variant={self.variant!r}, keep_prior={self.keep_prior}"
-
-    @property
-    def device(self) -> torch.device:
-        return self.op_embed.weight.device
 
     # ---------------------------------------------------------------------------------------------------- forward
     def forward(self, batch: Batch) -> Tensor:
@@ -142,8 +122,13 @@ class GCNPolicy(nn.Module):
         consecutive (edges ``2j, 2j + 1`` feed node ``j + 2``), as :func:`to_pyg_batch` produces them.
 
         Args:
-            batch (torch_geometric.data.Batch): Cell graphs with ``edge_index``, ``edge_op``, ``node_id`` (and
-                ``edge_mask``, only checked for its width here).
+            batch (torch_geometric.data.Batch): Cell graphs with ``edge_index``, ``edge_op``, ``node_id``,
+                ``node_concat`` (read by the fixed variant) and ``edge_mask`` (only checked for its width here). The
+                graphs may have different numbers of edges.
+
+        Raises:
+            ConfigError: If the batch holds an odd number of edges, the mask's width is not ``num_ops``, or (fixed
+                variant) ``node_concat`` is missing.
 
         Returns:
             torch.Tensor: The logits, in edge order (graph 0's edges, graph 1's, ...).
@@ -152,30 +137,20 @@ class GCNPolicy(nn.Module):
             - **input:** ``edge_index`` :math:`[2, M]`, ``edge_op`` :math:`[M]`, ``node_id`` :math:`[V]`
             - **output:** :math:`[M, K]`
         """
-        edge_index, edge_op, node_id = batch.edge_index, batch.edge_op, batch.node_id
-        if edge_op.numel() % 2:
-            raise ConfigError(
-                f"batch: {edge_op.numel()} edges; every intermediate node needs exactly two inputs"
-            )
         mask = getattr(batch, "edge_mask", None)
         if mask is not None and mask.shape[-1] != self.num_ops:
             raise ConfigError(
                 f"batch.edge_mask: {mask.shape[-1]} ops per edge but the policy was built with num_ops={self.num_ops}"
             )
-        emb = self.op_embed(edge_op)  # [M, D]
-        pair_dst = edge_index[1, 0::2]  # [M / 2]: the intermediate node fed by edges 2m, 2m + 1
-        x = self.input_embed(node_id.clamp(max=1))  # [V, 2D]; rows of intermediate nodes are replaced below
-        x = x.index_copy(0, pair_dst, emb.reshape(-1, 2 * self.op_embed_dim))
-        x = self.lift(x)  # [V, lift]
-        h = torch.relu(self.conv1(x, edge_index))
-        h = self.conv2(h, edge_index)  # [V, hidden]
         if self.variant == "faithful":
+            h, _ = self.embed(batch)  # [V, hidden]
+            pair_dst = batch.edge_index[1, 0::2]  # [M / 2]: the intermediate node fed by edges 2m, 2m + 1
             logits = self.head(h[pair_dst]).reshape(-1, self.num_ops)  # [M/2, 2K] -> [M, K]
         else:
-            logits = self.head(torch.cat([h[edge_index[1]], emb], dim=-1))  # [M, K]
+            logits = self.head(self.edge_features(batch)[0])  # [M, K]
         if self.keep_logit is None:
             return logits
-        own = edge_op.unsqueeze(-1)  # [M, 1]
+        own = batch.edge_op.unsqueeze(-1)  # [M, 1]
         return logits.scatter_add(1, own, self.keep_logit[own])
 
     # --------------------------------------------------------------------------------------------- distributions
@@ -198,19 +173,37 @@ class GCNPolicy(nn.Module):
 
         Returns:
             MaskedCategorical: batch shape :math:`[B, 2E]` (normal edges then reduce edges), masked by
-            ``edge_mask`` (BMSoftmax: a masked op has probability exactly 0).
+            ``edge_mask`` (BMSoftmax: a masked op has probability exactly 0). An empty batch (``B = 0``) gives
+            an empty distribution (:math:`[0, 2E]` for an observation dict, :math:`[0, 0]` for an empty
+            :class:`Batch`, whose ``E`` is unknown).
+
+        Raises:
+            ConfigError: If the batch does not hold pairs of cells, or its cells have different numbers of edges
+                (e.g. 4-step and 5-step genotypes in one batch: batch them separately).
 
         Shapes:
             - **output:** logits and mask :math:`[B, 2E, K]`
         """
         batch = self.to_batch(obs_or_batch)
-        logits = self(batch)
         g = batch.num_graphs
-        if g % 2 or logits.shape[0] % g:
+        if g == 0:
+            e = 0
+            if isinstance(obs_or_batch, Mapping):
+                ops = obs_or_batch["ops"]
+                e = ops.shape[-2] if len(ops.shape) == 4 else 0
+            empty = torch.zeros(0, 2 * e, self.num_ops, device=self.device)
+            return MaskedCategorical(empty, empty.bool())
+        if g % 2:
+            raise ConfigError(f"batch: {g} graphs; expected pairs of (normal, reduce) cells")
+        edges_per_graph = torch.bincount(batch.batch[batch.edge_index[1]], minlength=g)
+        if bool((edges_per_graph != edges_per_graph[0]).any()):
+            sizes = sorted(set(edges_per_graph.tolist()))
             raise ConfigError(
-                f"batch: {g} graphs with {logits.shape[0]} edges in all; expected pairs of (normal, reduce) cells "
-                "with the same number of edges"
+                f"batch: its cells have different numbers of edges ({sizes}); a distribution has one row of 2E "
+                "edges per observation, so batch genotypes with the same number of steps together (forward() "
+                "gives per-edge logits for mixed batches)"
             )
+        logits = self(batch)
         b = g // 2
         shape = (b, logits.shape[0] // b, self.num_ops)
         return MaskedCategorical(logits.reshape(shape), batch.edge_mask.reshape(shape))

@@ -19,15 +19,19 @@ optimised with REINFORCE and a moving-average baseline. Each epoch (Algorithm 1)
    ``env.step`` (cache hits), and takes one Adam step on
    ``loss = -mean((R - b) * log pi(alpha|beta)) - entropy_coef * mean(H_normal + H_reduce)``.
 3. **held-out report**: the mean reward of the policy on ``eval_inputs`` fixed random architectures, scored on the
-   whole validation split (sampled and argmax transformations).
+   whole validation split (sampled and argmax transformations). The last report also scores the two floors that
+   reward is read against, on the same inputs and images: random valid transformations (every edge an op the rules
+   allow, uniformly; ``eval_reward_random``) and the identity (``eval_reward_identity``, 0 by construction).
 
 The paper's settings are the defaults: one input and one transformation per minibatch of 64 images (``m = n = 1``),
 Adam lr 3e-4, betas (0.5, 0.999), weight decay 5e-4, baseline decay 0.99, entropy coefficient 0.003; supernet SGD
 lr 0.01 (cosine to 0.001), momentum 0.9, weight decay 3e-4, batch 64, gradient clipping 5.
 
-Outputs in ``args.out``: ``metrics.csv`` (one row per epoch), TensorBoard events, ``learning_curves.png``,
-``checkpoint.pt`` (written atomically; everything needed to resume *exactly*: an interrupted run resumed with
-:meth:`NATTrainer.resume` ends with the same policy weights as an uninterrupted one) and ``summary.json``.
+Outputs in ``args.out``: ``metrics.csv`` (one row per epoch; the floors in the last row), TensorBoard events,
+``learning_curves.png`` (the floors as horizontal lines on the held-out reward panels), ``checkpoint.pt`` (written
+atomically; everything needed to resume *exactly*: an interrupted run resumed with :meth:`NATTrainer.resume` ends
+with the same policy weights as an uninterrupted one) and ``summary.json`` (``final``: the last held-out rewards,
+``floors``: random valid and identity). :func:`train` ends by printing :func:`result_text`.
 
 Usage::
 
@@ -46,7 +50,7 @@ import random
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -57,11 +61,12 @@ import torch
 
 import nat_gym  # noqa: F401  (registers NATCell-v0)
 from agents.gcn_policy import VARIANTS, GCNPolicy
+from agents.heldout import fresh_inputs, gcn_transform, heldout_report
 from nat_gym import rules as rule_sets
 from nat_gym.envs.observation import OBS_KEYS, encode
 from nat_gym.errors import CheckpointError, ConfigError
 from nat_gym.genotype import Genotype
-from nat_gym.sampling import random_genotype
+from nat_gym.sampling import random_valid_action
 
 __all__ = [
     "NATTrainerArgs",
@@ -70,6 +75,7 @@ __all__ = [
     "supernet_seed",
     "CHECKPOINT_FORMAT",
     "train",
+    "result_text",
     "load_policy",
     "load_trainer_checkpoint",
     "supernet_from_checkpoint",
@@ -84,7 +90,8 @@ STRUCTURAL_FIELDS: tuple[str, ...] = ("variant", "rules", "steps", "op_embed_dim
 """Arguments that fix the shapes of the policy (and the meaning of its outputs): a checkpoint saved with other
 values cannot be loaded (:class:`~nat_gym.errors.CheckpointError` naming the field)."""
 
-_RUN_ONLY_FIELDS = ("epochs", "out", "progress", "device", "threads", "checkpoint_every", "eval_every")
+_RUN_ONLY_FIELDS = ("epochs", "out", "progress", "device", "threads", "checkpoint_every", "eval_every",
+                    "heldout_inputs")
 """Arguments that may change when a run is resumed without making it a different run."""
 
 
@@ -175,17 +182,21 @@ class NATTrainerArgs:
     architectures on the whole validation split with fresh supernet weights, the costliest part of an epoch."""
     eval_seed: int = 12345
     """Seed of the held-out input architectures and of their sampled transformations."""
+    heldout_inputs: int = 200
+    """Fresh input architectures of the final held-out report in summary.json (as scripts/evidence.py scores)."""
     progress: bool = True
     """Show a progress bar."""
 
     def __post_init__(self) -> None:
+        """Check every field; a bad value raises :class:`ConfigError` whose message starts with the field's name."""
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]  (lists from JSON / argparse)
         if self.variant not in VARIANTS:
             raise ConfigError(f"variant: expected one of {list(VARIANTS)}, got {self.variant!r}")
         rule_sets.get(self.rules)  # raises for an unknown rule set
-        for name, low in (("epochs", 0), ("m", 1), ("n", 1), ("steps", 1), ("op_embed_dim", 1), ("lift_dim", 1),
-                          ("hidden_dim", 1), ("supernet_batch_size", 1), ("checkpoint_every", 1),
-                          ("eval_inputs", 0), ("eval_every", 1)):  # fmt: skip
+        for name, low in (("seed", 0), ("data_seed", 0), ("eval_seed", 0), ("epochs", 1), ("m", 1), ("n", 1),
+                          ("steps", 1), ("op_embed_dim", 1), ("lift_dim", 1), ("hidden_dim", 1),
+                          ("supernet_batch_size", 1), ("checkpoint_every", 1), ("eval_inputs", 0),
+                          ("eval_every", 1), ("heldout_inputs", 0)):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
@@ -193,13 +204,27 @@ class NATTrainerArgs:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}: expected a positive integer or None, got {value!r}")
+        for name, low, high, what in (
+            ("lr", 0.0, None, "a positive learning rate"), ("supernet_lr", 0.0, None, "a positive learning rate"),
+            ("supernet_grad_clip", 0.0, None, "a positive gradient-norm bound"),
+            ("weight_decay", 0.0, "=", "a number >= 0"), ("entropy_coef", 0.0, "=", "a number >= 0"),
+            ("cost_weight", 0.0, "=", "a number >= 0"), ("supernet_weight_decay", 0.0, "=", "a number >= 0"),
+            ("supernet_lr_min", 0.0, "=", "a number >= 0"), ("baseline_decay", 0.0, 1.0, "a number in [0, 1)"),
+            ("supernet_momentum", 0.0, 1.0, "a number in [0, 1)"),
+        ):  # fmt: skip
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if ok and high is None:
+                ok = value > low
+            elif ok:
+                ok = value >= low and (high == "=" or value < high)
+            if not ok:
+                raise ConfigError(f"{name}: expected {what}, got {value!r}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
-        if not 0.0 <= self.baseline_decay < 1.0:
-            raise ConfigError(f"baseline_decay: expected a number in [0, 1), got {self.baseline_decay!r}")
-        for name in ("lr", "supernet_lr"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name}: expected a positive learning rate, got {getattr(self, name)!r}")
+        if self.supernet_lr_min > self.supernet_lr:
+            raise ConfigError(f"supernet_lr_min: expected at most supernet_lr = {self.supernet_lr!r}, got "
+                              f"{self.supernet_lr_min!r}")  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NATTrainerArgs:
@@ -307,9 +332,7 @@ class NATTrainer:
         self.out = Path(args.out)
         self.log = log
         self._writer = None
-        self._sample_ops = tuple(o for o in self.rules.ops if o != "null")
-        rng = np.random.default_rng(args.eval_seed)
-        self._eval_inputs = [random_genotype(rng, args.steps, self._sample_ops) for _ in range(args.eval_inputs)]
+        self._eval_inputs = fresh_inputs(self.rules, args.steps, args.eval_inputs, args.eval_seed)
         self.timing = {"update_seconds": 0.0, "updates": 0, "samples": 0}
 
     def _make_supernet_trainer(self):
@@ -339,7 +362,7 @@ class NATTrainer:
             obs, info = env.reset(seed=s, options={"score": False})
             observations.append(obs)
             betas.append(info["genotype"])
-            batches.append(info["reward_batch"])
+            batches.append(info.get("reward_batch"))  # absent: scored on the whole validation split
         # 2. one GCN pass over the m * n observations samples every transformation
         actions, log_prob, entropy = self.policy.act(_stack(observations, a.n), generator=self.generator)
         actions_np = actions.cpu().numpy()
@@ -404,17 +427,36 @@ class NATTrainer:
         argmax, _, _ = self.policy.act(obs, deterministic=True)
         alphas_s = [self.rules.apply_indices(g, act)[0] for g, act in zip(betas, sampled.cpu().numpy())]
         alphas_a = [self.rules.apply_indices(g, act)[0] for g, act in zip(betas, argmax.cpu().numpy())]
-        acc = self.evaluator.evaluate(list(betas) + alphas_s + alphas_a, None)
+        acc_before, ((reward_s, saving_s), (reward_a, _)) = self._score_heldout(alphas_s, alphas_a)
+        return {"eval_acc_before": acc_before, "eval_reward": reward_s, "eval_reward_argmax": reward_a,
+                "eval_madds_saving": saving_s}  # fmt: skip
+
+    @torch.no_grad()
+    def heldout_floors(self) -> dict[str, float]:
+        """The floors of the held-out reward, on the same inputs, images and weights as :meth:`evaluate_heldout`:
+        random valid transformations (each edge an op the rules allow, uniformly; seeded by ``eval_seed``) and the
+        identity (``alpha = beta``, reward 0). Returns ``eval_reward_random``, ``eval_madds_saving_random`` and
+        ``eval_reward_identity`` (empty without held-out inputs)."""
+        betas = self._eval_inputs
+        if not betas:
+            return {}
+        rng = np.random.default_rng(self.args.eval_seed)
+        randoms = [self.rules.apply_indices(b, random_valid_action(self.rules, b, rng))[0] for b in betas]
+        identities = [self.rules.apply_indices(b, self.rules.op_indices(b))[0] for b in betas]
+        _, ((reward_r, saving_r), (reward_i, _)) = self._score_heldout(randoms, identities)
+        return {"eval_reward_random": reward_r, "eval_madds_saving_random": saving_r, "eval_reward_identity": reward_i}
+
+    def _score_heldout(self, *alphas: list[Genotype]) -> tuple[float, list[tuple[float, float]]]:
+        """Score the held-out inputs and each list of their transformations in one batched call on the whole
+        validation split: the inputs' mean accuracy and, per list, (mean reward, mean relative MAdds saving)."""
+        betas, cost = self._eval_inputs, self._cost
+        acc = self.evaluator.evaluate(list(betas) + [a for group in alphas for a in group], None)
         k = len(betas)
-        before, after_s, after_a = acc[:k], acc[k : 2 * k], acc[2 * k :]
-        cost = self._cost
-        saving = [(cost(b).madds - cost(s).madds) / cost(b).madds for b, s in zip(betas, alphas_s)]
-        return {
-            "eval_acc_before": float(before.mean()),
-            "eval_reward": float((after_s - before).mean()),
-            "eval_reward_argmax": float((after_a - before).mean()),
-            "eval_madds_saving": float(np.mean(saving)),
-        }
+        before, scores = acc[:k], []
+        for i, group in enumerate(alphas, start=1):
+            saving = np.mean([(cost(b).madds - cost(a).madds) / cost(b).madds for b, a in zip(betas, group)])
+            scores.append((float((acc[i * k : (i + 1) * k] - before).mean()), float(saving)))
+        return float(before.mean()), scores
 
     def _cost(self, genotype: Genotype):
         from nat_gym.cost import network_cost
@@ -445,6 +487,8 @@ class NATTrainer:
         self.epoch += 1
         if self.epoch % self.args.eval_every == 0 or self.epoch == self.args.epochs:
             row.update(self.evaluate_heldout())
+        if self.epoch == self.args.epochs:
+            row.update(self.heldout_floors())
         row["updates"] = float(self.updates)
         row["supernet_seconds"] = supernet_seconds
         row["policy_seconds"] = policy_seconds
@@ -518,12 +562,24 @@ class NATTrainer:
         wanted = ["reward", "baseline", "eval_reward", "eval_reward_argmax", "entropy", "madds_saving",
                   "supernet_loss", "supernet_acc", "eval_acc_before"]  # fmt: skip
         columns = [c for c in wanted if any(not math.isnan(r.get(c, math.nan)) for r in self.history)]
-        plot_learning_curves(self.out / "metrics.csv", self.out / "learning_curves.png", x="epoch", y=columns,
-                             title=f"NAT ({self.args.rules}, {self.args.variant} GCN) on {self.args.dataset}")
         last = self.history[-1]
+        floors = {label: last[key] for label, key in (("random valid", "eval_reward_random"),
+                                                      ("identity", "eval_reward_identity")) if key in last}  # fmt: skip
+        plot_learning_curves(self.out / "metrics.csv", self.out / "learning_curves.png", x="epoch", y=columns,
+                             title=f"NAT ({self.args.rules}, {self.args.variant} GCN) on {self.args.dataset}",
+                             reference_lines={"eval_reward": floors, "eval_reward_argmax": floors})  # fmt: skip
+        heldout: dict[str, Any] = {}
+        if self.args.heldout_inputs:
+            betas = fresh_inputs(self.rules, self.args.steps, self.args.heldout_inputs)
+            transform = gcn_transform(self.policy.eval(), self.rules, self.args.eval_seed)
+            heldout = heldout_report(self.evaluator, self.env.unwrapped.cost_config, self.rules, betas, transform)
         summary = {
             "epochs": self.epoch, "updates": self.updates, "seconds": self._elapsed,
             "ms_per_update": 1e3 * self.timing["update_seconds"] / max(self.timing["updates"], 1),
+            "final": {k: last[k] for k in ("eval_reward", "eval_reward_argmax", "eval_madds_saving") if k in last},
+            "floors": {k: last[k] for k in ("eval_reward_random", "eval_reward_identity", "eval_madds_saving_random")
+                       if k in last},
+            "eval_inputs": len(self._eval_inputs), "heldout": heldout,
             "last": last, "checkpoint": str(self.out / "checkpoint.pt"), "args": asdict(self.args),
         }  # fmt: skip
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
@@ -575,6 +631,8 @@ class NATTrainer:
             CheckpointError: the file is not a trainer checkpoint, or was saved with other structural arguments
                 (:data:`STRUCTURAL_FIELDS`) or another supernet configuration.
         """
+        from nat_gym.supernet.checkpoint import load_optimizer_state
+
         path = Path(path) if path else self.out / "checkpoint.pt"
         if not path.is_file():
             return False
@@ -590,18 +648,19 @@ class NATTrainer:
                 stacklevel=2,
             )
         self.policy.load_state_dict(payload["policy"])
-        self.optimizer.load_state_dict(payload["policy_optimizer"])
+        optimizer_state = _with_new_parameters(payload["policy_optimizer"], payload["policy"], self.policy)
+        load_optimizer_state(self.optimizer, optimizer_state)  # lr, betas, weight decay: these args' values
         sn = payload.get("supernet")
         if self.supernet_trainer is not None:
             if not sn or not sn.get("trained"):
                 raise CheckpointError(
                     f"checkpoint: {str(path)!r} holds no trained supernet (it was saved with train_supernet=False); "
-                    "resume with train_supernet=False"
+                    "resume with train_supernet=False (--no-train-supernet)"
                 )
             _check_supernet_config(self.supernet.config, sn["config"], path)
             self.supernet.load_state_dict(sn["state_dict"])
             self.supernet.bump_version()  # the evaluator's caches must not serve results of the old weights
-            self.supernet_trainer.optimizer.load_state_dict(sn["optimizer"])
+            load_optimizer_state(self.supernet_trainer.optimizer, sn["optimizer"])
             self.supernet_trainer.epoch = int(sn["epoch"])
         self.baseline = payload["baseline"]
         self.epoch = int(payload["epoch"])
@@ -638,6 +697,21 @@ def _check_supernet_config(config, saved: dict[str, Any], path: Path) -> None:
 
 
 # ====================================================================================================== loading
+def _with_new_parameters(optimizer_state: dict[str, Any], policy_state: Mapping[str, Any],
+                         policy: GCNPolicy) -> dict[str, Any]:  # fmt: skip
+    """The optimizer state of a checkpoint whose policy predates parameters the policy has gained since (the fixed
+    GCN's ``non_output_embed``, registered last): those join the parameter group without state, as Adam's fresh
+    parameters do. Other checkpoints are returned as they are."""
+    missing = [name for name, _ in policy.named_parameters() if name not in policy_state]
+    groups = optimizer_state.get("param_groups", [])
+    if not missing or len(groups) != 1:
+        return optimizer_state
+    ids = list(groups[0]["params"])
+    start = max(ids, default=-1) + 1
+    group = {**groups[0], "params": ids + list(range(start, start + len(missing)))}
+    return {**optimizer_state, "param_groups": [group]}
+
+
 def load_trainer_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and validate a trainer checkpoint (a dict; see :meth:`NATTrainer.state_dict`)."""
     from nat_gym.supernet.checkpoint import read_checkpoint
@@ -680,15 +754,42 @@ def supernet_from_checkpoint(path: str | Path):
 # ====================================================================================================== entry points
 def train(args: NATTrainerArgs, *, resume: bool = False, env: gym.Env | None = None,
           log: bool = True) -> tuple[GCNPolicy, list[dict[str, float]]]:  # fmt: skip
-    """Run (or, with ``resume``, continue) a NAT training run; returns ``(policy, history)``."""
-    trainer = NATTrainer(args, env=env, log=log)
-    ckpt = trainer.out / "checkpoint.pt"
+    """Run (or, with ``resume``, continue) a NAT training run; returns ``(policy, history)``. At the end it prints the
+    final held-out rewards next to the random-valid and identity floors (:func:`result_text`).
+
+    Raises:
+        ConfigError: ``resume`` but ``args.out`` holds no checkpoint (nothing to resume), or not ``resume`` but it
+            holds one (a run is never overwritten). Both are checked before any work starts.
+    """
+    ckpt = Path(args.out) / "checkpoint.pt"
+    if resume and not ckpt.is_file():
+        raise ConfigError(f"out: nothing to resume, {ckpt} does not exist; check --out or drop --resume")
     if log and ckpt.exists() and not resume:
         raise ConfigError(f"out: {ckpt} exists; pass --resume to continue that run or choose another --out")
-    if resume and trainer.resume():
+    trainer = NATTrainer(args, env=env, log=log)
+    if resume:
+        trainer.resume(ckpt)
         print(f"nat: resumed {ckpt} at epoch {trainer.epoch}")
     trainer.train()
+    print(result_text(trainer.history))
     return trainer.policy, trainer.history
+
+
+def result_text(history: Sequence[dict[str, float]]) -> str:
+    """The result of a run in one line: the last held-out rewards of the policy (sampled and argmax) next to the
+    random-valid and identity floors measured on the same inputs (a reward above the random floor beats random
+    valid transformations; above 0, the inputs themselves)."""
+    rows = [r for r in history if not math.isnan(r.get("eval_reward", math.nan))]
+    if not rows:
+        return "nat: no held-out report (eval_inputs=0), so no result to compare with the floors"
+    r = rows[-1]
+    text = (f"nat: held-out reward acc(alpha) - acc(beta) at epoch {int(r['epoch'])}: policy {r['eval_reward']:+.4f} "
+            f"sampled, {r['eval_reward_argmax']:+.4f} argmax")  # fmt: skip
+    if "eval_reward_random" in r:
+        text += (f"; floors: random valid {r['eval_reward_random']:+.4f}, identity {r['eval_reward_identity']:+.4f}; "
+                 f"MAdds saving {r['eval_madds_saving']:.1%} sampled vs {r['eval_madds_saving_random']:.1%} "
+                 "random valid")  # fmt: skip
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,6 +23,7 @@ supernet with at least its ``steps`` and every op it uses (see :func:`check_tran
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +37,10 @@ from nat_gym import genotypes as named
 from nat_gym import rules as rule_sets
 from nat_gym.cost import network_cost
 from nat_gym.envs.observation import encode
-from nat_gym.errors import ConfigError, InvalidOpError, NatGymError
+from nat_gym.errors import ConfigError, GenotypeError, NatGymError
 from nat_gym.genotype import Genotype
 from nat_gym.rules import TransitionRules
+from nat_gym.supernet.cli import train_command
 
 __all__ = ["DARTS_CIFAR", "TransformResult", "transform", "cost_guard_mask", "check_transformable", "write_outputs"]
 
@@ -67,6 +69,8 @@ class TransformResult:
         null_to_skip: the edges of ``best`` that went ``null -> skip_connect`` (the one allowed cost increase).
         guarded_targets: (edge, op) pairs the rules allow but the cost guard removed.
         num_images: validation images the accuracies were measured on.
+        input_name: the input's name when it was given as a registered name (``"DARTS_V2"``) or a file
+            (``"arch.json"``); ``None`` for a genotype object or string.
     """
 
     input: Genotype
@@ -83,10 +87,24 @@ class TransformResult:
     null_to_skip: list[str] = field(default_factory=list)
     guarded_targets: int = 0
     num_images: int | None = None
+    input_name: str | None = None
 
     @property
     def best_accuracy(self) -> float:
         return self.accuracies[self.best_index]
+
+    def saving(self, shape: str = "darts_cifar") -> tuple[float, float]:
+        """Relative ``(params, MAdds)`` saving of ``best`` over the input at ``shape`` (positive = cheaper)."""
+        c = self.costs[shape]
+        return tuple(1 - c["best"][k] / c["input"][k] if c["input"][k] else 0.0 for k in ("params", "madds"))
+
+    def title(self) -> str:
+        """One line for pictures: the input's name, the params / MAdds saving (DARTS CIFAR shape) and the accuracy."""
+        params, madds = self.saving()
+        cfg = self.costs["darts_cifar"]["config"]
+        return (f"{self.input_name or 'input'} \u2192 NAT ({self.rules}): params {-params:+.1%}, MAdds {-madds:+.1%} "
+                f"(C={cfg['C']}, {cfg['layers']} layers, {cfg['input_size']}x{cfg['input_size']}); accuracy "
+                f"{self.input_accuracy:.3f} \u2192 {self.best_accuracy:.3f}")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: genotypes as dicts (plus their compact strings)."""
@@ -110,6 +128,7 @@ class TransformResult:
             "costs": self.costs,
             "null_to_skip": list(self.null_to_skip),
             "guarded_targets": self.guarded_targets,
+            "input_name": self.input_name,
         }
 
     def report(self) -> str:
@@ -152,37 +171,43 @@ def _pct(before: int, after: int) -> str:
 def check_transformable(genotype: Genotype, rules: TransitionRules, supernet: Any = None,
                         policy: GCNPolicy | None = None) -> None:  # fmt: skip
     """Raise a :class:`ConfigError` that says what to do when ``genotype`` cannot be transformed with this rule set,
-    supernet and policy (ops outside the vocabulary, more steps than the supernet holds)."""
+    supernet and policy (ops outside the vocabulary, more steps than the supernet holds). Each hint is a command
+    that works as written (``tests/test_hints.py`` follows them)."""
     if policy is not None and policy.num_ops != rules.num_ops:
+        fits = [r for r in rule_sets.names() if rule_sets.get(r).num_ops == policy.num_ops]
         raise ConfigError(
             f"policy: it has {policy.num_ops} op outputs but rule set {rules.name!r} has {rules.num_ops} ops; "
-            "use the rule set the policy was trained with"
+            f"use the rule set the policy was trained with (rules=..., one of {fits or 'your own rule sets'})"
         )
-    try:
-        rules.check(genotype)
-    except InvalidOpError as e:
-        outside = sorted({o for o in genotype.ops if o not in rules.ops})
+    outside = sorted({o for o in genotype.ops if o not in rules.ops})
+    if outside:
+        cover = rule_sets.covering(genotype.ops, rules)
+        if cover is None:  # pragma: no cover - every op nat-gym knows is in nat-ext / nat++ext
+            raise ConfigError(f"genotype: it uses {outside}, which no shipped rule set holds")
+        out = f"runs/nat-{cover.name}-{genotype.steps}steps"
         raise ConfigError(
             f"genotype: it uses {outside}, outside the op vocabulary of rule set {rules.name!r} that this policy "
-            f"was trained with ({e}). Transform it with a policy trained on an extended rule set and a supernet that "
-            "holds those ops: nat-gym train --algo nat --rules nat++ext (or nat-ext), then "
-            "nat-gym transform --policy runs/nat/checkpoint.pt ..."
-        ) from None
+            f"was trained with. Train a policy on rule set {cover.name!r}, whose default supernet holds those ops "
+            f"and {genotype.steps} steps: `nat-gym train --algo nat --rules {cover.name} --steps {genotype.steps} "
+            f"--out {out}`, then `nat-gym transform --policy {out}/checkpoint.pt --arch ...`"
+        )
     if supernet is None:
         return
     cfg = supernet.config
+    command, path = train_command(rules.name, max(genotype.steps, cfg.steps))
+    train_supernet = f"`{command}`, then pass --supernet {path}"
     if genotype.steps > cfg.steps:
         raise ConfigError(
             f"genotype: it has {genotype.steps} intermediate nodes per cell but the supernet has steps={cfg.steps}. "
             "The policy itself works with any number of steps; the supernet that scores the candidates does not. "
-            f"Train one with at least {genotype.steps} steps (nat-gym train-supernet --steps {genotype.steps} "
-            f"--rules {rules.name}) and pass it with --supernet, or train the policy with --steps {genotype.steps}"
+            f"Train one with {genotype.steps} steps: {train_supernet}; or train the policy with --steps "
+            f"{genotype.steps} (its default supernet then has {genotype.steps} steps)"
         )
     missing = sorted({o for o in genotype.ops if o not in cfg.ops})
     if missing:
         raise ConfigError(
-            f"genotype: it uses {missing}, which the supernet's op vocabulary lacks; use a supernet built with the "
-            f"ops of rule set {rules.name!r} (nat-gym train-supernet --rules {rules.name})"
+            f"genotype: it uses {missing}, which the supernet's op vocabulary lacks; train a supernet with the ops "
+            f"of rule set {rules.name!r}: {train_supernet}"
         )
 
 
@@ -268,6 +293,7 @@ def transform(
             ``samples < 1``.
     """
     g = named.resolve(genotype)
+    input_name = None if isinstance(genotype, Genotype) else _input_name(str(genotype))
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ConfigError(f"samples: expected a positive integer, got {samples!r}")
     evaluator, r, shape = _evaluator_and_shape(env_or_evaluator, rules)
@@ -333,7 +359,17 @@ def transform(
         log_probs=[float(v) for v in log_prob.cpu()], input_accuracy=input_acc, best_index=best_index,
         mode="argmax" if argmax else "sample", seed=int(seed), rules=r.name, costs=costs, null_to_skip=null_to_skip,
         guarded_targets=guarded, num_images=getattr(evaluator, "num_images", None),
+        input_name=input_name,
     )  # fmt: skip
+
+
+def _input_name(text: str) -> str | None:
+    """The registered spelling of a name (``"darts_v2"`` -> ``"DARTS_V2"``), a file's name, or ``None``."""
+    try:
+        named.get(text)
+    except GenotypeError:
+        return Path(text).name if text.endswith(".json") or ("Genotype(" not in text and os.sep in text) else None
+    return next(n for n in named.names() if n.lower() == text.lower())
 
 
 def write_outputs(result: TransformResult, out: str | Path, *, extra: Mapping[str, Any] | None = None) -> dict[str, Path]:
@@ -348,10 +384,7 @@ def write_outputs(result: TransformResult, out: str | Path, *, extra: Mapping[st
         payload.update(extra)
     json_path = out / "transform.json"
     json_path.write_text(json.dumps(payload, indent=2))
-    png_path = save_genotype_png(
-        out / "transform.png", result.input, result.best,
-        title=f"NAT ({result.rules}): accuracy {result.input_accuracy:.3f} -> {result.best_accuracy:.3f}",
-    )  # fmt: skip
+    png_path = save_genotype_png(out / "transform.png", result.input, result.best, title=result.title())
     return {"json": json_path, "png": Path(png_path)}
 
 
@@ -378,7 +411,7 @@ def run_cli(ns: Any) -> int:
                        data_seed=targs.data_seed, steps=steps, reward_images=None, device=ns.device)  # fmt: skip
     except NatGymError as e:
         raise ConfigError(f"cannot build the scoring environment for {ns.arch}: {e}") from None
-    result = transform(g, policy, env, samples=ns.samples, argmax=ns.argmax, seed=ns.seed)
+    result = transform(ns.arch, policy, env, samples=ns.samples, argmax=ns.argmax, seed=ns.seed)
     print(result.report())
     if ns.out:
         paths = write_outputs(result, ns.out, extra={"arch": ns.arch, "policy": str(ns.policy),

@@ -2,7 +2,7 @@
 
 Floors (see the design card): search space (``ops``, ``genotype``, ``genotypes``, ``rules``, ``cost``), measurement
 (``data``, ``supernet``, ``evaluator``), environments (``envs``). Importing ``nat_gym`` registers the Gymnasium ids
-(``NATCell-v0``); the torch-heavy modules load lazily.
+(``NATCell-v0``, ``NATEdge-v0``); the torch-heavy modules load lazily.
 """
 
 from __future__ import annotations

@@ -21,6 +21,19 @@ auxiliary head always use affine BN, as in DARTS.
 - identity, ``null``, BN, ReLU, node sums and concatenation: 0. NAT.md's per-op table counts 0.1M for a 128-channel
   32x32 ``skip_connect`` (one operation per element); we count the identity as free.
 
+These are the true multiply-adds of the built network (``madds="true"``, the default). ``madds="paper"`` reproduces
+the convention of the NAT / NAT++ papers' MAdds columns, whose counting hook (i) counts every stride-2 convolution at
+its *input* resolution, as if it had stride 1 (``kh * kw * C_in / groups * C_out * H_in * W_in``; for the second conv
+of a factorized reduce the input is the map shifted by one pixel, ``(H - 1) x (W - 1)`` for even sizes, as a hook on
+the module sees it) and (ii) ignores pooling, the global average pool included. Stride-1 convolutions, linear layers
+and the free ops are counted as above. Use it to compare with the published tables; use the default otherwise (for
+DARTS_V2 at C=36, 20 layers, 32x32: 529.6M true, 543.3M in the papers' convention; see the README for the figure the
+issue quoted).
+
+**Per-op tables.** The NAT++ paper's per-op table (128 channels in and out, 32x32, stride 1) counts no BN
+parameters: it equals :func:`op_cost` with ``affine=False`` (with the default ``affine=True`` each conv op has ``2C``
+BN parameters more); ``nat-gym info --per-op -C 128`` prints it.
+
 **Shapes.** An op at stride ``s`` maps an ``H x W`` input to ``ceil(H / s) x ceil(W / s)``. Factorized convolutions
 count their intermediate map exactly: ``conv_1xk_kx1`` runs a ``1 x k`` conv with stride ``(1, s)`` (output
 ``H x W_out``) then a ``k x 1`` conv with stride ``(s, 1)``; ``conv_kx1_1xk`` the reverse. ``sep_conv_k`` is two
@@ -48,6 +61,7 @@ from nat_gym.genotype import Cell, Genotype
 from nat_gym.ops import op_spec
 
 __all__ = [
+    "MADDS_CONVENTIONS",
     "Cost",
     "NetworkCost",
     "op_cost",
@@ -55,6 +69,7 @@ __all__ = [
     "network_cost",
     "relative_madds_saving",
     "check_network_args",
+    "check_madds",
     "aux_head_input_size",
     "check_aux_head_input",
     "reduction_layers",
@@ -119,11 +134,22 @@ class NetworkCost:
         return self.madds + self.aux_madds
 
 
+MADDS_CONVENTIONS: tuple[str, ...] = ("true", "paper")
+"""How MAdds are counted: ``"true"`` (the multiply-adds of the built network) or ``"paper"`` (the NAT / NAT++
+papers' hook: stride-2 convolutions at their input resolution, pooling ignored); see the module docstring."""
+
 # ------------------------------------------------------------------------------------------------ validation
 
 
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def check_madds(madds: Any) -> str:
+    """Validate a MAdds convention name (one of :data:`MADDS_CONVENTIONS`)."""
+    if madds not in MADDS_CONVENTIONS:
+        raise ConfigError(f"madds: expected one of {', '.join(map(repr, MADDS_CONVENTIONS))}, got {madds!r}")
+    return madds
 
 
 def _check_int(name: str, value: Any, low: int, allowed: str | None = None) -> None:
@@ -177,7 +203,7 @@ def check_aux_head_input(hw: tuple[int, int], input_hw: tuple[int, int] | None =
         given = f"input_size={input_hw[0]}x{input_hw[1]} gives " if input_hw is not None else "got "
         raise ConfigError(
             f"input_size: the auxiliary head needs 8x8 (up to 10x10) feature maps after the two reductions, "
-            f"but {given}{hw[0]}x{hw[1]}; use inputs of 29..40 pixels a side (e.g. 32) or auxiliary=False"
+            f"but {given}{hw[0]}x{hw[1]}; use inputs of 29..40 pixels a side (e.g. 32) or auxiliary=False (no --auxiliary)"
         )
 
 
@@ -188,43 +214,57 @@ def _bn(c: int, affine: bool) -> int:
     return 2 * c if affine else 0
 
 
+def _factorized_reduce(c_in: int, c_out: int, h: int, w: int, affine: bool, paper: bool) -> Cost:
+    """ReLU, two 1x1 stride-2 convs (``c_out // 2`` and the rest of the channels; the second on the input shifted by
+    one pixel) and BN, on an ``h x w`` input."""
+    ho, wo = _down((h, w), 2)
+    if not paper:
+        return Cost(c_in * c_out + _bn(c_out, affine), c_in * c_out * ho * wo)
+    shifted = h * w if h % 2 or w % 2 else (h - 1) * (w - 1)  # odd sizes are padded first (op_modules)
+    madds = c_in * (c_out // 2) * h * w + c_in * (c_out - c_out // 2) * shifted
+    return Cost(c_in * c_out + _bn(c_out, affine), madds)
+
+
 @lru_cache(maxsize=8192)
-def _op_cost(op: str, C: int, h: int, w: int, stride: int, affine: bool) -> Cost:
+def _op_cost(op: str, C: int, h: int, w: int, stride: int, affine: bool, madds: str = "true") -> Cost:
     spec = op_spec(op)
     kind, k = spec.kind, spec.kernel
     ho, wo = _down((h, w), stride)
     out = ho * wo
+    paper = madds == "paper"
+    at = h * w if paper and stride == 2 else out  # where a (possibly) strided conv is counted
     if kind == "null":
         return Cost(0, 0)
     if kind == "skip":
-        if stride == 1:
-            return Cost(0, 0)
-        return Cost(C * C + _bn(C, affine), C * C * out)  # factorized reduce
+        return Cost(0, 0) if stride == 1 else _factorized_reduce(C, C, h, w, affine, paper)
     if kind in ("max_pool", "avg_pool"):
-        return Cost(0, k * k * C * out)
+        return Cost(0, 0 if paper else k * k * C * out)
     if kind == "conv":
-        return Cost(k * k * C * C + _bn(C, affine), k * k * C * C * out)
+        return Cost(k * k * C * C + _bn(C, affine), k * k * C * C * at)
     if kind == "fac_conv":
-        mid = h * wo if spec.first_axis == "w" else ho * w
-        return Cost(2 * k * C * C + _bn(C, affine), k * C * C * (mid + out))
+        mid = h * wo if spec.first_axis == "w" else ho * w  # output of the first conv, input of the second
+        first, second = (h * w, mid) if paper and stride == 2 else (mid, out)
+        return Cost(2 * k * C * C + _bn(C, affine), k * C * C * (first + second))
     if kind == "sep_conv":
         block = Cost(k * k * C + C * C + _bn(C, affine), (k * k * C + C * C) * out)
-        return block + block
+        return Cost(block.params, k * k * C * at + C * C * out) + block
     if kind == "dil_conv":
-        return Cost(k * k * C + C * C + _bn(C, affine), (k * k * C + C * C) * out)
+        return Cost(k * k * C + C * C + _bn(C, affine), k * k * C * at + C * C * out)
     raise AssertionError(f"unhandled op kind {kind}")  # pragma: no cover
 
 
-def op_cost(op: str, C: int, size: int | tuple[int, int] = 32, stride: int = 1, affine: bool = True) -> Cost:
+def op_cost(op: str, C: int, size: int | tuple[int, int] = 32, stride: int = 1, affine: bool = True,
+            madds: str = "true") -> Cost:  # fmt: skip
     """Cost of op ``op`` mapping ``C`` channels to ``C`` channels on an input of ``size`` (``int`` or ``(H, W)``).
 
-    The output is ``ceil(size / stride)``; see the module docstring for the conventions.
+    The output is ``ceil(size / stride)``; ``madds`` is ``"true"`` or ``"paper"`` (:data:`MADDS_CONVENTIONS`); see
+    the module docstring for the conventions.
     """
     _check_int("C", C, 1)
     if stride not in (1, 2) or not _is_int(stride):
         raise ConfigError(f"stride: expected 1 or 2, got {stride!r}")
     h, w = _hw(size)
-    return _op_cost(op, C, h, w, stride, bool(affine))
+    return _op_cost(op, C, h, w, stride, bool(affine), check_madds(madds))
 
 
 # ------------------------------------------------------------------------------------------------ cells
@@ -236,22 +276,29 @@ def _relu_conv_bn(c_in: int, c_out: int, out: int, affine: bool) -> Cost:
 
 @lru_cache(maxsize=8192)
 def _cell_cost(cell: Cell, C_pp: int, C_p: int, C: int, h: int, w: int, reduction: bool, reduction_prev: bool,
-               affine: bool) -> Cost:  # fmt: skip
+               affine: bool, hw_pp: tuple[int, int] | None = None, madds: str = "true") -> Cost:  # fmt: skip
     # preprocessing: both outputs are at the input resolution (h, w) of node 1; a factorized reduce on the cell two
-    # back (at twice the resolution, possibly odd) also outputs ceil(H / 2) = h rows, and its cost depends only on that
-    total = _relu_conv_bn(C_pp, C, h * w, affine) + _relu_conv_bn(C_p, C, h * w, affine)
+    # back (at hw_pp, twice the resolution, possibly odd) also outputs ceil(H / 2) = h rows: its true MAdds depend
+    # only on that, the papers' convention counts it at its input size hw_pp
+    if reduction_prev:
+        hp, wp = hw_pp if hw_pp is not None else (2 * h, 2 * w)
+        total = _factorized_reduce(C_pp, C, hp, wp, affine, madds == "paper")
+    else:
+        total = _relu_conv_bn(C_pp, C, h * w, affine)
+    total = total + _relu_conv_bn(C_p, C, h * w, affine)
     # in a reduction cell the edges out of nodes 0 and 1 have stride 2; the others run at the reduced size
     oh, ow = _down((h, w), 2) if reduction else (h, w)
     for e in cell.edges:
         if e.src < 2:
-            total = total + _op_cost(e.op, C, h, w, 2 if reduction else 1, affine)
+            total = total + _op_cost(e.op, C, h, w, 2 if reduction else 1, affine, madds)
         else:
-            total = total + _op_cost(e.op, C, oh, ow, 1, affine)
+            total = total + _op_cost(e.op, C, oh, ow, 1, affine, madds)
     return total
 
 
 def cell_cost(cell: Cell, C_pp: int, C_p: int, C: int, size: int | tuple[int, int], reduction: bool,
-              reduction_prev: bool, affine: bool = True) -> Cost:  # fmt: skip
+              reduction_prev: bool, affine: bool = True, *, size_pp: int | tuple[int, int] | None = None,
+              madds: str = "true") -> Cost:  # fmt: skip
     """Cost of one cell of the stand-alone network.
 
     Args:
@@ -263,20 +310,25 @@ def cell_cost(cell: Cell, C_pp: int, C_p: int, C: int, size: int | tuple[int, in
         reduction: the edges leaving nodes 0 and 1 have stride 2 (the other edges run at the reduced size).
         reduction_prev: the previous cell reduced, so input 0 is preprocessed by a factorized reduce.
         affine: learned affine BN in the cell.
+        size_pp: spatial size of input 0 when ``reduction_prev`` (default ``2 * size``); only the papers' MAdds
+            convention depends on it.
+        madds: ``"true"`` or ``"paper"`` (:data:`MADDS_CONVENTIONS`).
     """
     for name, v in (("C_pp", C_pp), ("C_p", C_p), ("C", C)):
         _check_int(name, v, 1)
     h, w = _hw(size)
-    return _cell_cost(cell, C_pp, C_p, C, h, w, bool(reduction), bool(reduction_prev), bool(affine))
+    hw_pp = _hw(size_pp, "size_pp") if size_pp is not None and reduction_prev else None
+    return _cell_cost(cell, C_pp, C_p, C, h, w, bool(reduction), bool(reduction_prev), bool(affine), hw_pp,
+                      check_madds(madds))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ network
 
 
-def _aux_cost(C_aux: int, hw: tuple[int, int], num_classes: int) -> Cost:
+def _aux_cost(C_aux: int, hw: tuple[int, int], num_classes: int, paper: bool = False) -> Cost:
     ph, pw = (hw[0] - 5) // 3 + 1, (hw[1] - 5) // 3 + 1  # AvgPool2d(5, stride=3, padding=0)
     oh, ow = ph - 1, pw - 1  # Conv2d(128, 768, 2)
-    pool = Cost(0, 25 * C_aux * ph * pw)
+    pool = Cost(0, 0 if paper else 25 * C_aux * ph * pw)
     conv1 = Cost(C_aux * 128 + 2 * 128, C_aux * 128 * ph * pw)
     conv2 = Cost(4 * 128 * 768 + 2 * 768, 4 * 128 * 768 * oh * ow)
     fc = Cost(768 * num_classes + num_classes, 768 * num_classes)
@@ -285,12 +337,13 @@ def _aux_cost(C_aux: int, hw: tuple[int, int], num_classes: int) -> Cost:
 
 @lru_cache(maxsize=4096)
 def _network_cost(genotype: Genotype, C: int, layers: int, num_classes: int, hw: tuple[int, int], in_channels: int,
-                  auxiliary: bool, affine: bool) -> NetworkCost:  # fmt: skip
+                  auxiliary: bool, affine: bool, madds: str = "true") -> NetworkCost:  # fmt: skip
     h, w = hw
+    paper = madds == "paper"
     stem = 3 * C
     total = Cost(9 * in_channels * stem + 2 * stem, 9 * in_channels * stem * h * w)
     C_pp, C_p, C_cur = stem, stem, C
-    size = hw
+    size = size_pp = hw
     reduction_prev = False
     aux = Cost(0, 0)
     red = reduction_layers(layers)
@@ -300,33 +353,37 @@ def _network_cost(genotype: Genotype, C: int, layers: int, num_classes: int, hw:
             C_cur *= 2
         cell = genotype.reduce if reduction else genotype.normal
         total = total + _cell_cost(
-            cell, C_pp, C_p, C_cur, size[0], size[1], reduction, reduction_prev, affine
+            cell, C_pp, C_p, C_cur, size[0], size[1], reduction, reduction_prev, affine, size_pp, madds
         )
+        size_pp = size
         if reduction:
             size = _down(size, 2)
         reduction_prev = reduction
         C_pp, C_p = C_p, len(cell.concat) * C_cur
         if i == red[1] and auxiliary:
             check_aux_head_input(size, hw)
-            aux = _aux_cost(C_p, size, num_classes)
-    total = total + Cost(0, C_p * size[0] * size[1])  # global average pool
+            aux = _aux_cost(C_p, size, num_classes, paper)
+    total = total + Cost(0, 0 if paper else C_p * size[0] * size[1])  # global average pool
     total = total + Cost(C_p * num_classes + num_classes, C_p * num_classes)  # classifier
     return NetworkCost(total.params, total.madds, aux.params, aux.madds)
 
 
 def network_cost(genotype: Genotype, C: int = 36, layers: int = 20, num_classes: int = 10,
                  input_size: int | tuple[int, int] = 32, in_channels: int = 3, auxiliary: bool = False,
-                 affine: bool = True) -> NetworkCost:  # fmt: skip
+                 affine: bool = True, madds: str = "true") -> NetworkCost:  # fmt: skip
     """Parameters and MAdds of the DARTS CIFAR stand-alone network of ``genotype`` (one image, inference).
 
     ``params``/``madds`` exclude the auxiliary head; ``aux_params``/``aux_madds`` are its cost when ``auxiliary``
-    (0 otherwise). Raises :class:`ConfigError` for a bad configuration, or with ``auxiliary`` when the head's input
-    is not 8x8 (up to 10x10). Memoised: a repeated call costs a dictionary lookup.
+    (0 otherwise). ``madds``: ``"true"`` (default: the built network's multiply-adds) or ``"paper"`` (the NAT /
+    NAT++ papers' convention: stride-2 convs at their input resolution, pooling ignored; see the module docstring).
+    Raises :class:`ConfigError` for a bad configuration, or with ``auxiliary`` when the head's input is not 8x8 (up
+    to 10x10). Memoised: a repeated call costs a dictionary lookup.
     """
     if not isinstance(genotype, Genotype):
         raise ConfigError(f"genotype: expected a nat_gym Genotype, got {type(genotype).__name__}")
     hw = check_network_args(C, layers, num_classes, input_size, in_channels)
-    return _network_cost(genotype, C, layers, num_classes, hw, in_channels, bool(auxiliary), bool(affine))
+    return _network_cost(genotype, C, layers, num_classes, hw, in_channels, bool(auxiliary), bool(affine),
+                         check_madds(madds))  # fmt: skip
 
 
 def relative_madds_saving(before: Genotype, after: Genotype, **network_kwargs: Any) -> float:

@@ -32,7 +32,8 @@ Datasets (:data:`DATASETS`):
 ``cifar10`` / ``cifar100``
     Read with :class:`torchvision.datasets.CIFAR10` / :class:`~torchvision.datasets.CIFAR100` from
     ``root`` (the folder that holds ``cifar-10-batches-py`` / ``cifar-100-python``).  Nothing is downloaded unless
-    ``download=True`` (CLI flag ``--download``); missing files raise :class:`~nat_gym.errors.DatasetNotFoundError`.
+    ``download=True`` (``nat-gym download cifar10 --data-root ROOT`` does it once for every later use); missing
+    files raise :class:`~nat_gym.errors.DatasetNotFoundError`, and so does a download that fails (offline).
     As in the NAT paper, the 50 000 training images are split by a seeded permutation into ``train``
     (``train_fraction=0.4``: 20 000 images) and ``valid`` (the other 60%: 30 000 images); the official 10 000 test
     images are ``test``.  3x32x32 images, normalised per channel with the standard CIFAR mean / std
@@ -56,6 +57,7 @@ import functools
 import math
 import numbers
 import os
+import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,7 @@ __all__ = [
     "Split",
     "DatasetSplits",
     "default_root",
+    "download_command",
     "load_dataset",
 ]
 
@@ -472,14 +475,22 @@ def _cifar_missing_files(cls: Any, root: Path) -> tuple[Path, list[str]]:
     return folder, [f for f in wanted if not (folder / f).is_file()]
 
 
+def download_command(name: str, root: Path) -> str:
+    """The command that fetches dataset ``name`` into ``root`` once, for the hints of the errors below."""
+    return f"nat-gym download {name} --data-root {shlex.quote(str(root))}"
+
+
 def _load_cifar(name: str, root: Path, *, download: bool, seed: int, train_fraction: float) -> DatasetSplits:
     cls = _cifar_class(name)
     folder, missing = _cifar_missing_files(cls, root)
+    # the hints work for every caller (nat-gym train / train-supernet, gym.make, load_dataset): a command that fetches
+    # the files into the folder searched here, after which every later load finds them
+    fetch = (f"fetch it once with `{download_command(name, root)}` (load_dataset({name!r}, root=..., "
+             f"download=True) from Python)")  # fmt: skip
     if missing and not download:
         raise DatasetNotFoundError(
-            f"{name} not found: searched {folder} (missing: {', '.join(missing)}). Pass download=True "
-            f"(CLI flag --download) to fetch it into {root}, or place the extracted '{cls.base_folder}' folder "
-            f"in {root}."
+            f"{name} not found: searched {folder} (missing: {', '.join(missing)}). To use it, {fetch}, or place the "
+            f"extracted '{cls.base_folder}' folder in {root}."
         )
     try:
         train_set = cls(str(root), train=True, download=download)
@@ -487,8 +498,14 @@ def _load_cifar(name: str, root: Path, *, download: bool, seed: int, train_fract
     except RuntimeError as err:  # torchvision's md5 check failed
         raise DatasetNotFoundError(
             f"{name} files in {folder} are incomplete or corrupted (torchvision's integrity check failed). Delete "
-            f"the folder and pass download=True (CLI flag --download), or place an intact extracted "
+            f"the folder and {fetch.replace('it once', 'it again')}, or place an intact extracted "
             f"'{cls.base_folder}' folder in {root}."
+        ) from err
+    except OSError as err:  # the download failed: offline, DNS, HTTP error (urllib's errors are OSErrors)
+        reason = " ".join(str(err).split())[:160]
+        raise DatasetNotFoundError(
+            f"{name}: downloading into {root} failed ({type(err).__name__}: {reason}). Check the network connection "
+            f"and retry, or place the extracted '{cls.base_folder}' folder in {root}."
         ) from err
 
     mean = torch.tensor(CIFAR10_MEAN if name == "cifar10" else CIFAR100_MEAN)

@@ -10,6 +10,7 @@ __all__ = [
     "NatGymError",
     "InvalidOpError",
     "GenotypeError",
+    "BlockError",
     "TransitionError",
     "MaskError",
     "CheckpointError",
@@ -28,6 +29,10 @@ class ConfigError(NatGymError, ValueError):
 
 class GenotypeError(NatGymError, ValueError):
     """A genotype (or cell) is malformed: wrong edges, inputs, concat or format."""
+
+
+class BlockError(NatGymError, ValueError):
+    """A BlockQNN block (its Network Structure Code) is malformed: a layer's type, kernel or predecessors."""
 
 
 class InvalidOpError(GenotypeError):

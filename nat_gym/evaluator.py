@@ -5,8 +5,10 @@
 - :class:`SupernetEvaluator`: shared-weight accuracy from a :class:`~nat_gym.supernet.Supernet` on a fixed image
   split. The split is cut into fixed minibatches (``batch_size``; by default one batch holding the whole split);
   ``batch=k`` scores on minibatch ``k`` and ``batch=None`` on all of them (the mean over minibatches, weighted by
-  size). Architectures are evaluated ``max_archs_per_pass`` at a time in one batched pass of the supernet (each
-  architecture's BN statistics stay separate, so batched and single results agree). Results are cached by
+  size). A list of architectures is scored on CUDA ``max_archs_per_pass`` at a time in one grouped pass of the
+  supernet (each architecture's BN statistics stay separate, so batched and single results agree); on the CPU by
+  single-path passes, run by several threads in parallel or one after the other, whichever is measured to be
+  faster on this machine right now (:class:`ParallelChoice`). Results are cached by
   ``(genotype digest, supernet version, batch)``; values that do not depend on the architecture (stem, first
   preprocessing, ops applied to them) are cached per minibatch too. The supernet runs in inference mode but with
   batch statistics (the paper's reward): same weights + same images = same accuracy, bit for bit.
@@ -16,21 +18,23 @@
 from __future__ import annotations
 
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
+from nat_gym import heap
 from nat_gym.data import Split
 from nat_gym.errors import ConfigError
 from nat_gym.genotype import Genotype
 from nat_gym.supernet.model import Supernet
 from nat_gym.supernet.train import resolve_device, torch_threads
 
-__all__ = ["Evaluator", "SupernetEvaluator", "CallableEvaluator", "BatchKey"]
+__all__ = ["Evaluator", "SupernetEvaluator", "CallableEvaluator", "BatchKey", "ParallelChoice"]
 
 BatchKey = int | None
 
@@ -77,6 +81,50 @@ class _ResultCache:
         self._data.clear()
 
 
+class ParallelChoice:
+    """Chooses, chunk by chunk, how a list of architectures is scored on the CPU: by the worker threads in parallel
+    or one after the other in the calling thread, whichever has the lower measured seconds per architecture.
+
+    Threads are not always faster: on a 2-core machine loaded by other processes, two threads scored 64
+    architectures at 0.73x the speed of one thread (they contend for the cores and for the GIL), while on an idle
+    one they reach 1.5-1.9x. So the choice is measured, not assumed: each way's seconds per architecture is an
+    exponential moving average (``smoothing``: the weight of the newest chunk) over the chunks it scored; a way
+    never measured is tried first; and every ``explore_every``-th chunk goes the slower way, so that a change of
+    load (other processes taking or freeing cores) is noticed.
+
+    Attributes:
+        seconds: ``{"parallel": s, "sequential": s}``, the current estimates of seconds per architecture (``None``
+            before the first measurement).
+        chunks: ``{"parallel": n, "sequential": n}``, chunks scored each way.
+    """
+
+    MODES = ("parallel", "sequential")
+
+    def __init__(self, explore_every: int = 16, smoothing: float = 0.5) -> None:
+        if explore_every < 2:
+            raise ConfigError(f"explore_every: expected an integer >= 2, got {explore_every!r}")
+        if not 0.0 < smoothing <= 1.0:
+            raise ConfigError(f"smoothing: expected a number in (0, 1], got {smoothing!r}")
+        self.explore_every, self.smoothing = explore_every, smoothing
+        self.seconds: dict[str, float | None] = dict.fromkeys(self.MODES)
+        self.chunks: dict[str, int] = dict.fromkeys(self.MODES, 0)
+
+    def pick(self) -> str:
+        """The way to score the next chunk: ``"parallel"`` or ``"sequential"``."""
+        for mode in self.MODES:
+            if self.seconds[mode] is None:
+                return mode
+        fast, slow = sorted(self.MODES, key=lambda m: self.seconds[m])
+        return slow if (sum(self.chunks.values()) + 1) % self.explore_every == 0 else fast
+
+    def record(self, mode: str, seconds_per_arch: float) -> None:
+        """Record that a chunk scored ``mode``'s way took ``seconds_per_arch`` per architecture."""
+        old = self.seconds[mode]
+        a = self.smoothing
+        self.seconds[mode] = seconds_per_arch if old is None else (1 - a) * old + a * seconds_per_arch
+        self.chunks[mode] += 1
+
+
 class SupernetEvaluator:
     """Shared-weight accuracy of genotypes on a fixed split (see the module docstring).
 
@@ -91,11 +139,14 @@ class SupernetEvaluator:
             minibatch; at most ``activation_batches`` minibatches are kept).
         threads: intra-op CPU threads while scoring (:func:`~nat_gym.supernet.train.torch_threads`; ``None``: leave
             torch's setting).
-        workers: on the CPU, a list of architectures is scored by this many threads in parallel, one single-path
-            pass each (default: the number of CPU cores; 1 = grouped passes of ``max_archs_per_pass`` as on a GPU).
-            Measured on 2 cores: grouped passes are *slower* per architecture than single ones on a CPU (0.5x: the
-            gathers and scatters cost more than the saved call overhead), while two threads score a list 1.5-1.75x
-            faster than one at a time (``scripts/bench_env.py``). On CUDA the grouped pass is used.
+        workers: on the CPU, a list of architectures is scored by up to this many threads in parallel, one
+            single-path pass each, in chunks of ``4 * workers``; :class:`ParallelChoice` falls back to one thread
+            whenever that is measured to be faster (other processes loading the cores). Default: the CPU cores this
+            process may use (``os.sched_getaffinity``); 1 = one thread.
+        grouped: score ``max_archs_per_pass`` architectures in one grouped pass (architectures grouped by op per
+            edge). Default: on CUDA only. Measured on 2 CPU cores, the grouped pass is *slower* per architecture
+            than single passes (0.5x: the gathers and scatters cost more than the saved call overhead, and the
+            stacked activations overflow the L2 cache); it exists for GPUs, where it has not been measured yet.
     """
 
     def __init__(
@@ -111,6 +162,7 @@ class SupernetEvaluator:
         activation_batches: int = 4,
         threads: int | None = 1,
         workers: int | None = None,
+        grouped: bool | None = None,
     ) -> None:
         if len(split) == 0:
             raise ConfigError("split: the evaluation split is empty")
@@ -134,9 +186,18 @@ class SupernetEvaluator:
         self.threads = threads
         if workers is not None and workers < 1:
             raise ConfigError(f"workers: expected >= 1 or None, got {workers!r}")
-        self.workers = 1 if self.device.type != "cpu" else (workers or os.cpu_count() or 1)
+        self.grouped = self.device.type != "cpu" if grouped is None else bool(grouped)
+        self.workers = 1 if self.device.type != "cpu" else (workers or _usable_cores())
+        self.parallel_choice = ParallelChoice()
         self._pool: ThreadPoolExecutor | None = None
         self.evaluations = 0  # architectures x minibatches actually run through the supernet
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickling and deep copies (an env sent to a Ray worker or a subprocess) carry no worker threads: the copy
+        # starts its own pool when it first needs one
+        state = self.__dict__.copy()
+        state["_pool"] = None
+        return state
 
     # ------------------------------------------------------------------------------------------------- protocol
     @property
@@ -193,6 +254,7 @@ class SupernetEvaluator:
         if todo:
             unique = list(todo)
             accs = self._run(unique, b)
+            heap.architectures_scored(len(unique))  # hands freed activations back to the OS now and then
             for g, acc in zip(unique, accs):
                 self._cache.put((g, version, b), float(acc))
                 out[todo[g]] = acc
@@ -200,17 +262,36 @@ class SupernetEvaluator:
 
     def _run(self, genotypes: list[Genotype], b: int) -> np.ndarray:
         cache = self._activation_dict(b) if self._use_activation_cache else None
-        if self.workers > 1 and len(genotypes) > 1:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="nat-gym-eval")
-            with torch_threads(1, self.device):  # each worker runs its pass on one core
-                accs = list(self._pool.map(lambda g: self._score([g], b, cache, single_thread=True), genotypes))
-        else:
+        accs = []
+        if self.grouped:
             with torch_threads(self.threads, self.device):
                 accs = [self._score(genotypes[i : i + self.max_archs_per_pass], b, cache)
                         for i in range(0, len(genotypes), self.max_archs_per_pass)]  # fmt: skip
+        elif self.workers == 1 or len(genotypes) == 1:
+            accs = [self._sequential(genotypes, b, cache)]
+        else:
+            step = 4 * self.workers
+            for i in range(0, len(genotypes), step):
+                chunk = genotypes[i : i + step]
+                mode = self.parallel_choice.pick()
+                start = time.perf_counter()
+                accs.append(self._parallel(chunk, b, cache) if mode == "parallel" else self._sequential(chunk, b, cache))
+                self.parallel_choice.record(mode, (time.perf_counter() - start) / len(chunk))
         self.evaluations += len(genotypes)
         return np.concatenate(accs).astype(np.float64)
+
+    def _sequential(self, genotypes: list[Genotype], b: int, cache: dict | None) -> np.ndarray:
+        """One single-path pass per architecture, one after the other in this thread."""
+        with torch_threads(self.threads, self.device):
+            return np.concatenate([self._score([g], b, cache) for g in genotypes])
+
+    def _parallel(self, genotypes: list[Genotype], b: int, cache: dict | None) -> np.ndarray:
+        """One single-path pass per architecture, ``workers`` threads in parallel, one intra-op thread each."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="nat-gym-eval")
+        with torch_threads(1, self.device):
+            return np.concatenate(list(self._pool.map(lambda g: self._score([g], b, cache, single_thread=True),
+                                                      genotypes)))  # fmt: skip
 
     @torch.no_grad()  # grad mode is per thread: set here, where the workers run
     def _score(self, genotypes: list[Genotype], b: int, cache: dict | None, single_thread: bool = False) -> np.ndarray:
@@ -232,6 +313,14 @@ class SupernetEvaluator:
                 self._activations.popitem(last=False)
         self._activations.move_to_end(key)
         return self._activations[key]
+
+
+def _usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 class CallableEvaluator:

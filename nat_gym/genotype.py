@@ -11,7 +11,11 @@ Formats:
 
 - triples (canonical): ``Cell(edges=[("sep_conv_3x3", 0, 2), ...], concat=[2, 3, 4, 5])``;
 - the DARTS pair format: ``normal=[("sep_conv_3x3", 0), ...]``, entry ``k`` on node ``k // 2 + 2``
-  (:meth:`Genotype.from_darts`, :meth:`Genotype.to_darts`, which also read DARTS's ``Genotype(...)`` repr string);
+  (:meth:`Genotype.from_darts`, :meth:`Genotype.to_darts`). :meth:`Genotype.from_darts` also reads the
+  ``Genotype(...)`` strings of the DARTS and NAT/NAT++ reference ``genotypes.py`` files: ``(op, from)`` pairs (DARTS),
+  ``(op, from, to)`` triples (NAT, NAT++) or pairs grouped per node (pt.darts, AutoDL), keyword
+  (``normal=..., normal_concat=...``) or positional fields in DARTS's order ``(normal, normal_concat, reduce,
+  reduce_concat)``, concats as lists or ``range(a, b)``, with or without a ``NAME = `` in front;
 - JSON / dict: ``{"normal": {"edges": [[op, from, to], ...], "concat": [...]}, "reduce": {...}}``;
 - a compact string, ``str(genotype)``, that :meth:`Genotype.parse` reads back::
 
@@ -29,6 +33,7 @@ import hashlib
 import json
 import numbers
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -40,6 +45,9 @@ __all__ = ["Edge", "Cell", "Genotype", "DartsGenotype", "MAX_STEPS"]
 
 MAX_STEPS = 8
 """Largest number of intermediate nodes accepted in a cell."""
+
+_DARTS_FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
+_MAX_TEXT = 100_000  # characters of a Genotype(...) string; longer strings are refused before parsing
 
 
 class Edge(NamedTuple):
@@ -205,6 +213,9 @@ class Cell:
             object.__setattr__(self, "_hash", h)
         return h
 
+    def __getstate__(self) -> dict[str, Any]:
+        return _without_hash(self)
+
     def pretty(self, title: str = "cell") -> str:
         """Human-readable lines: ``node 2 = sep_conv_3x3(0) + skip_connect(1)``."""
         lines = [f"{title} ({self.steps} steps, output = concat of nodes {list(self.concat)}):"]
@@ -219,13 +230,29 @@ class Cell:
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[Sequence[Any]], concat: Iterable[int] | str = "all", *, name: str = "cell"):
+        """A cell from DARTS's ``(op, from)`` pairs (entry ``k`` on node ``k // 2 + 2``), from the ``(op, from, to)``
+        triples of the NAT / NAT++ reference files, or from pairs grouped per node (``[[(op, from), (op, from)],
+        ...]``, entry ``k`` holding the inputs of node ``k + 2``, as pt.darts and AutoDL write them); one format for
+        the whole list."""
         if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
-            raise GenotypeError(f"{name}: expected a list of (op, from) pairs, got {pairs!r}")
+            raise GenotypeError(f"{name}: expected a list of (op, from) pairs or (op, from, to) triples, got {pairs!r}")
+        entries = list(pairs)
+        if entries and all(_is_tuple_like(g) and g and all(_is_tuple_like(p) for p in g) for g in entries):
+            grouped = [(p, k) for k, group in enumerate(entries) for p in group]
+            for p, k in grouped:
+                if len(p) != 2:
+                    raise GenotypeError(f"{name}[{k}]: expected a group of (op, from) pairs for node {k + 2}, got {p!r}")
+            return cls([(p[0], p[1], k + 2) for p, k in grouped], concat, name=name)
+        width = len(entries[0]) if entries and _is_tuple_like(entries[0]) and len(entries[0]) == 3 else 2
         triples = []
-        for k, p in enumerate(pairs):
-            if isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or len(p) != 2:
-                raise GenotypeError(f"{name}[{k}]: expected an (op, from) pair, got {p!r}")
-            triples.append((p[0], p[1], k // 2 + 2))
+        for k, p in enumerate(entries):
+            if not _is_tuple_like(p) or len(p) != width:
+                what = "an (op, from, to) triple like entry 0" if width == 3 else "an (op, from) pair"
+                raise GenotypeError(
+                    f"{name}[{k}]: expected {what} (DARTS writes (op, from) pairs, NAT (op, from, to) triples; one "
+                    f"format per cell), got {p!r}"
+                )
+            triples.append(tuple(p) if width == 3 else (p[0], p[1], k // 2 + 2))
         return cls(triples, concat, name=name)
 
     def to_dict(self) -> dict[str, Any]:
@@ -262,6 +289,10 @@ class Cell:
                             _parse_int(parts[2], f"{name}.edges[{i}].to")))  # fmt: skip
         nodes = [_parse_int(c, f"{name}.concat") for c in concat.split(",")] if concat.strip() else []
         return cls(triples, nodes, name=name)
+
+
+def _is_tuple_like(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 
 def _parse_int(text: str, field: str) -> int:
@@ -344,6 +375,9 @@ class Genotype:
             object.__setattr__(self, "_hash", h)
         return h
 
+    def __getstate__(self) -> dict[str, Any]:
+        return _without_hash(self)
+
     def digest(self) -> str:
         """A stable hex digest of the genotype (same in every process)."""
         return hashlib.sha1(str(self).encode()).hexdigest()[:16]
@@ -420,20 +454,37 @@ class Genotype:
 
     @classmethod
     def from_darts(cls, obj: Any) -> Genotype:
-        """Read the DARTS pair format: a ``DartsGenotype``/DARTS ``Genotype`` namedtuple, a mapping with the keys
-        ``normal, normal_concat, reduce, reduce_concat``, or DARTS's repr string ``"Genotype(normal=[...], ...)"``."""
+        """Read the DARTS format: a ``DartsGenotype``/DARTS ``Genotype`` namedtuple, a mapping with the keys
+        ``normal, normal_concat, reduce, reduce_concat``, or the ``"Genotype(...)"`` string of a DARTS or NAT /
+        NAT++ ``genotypes.py`` file. Cells are ``(op, from)`` pairs (DARTS), ``(op, from, to)`` triples (NAT,
+        NAT++) or pairs grouped per node (pt.darts, AutoDL; see :meth:`Cell.from_pairs`); concats are lists or
+        ``range`` objects (``range(a, b)`` in a string). In a string the fields may be keywords or positional in DARTS's order (``normal, normal_concat, reduce, reduce_concat``), and a
+        ``NAME = `` prefix is ignored, so a line copied from those files reads as it is::
+
+            Genotype.from_darts("NATv2_DARTS = Genotype(normal=[('sep_conv_3x3', 0, 2), ...], "
+                                "normal_concat=[2, 3, 4, 5], reduce=[...], reduce_concat=range(2, 6))")
+
+        Raises:
+            GenotypeError: anything else; for an unreadable string the message names the accepted forms.
+        """
         if isinstance(obj, str):
             obj = _parse_darts_repr(obj)
         if hasattr(obj, "_asdict"):
             obj = obj._asdict()
         if not isinstance(obj, Mapping):
-            raise GenotypeError(f"genotype: expected the DARTS pair format, got {type(obj).__name__}")
+            raise GenotypeError(f"genotype: expected the DARTS / NAT Genotype format, got {type(obj).__name__}")
         missing = {"normal", "reduce"} - set(obj)
         if missing:
             raise GenotypeError(f"genotype: missing DARTS field(s) {sorted(missing)}")
         normal = Cell.from_pairs(obj["normal"], _concat_arg(obj.get("normal_concat", "all")), name="normal")
         reduce = Cell.from_pairs(obj["reduce"], _concat_arg(obj.get("reduce_concat", "all")), name="reduce")
         return cls(normal, reduce)
+
+
+def _without_hash(value: Cell | Genotype) -> dict[str, Any]:
+    """Pickled state without the memoised hash: string hashes differ between processes (``PYTHONHASHSEED``), so a
+    hash computed in one would make an unpickled value miss every dict and set of another."""
+    return {k: v for k, v in value.__dict__.items() if k != "_hash"}
 
 
 def _concat_arg(value: Any) -> Any:
@@ -448,20 +499,64 @@ def _coerce_cell(value: Any, concat: Iterable[int] | str, name: str) -> Cell:
     return Cell(value, concat, name=name)
 
 
-def _parse_darts_repr(text: str) -> dict[str, Any]:
-    m = re.fullmatch(r"\s*(?:\w+\.)?\w*Genotype\((.*)\)\s*", text, flags=re.S)
-    if not m:
-        raise GenotypeError(f"genotype: expected DARTS's 'Genotype(normal=[...], ...)' string, got {text[:80]!r}")
-    def expand(r: re.Match) -> str:
-        lo, hi = int(r[1]), int(r[2])
-        if not 0 <= hi - lo <= MAX_STEPS:
-            raise ValueError(f"range({lo}, {hi}) is not a list of at most {MAX_STEPS} nodes")
-        return str(list(range(lo, hi)))
+def _darts_repr_error(text: str, why: str) -> GenotypeError:
+    return GenotypeError(
+        f"genotype: cannot read {text[:60]!r}{'...' if len(text) > 60 else ''} as a DARTS / NAT Genotype(...) string "
+        f"({why}); expected e.g. \"Genotype(normal=[('sep_conv_3x3', 0, 2), ...], normal_concat=range(2, 6), "
+        f"reduce=[...], reduce_concat=[2, 3, 4, 5])\" with (op, from) pairs, (op, from, to) triples or per-node "
+        f"groups of (op, from) pairs"
+    )
 
+
+def _parse_darts_repr(text: str) -> dict[str, Any]:
+    """The fields of a ``Genotype(...)`` string (keywords or positional, optional ``NAME =`` prefix), read from its
+    syntax tree: only string / number literals, lists, tuples and ``range(...)`` are accepted (nothing is run)."""
+    if len(text) > _MAX_TEXT:
+        raise _darts_repr_error(text, f"longer than {_MAX_TEXT:,} characters")
     try:
-        body = re.sub(r"range\((\d{1,3})\s*,\s*(\d{1,3})\)", expand, m.group(1))
-        call = ast.parse(f"f({body})", mode="eval").body
-        assert isinstance(call, ast.Call) and not call.args
-        return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
-    except (SyntaxError, ValueError, AssertionError, TypeError, MemoryError, RecursionError) as e:
-        raise GenotypeError(f"genotype: cannot read DARTS repr string ({type(e).__name__})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. SyntaxWarning for an invalid escape inside a string literal
+            tree = ast.parse(text.strip(), mode="exec")
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
+        raise _darts_repr_error(text, f"not Python syntax: {type(e).__name__}") from None
+    stmt = tree.body[0] if len(tree.body) == 1 else None
+    call = stmt.value if isinstance(stmt, (ast.Expr, ast.Assign, ast.AnnAssign)) else None  # NAME: T = Genotype(...)
+    func = getattr(call, "func", None)
+    name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+    if not isinstance(call, ast.Call) or not name.endswith("Genotype"):
+        raise _darts_repr_error(text, "not a single Genotype(...) call")
+    if len(call.args) > len(_DARTS_FIELDS):
+        raise _darts_repr_error(text, f"{len(call.args)} positional fields; DARTS has {len(_DARTS_FIELDS)}")
+    fields: dict[str, Any] = {}
+    for field, node in zip(_DARTS_FIELDS, call.args):
+        fields[field] = _literal(node, field, text)
+    for kw in call.keywords:
+        if kw.arg is None or kw.arg not in _DARTS_FIELDS:
+            raise _darts_repr_error(text, f"unknown field {kw.arg or '**'!r}; fields: {', '.join(_DARTS_FIELDS)}")
+        if kw.arg in fields:
+            raise _darts_repr_error(text, f"field {kw.arg!r} given twice")
+        fields[kw.arg] = _literal(kw.value, kw.arg, text)
+    return fields
+
+
+def _literal(node: ast.AST, field: str, text: str, depth: int = 0) -> Any:
+    """A literal of a Genotype(...) string: str, int, float, list, tuple, ``-n`` or ``range(...)``."""
+    if depth > 4:
+        raise _darts_repr_error(text, f"{field}: nested too deeply")
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float)):
+        return node.value
+    if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant)
+            and isinstance(node.operand.value, (int, float))):  # fmt: skip
+        return -node.operand.value
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = [_literal(e, field, text, depth + 1) for e in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range" and not node.keywords:
+        bounds = [_literal(a, field, text, depth + 1) for a in node.args]
+        if not 1 <= len(bounds) <= 3 or not all(isinstance(b, int) and abs(b) <= 10**6 for b in bounds):
+            raise _darts_repr_error(text, f"{field}: range() needs 1 to 3 small integers")
+        nodes = range(*bounds) if bounds[-1] != 0 or len(bounds) < 3 else None
+        if nodes is None or len(nodes) > MAX_STEPS:
+            raise _darts_repr_error(text, f"{field}: range{tuple(bounds)} is not a list of at most {MAX_STEPS} nodes")
+        return list(nodes)
+    raise _darts_repr_error(text, f"{field}: {type(node).__name__} is not a literal list, tuple, number or range")

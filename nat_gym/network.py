@@ -29,7 +29,9 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     if drop_prob <= 0.0:
         return x
     keep = 1.0 - drop_prob
-    mask = torch.empty(x.size(0), 1, 1, 1, dtype=x.dtype, device=x.device).bernoulli_(keep)
+    # a comparison, not ``bernoulli_(keep)``: torch.compile then keeps ``drop_prob`` symbolic (no recompilation
+    # each time a training loop changes it)
+    mask = (torch.rand(x.size(0), 1, 1, 1, device=x.device) < keep).to(x.dtype)
     return x / keep * mask
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -45,6 +45,7 @@ __all__ = [
     "genotype_figure",
     "genotype_image",
     "save_genotype_png",
+    "learning_curves_figure",
     "plot_learning_curves",
 ]
 
@@ -580,16 +581,44 @@ def genotype_figure(
 
 
 def genotype_image(
-    before: Genotype, after: Genotype | None = None, *, title: str | None = None, dpi: int = 80
+    before: Genotype,
+    after: Genotype | None = None,
+    *,
+    title: str | None = None,
+    dpi: int = 80,
+    size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """:func:`genotype_figure` rendered to an RGB ``uint8`` array of shape ``[H, W, 3]`` (for
-    ``render_mode="rgb_array"``)."""
+    ``render_mode="rgb_array"``).
+
+    Args:
+        before, after, title: See :func:`genotype_figure`.
+        dpi: Pixels per inch; the image's size then follows the drawing's (it depends on the cells' shapes).
+        size: ``(H, W)`` in pixels: the drawing is scaled to fit (``dpi`` is ignored) and centred on a white frame
+            of exactly this size, so that every frame of a video has one size whatever the genotypes.
+
+    Raises:
+        ConfigError: If ``size`` is not a pair of positive integers.
+    """
     fig = genotype_figure(before, after, title=title, dpi=dpi)
+    if size is not None:
+        valid = isinstance(size, (tuple, list)) and len(size) == 2
+        if not valid or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in size):
+            raise ConfigError(f"size: expected (height, width) in pixels, two positive integers, got {size!r}")
+        height, width = int(size[0]), int(size[1])
+        w_in, h_in = fig.get_size_inches()
+        fig.set_dpi(min(width / w_in, height / h_in) * (1 - 1e-6))  # Agg truncates to whole pixels: never more
     canvas = fig.canvas
     assert isinstance(canvas, FigureCanvasAgg)
     canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())
-    return np.ascontiguousarray(rgba[..., :3], dtype=np.uint8)
+    rgb = np.asarray(canvas.buffer_rgba())[..., :3]
+    if size is None:
+        return np.ascontiguousarray(rgb, dtype=np.uint8)
+    rgb = rgb[:height, :width]
+    frame = np.full((height, width, 3), 255, dtype=np.uint8)
+    top, left = (height - rgb.shape[0]) // 2, (width - rgb.shape[1]) // 2
+    frame[top : top + rgb.shape[0], left : left + rgb.shape[1]] = rgb
+    return frame
 
 
 def save_genotype_png(
@@ -654,8 +683,9 @@ def plot_learning_curves(
     y: Sequence[str] | None = None,
     labels: Sequence[str] | None = None,
     title: str | None = None,
+    reference_lines: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Path:
-    """Plot columns of CSV logs against ``x`` and save a PNG.
+    """Plot columns of CSV logs against ``x`` and save a PNG (the figure of :func:`learning_curves_figure`).
 
     Args:
         csv_paths: one CSV file or several (a header row, then numeric rows; empty cells are gaps).
@@ -665,6 +695,9 @@ def plot_learning_curves(
             lacks one of them just has no line in that subplot).
         labels: one legend label per file (default: the file stems).
         title: a figure title.
+        reference_lines: horizontal reference lines per column, ``{column: {label: value}}``, e.g. the floors a
+            reward is read against: ``{"eval_reward": {"random valid": -0.08, "identity": 0.0}}``. Non-finite
+            values are skipped.
 
     Returns:
         The path of the PNG.
@@ -673,6 +706,24 @@ def plot_learning_curves(
         ConfigError: a file is missing or empty, a requested column is missing or not numeric, or ``labels``
             does not have one entry per file.
     """
+    fig = learning_curves_figure(csv_paths, x=x, y=y, labels=labels, title=title, reference_lines=reference_lines)
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png", facecolor="white")
+    return out
+
+
+def learning_curves_figure(
+    csv_paths: Sequence[PathLike] | PathLike,
+    *,
+    x: str = "epoch",
+    y: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+    reference_lines: Mapping[str, Mapping[str, float]] | None = None,
+) -> Figure:
+    """The figure :func:`plot_learning_curves` saves (same arguments, without the output path): one subplot per
+    column, one line per file, and the ``reference_lines`` as labelled dashed horizontal lines."""
     if isinstance(csv_paths, (str, os.PathLike)):
         paths = [Path(csv_paths)]
     else:
@@ -748,17 +799,18 @@ def plot_learning_curves(
                 label=name,
             )
             drawn += 1
+        refs = [(label, float(v)) for label, v in (reference_lines or {}).get(column, {}).items() if math.isfinite(v)]
+        for i, (label, value) in enumerate(refs):
+            ax.axhline(value, color=("0.35", "0.6", "0.15")[i % 3], linestyle=("--", ":", "-.")[i % 3],
+                       linewidth=1.2, label=f"{label} ({value:+.4g})")  # fmt: skip
         ax.set_title(column, fontsize=10)
         ax.set_xlabel(x)
         ax.grid(True, alpha=0.3)
-        if drawn > 1 or (drawn == 1 and len(tables) > 1):
+        if drawn > 1 or (drawn == 1 and len(tables) > 1) or refs:
             ax.legend(fontsize=8)
     for k in range(n, nrows * ncols):
         axes[k // ncols][k % ncols].set_axis_off()
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", facecolor="white")
-    return out
+    return fig

@@ -59,6 +59,7 @@ __all__ = [
     "RULE_SETS",
     "get",
     "names",
+    "covering",
     "osn_rule",
     "two_level_rule",
     "TYPE_ORDER",
@@ -397,3 +398,19 @@ def get(rules: str | TransitionRules | Mapping[str, Any]) -> TransitionRules:
     if key not in RULE_SETS:
         raise TransitionError(f"rules: unknown rule set {rules!r}; allowed: {', '.join(RULE_SETS)}")
     return RULE_SETS[key]
+
+
+def covering(ops: Iterable[str], like: str | TransitionRules) -> TransitionRules | None:
+    """The rule set for a genotype that uses ``ops``: ``like`` itself when its vocabulary holds them all, else the
+    shipped rule set that holds them and extends ``like`` (agrees with it on ``like``'s own ops: ``nat -> nat-ext``,
+    ``nat++ -> nat++ext``), else any shipped rule set that holds them; ``None`` when none does. Error messages use it
+    to say which ``rules=`` to pass."""
+    like = get(like)
+    needed = {_canon(o) for o in ops}
+    if needed <= set(like.ops):
+        return like
+    holding = [r for r in RULE_SETS.values() if needed <= set(r.ops)]
+    for r in holding:
+        if set(like.ops) <= set(r.ops) and all(r.allowed[o] & set(like.ops) == like.allowed[o] for o in like.ops):
+            return r
+    return holding[0] if holding else None

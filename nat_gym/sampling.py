@@ -1,7 +1,8 @@
 """Random genotypes: the input architectures ``beta`` of the NAT MDP and of supernet training (NAT.md section 5).
 
 For each intermediate node, two predecessors are picked uniformly (with replacement) among the earlier nodes, and two
-ops uniformly from the op list without ``null``.
+ops uniformly from the op list without ``null``. :func:`random_valid_action` draws the baseline transformation a
+policy is compared with: every edge becomes an op the rules allow, uniformly at random.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import numpy as np
 from nat_gym.errors import ConfigError
 from nat_gym.genotype import MAX_STEPS, Cell, Edge, Genotype
 from nat_gym.ops import check_vocabulary
+from nat_gym.rules import TransitionRules
 
-__all__ = ["random_cell", "random_genotype"]
+__all__ = ["random_cell", "random_genotype", "random_valid_action"]
 
 
 @lru_cache(maxsize=64)
@@ -54,3 +56,14 @@ def random_genotype(
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     ops = NAT_PLUS_PLUS_OPS if ops is None else ops
     return Genotype._trusted(random_cell(rng, steps, ops, concat), random_cell(rng, steps, ops, concat))
+
+
+def random_valid_action(rules: TransitionRules, genotype: Genotype, rng: np.random.Generator | int | None) -> np.ndarray:
+    """A uniformly random valid transformation of ``genotype``: for each edge (normal, then reduce), one of the ops
+    ``rules`` allows it to become, drawn uniformly and independently.
+
+    Returns:
+        ``[E]`` int64 op indices into ``rules.ops`` (an action of ``NATCell-v0``; ``rules.apply_indices`` applies it).
+    """
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    return np.array([rng.choice(np.flatnonzero(row)) for row in rules.mask(genotype)], dtype=np.int64)

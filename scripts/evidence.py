@@ -35,40 +35,35 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agents.heldout import RANDOM_SEED, fresh_inputs, gcn_transform, score
 from agents.nat_trainer import NATTrainerArgs, make_env, train
 from agents.transform import transform
 from nat_gym import genotypes as named
 from nat_gym.cost import network_cost
-from nat_gym.envs.observation import encode
 from nat_gym.evaluator import SupernetEvaluator
-from nat_gym.sampling import random_genotype
+from nat_gym.sampling import random_valid_action
 
 NAMED = ("DARTS_V1", "DARTS_V2", "VGG", "ResBlock", "MobileNetV2", "R1", "R2", "R3", "R4", "R5")
 MODES = ("sampled", "argmax", "best-of-10")
 
 
-def random_valid_ops(rules, genotype, rng: np.random.Generator, rate: float | None = None) -> list[int]:
-    """Every edge picks uniformly among its allowed ops; with ``rate``, an edge changes with that probability (to
-    one of its *other* allowed ops, uniformly) and keeps its op otherwise."""
-    ops = []
-    for op, row in zip(genotype.ops, rules.mask(genotype)):
-        allowed = np.flatnonzero(row)
-        if rate is not None:
-            others = allowed[allowed != rules.index(op)]
-            allowed = others if len(others) and rng.random() < rate else np.array([rules.index(op)])
-        ops.append(int(rng.choice(allowed)))
-    return ops
+def random_partial_action(rules, genotype, rng: np.random.Generator, rate: float) -> np.ndarray:
+    """Each edge changes with probability ``rate`` (to one of its *other* allowed ops, uniformly) and keeps its op
+    otherwise: the random floor of a policy that changes that fraction of the edges."""
+    action = rules.op_indices(genotype).astype(np.int64)
+    for e, row in enumerate(rules.mask(genotype)):
+        others = np.flatnonzero(row)
+        others = others[others != action[e]]
+        if len(others) and rng.random() < rate:
+            action[e] = rng.choice(others)
+    return action
 
 
-def score(env, betas, alphas) -> dict[str, float]:
-    """Mean reward, relative MAdds saving and fraction of changed edges of ``alphas`` over ``betas``."""
-    ev, cfg = env.unwrapped.evaluator, env.unwrapped.cost_config
-    acc_b, acc_a = ev.evaluate(betas), ev.evaluate(alphas)
-    mb = np.array([network_cost(b, **cfg).madds for b in betas], dtype=float)
-    ma = np.array([network_cost(a, **cfg).madds for a in alphas], dtype=float)
+def summary(env, betas, alphas) -> dict[str, float]:
+    """Mean reward and relative MAdds saving (:func:`agents.heldout.score`) and the fraction of changed edges."""
+    rewards, savings = score(env.unwrapped.evaluator, env.unwrapped.cost_config, betas, alphas)
     changed = [np.mean([x != y for x, y in zip(b.ops, a.ops)]) for b, a in zip(betas, alphas)]
-    return {"reward": float((acc_a - acc_b).mean()), "saving": float(((mb - ma) / mb).mean()),
-            "changed": float(np.mean(changed))}  # fmt: skip
+    return {"reward": float(rewards.mean()), "saving": float(savings.mean()), "changed": float(np.mean(changed))}
 
 
 def best_of(env, candidates, evaluator=None, batch=None) -> object:
@@ -86,17 +81,12 @@ def held_out_best_of(env, halves, betas, candidate_lists) -> float:
     return float((halves.evaluate(picks, 1) - halves.evaluate(betas, 1)).mean())
 
 
-@torch.no_grad()
 def policy_alphas(policy, env, betas, mode: str, seed: int) -> list:
-    """One transformation per input; for ``best-of-10`` the :class:`~agents.transform.TransformResult` of each."""
-    rules = env.unwrapped.rules
+    """One transformation per input (:func:`agents.heldout.gcn_transform`); for ``best-of-10`` the
+    :class:`~agents.transform.TransformResult` of each (:func:`agents.transform.transform`)."""
     if mode == "best-of-10":
         return [transform(b, policy, env, samples=10, seed=seed) for b in betas]
-    obs = [encode(b, rules) for b in betas]
-    batch = {k: np.stack([o[k] for o in obs]) for k in obs[0]}
-    gen = torch.Generator().manual_seed(seed)
-    actions, _, _ = policy.act(batch, deterministic=mode == "argmax", generator=gen)
-    return [rules.apply(b, a.tolist(), invalid="raise") for b, a in zip(betas, actions.cpu().numpy())]
+    return gcn_transform(policy, env.unwrapped.rules, seed)(betas, mode == "argmax")
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -141,28 +131,28 @@ def main() -> None:
     steps = base_env.unwrapped.steps
     full = base_env.unwrapped.evaluator
     halves = SupernetEvaluator(full.supernet, full.split, batch_size=(len(full.split) + 1) // 2)
-    ops = [o for o in rules.ops if o != "null"]
-    rng = np.random.default_rng(123_456)
-    sets = {"fresh": [random_genotype(rng, steps, ops) for _ in range(args.inputs)]}
+    sets = {"fresh": fresh_inputs(rules, steps, args.inputs)}
     if not args.no_named:
         sets["named"] = [named.get(n) for n in NAMED]
 
     results: dict[str, dict] = {}
-    rand_rng = np.random.default_rng(7)
+    rand_rng = np.random.default_rng(RANDOM_SEED)
     for label, betas in sets.items():
         results[f"identity/{label}"] = {"reward": 0.0, "saving": 0.0, "changed": 0.0}
-        draws = [[rules.apply(b, random_valid_ops(rules, b, rand_rng)) for _ in range(10)] for b in betas]
-        results[f"random/{label}"] = score(base_env, betas, [d[0] for d in draws])
-        results[f"random best-of-10/{label}"] = {**score(base_env, betas, [best_of(base_env, d) for d in draws]),
+        draws = [[rules.apply_indices(b, random_valid_action(rules, b, rand_rng))[0] for _ in range(10)]
+                 for b in betas]  # fmt: skip
+        results[f"random/{label}"] = summary(base_env, betas, [d[0] for d in draws])
+        results[f"random best-of-10/{label}"] = {**summary(base_env, betas, [best_of(base_env, d) for d in draws]),
                                                  "held_out": held_out_best_of(base_env, halves, betas, draws)}
         for rate in args.random_rates:
-            alphas = [rules.apply(b, random_valid_ops(rules, b, rand_rng, rate)) for b in betas]
-            results[f"random, {rate:.0%} of edges/{label}"] = score(base_env, betas, alphas)
+            alphas = [rules.apply_indices(b, random_partial_action(rules, b, rand_rng, rate))[0] for b in betas]
+            results[f"random, {rate:.0%} of edges/{label}"] = summary(base_env, betas, alphas)
 
     for variant in args.variants:
         for seed in args.seeds:
             run = out / f"{variant}-seed{seed}"
             settings = {"epochs": args.epochs, "reward_images": 64, "train_supernet": False, "eval_inputs": 0,
+                        "heldout_inputs": 0,
                         **overrides, "seed": seed, "variant": variant, "out": str(run), "progress": False,
                         "supernet": args.supernet}  # fmt: skip
             start = time.perf_counter()
@@ -176,7 +166,7 @@ def main() -> None:
                     if mode == "best-of-10":
                         r["held_out"] = held_out_best_of(base_env, halves, betas, [t.candidates for t in alphas])
                         alphas = [t.best for t in alphas]
-                    results[f"{variant} {mode}/seed{seed}/{label}"] = {**score(base_env, betas, alphas), **r}
+                    results[f"{variant} {mode}/seed{seed}/{label}"] = {**summary(base_env, betas, alphas), **r}
             line = ", ".join(f"{m} {results[f'{variant} {m}/seed{seed}/fresh']['reward']:+.4f}" for m in args.modes)
             print(f"{variant} seed {seed}: trained in {seconds:.0f} s; reward on fresh inputs: {line}", flush=True)
             save(out, args, overrides, results)  # after every run: a long evidence run loses nothing

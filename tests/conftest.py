@@ -76,3 +76,18 @@ def tiny_supernet_config_module():
     from nat_gym.supernet.config import SupernetConfig
 
     return SupernetConfig(C=4, layers=3, steps=4, num_classes=10, in_channels=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """A random-init tiny NAT++ supernet checkpoint (C=4, 3 cells) for 1-channel images with 10 classes."""
+    import torch
+
+    from nat_gym import rules
+    from nat_gym.supernet.checkpoint import save_checkpoint
+    from nat_gym.supernet.config import SupernetConfig
+    from nat_gym.supernet.model import Supernet
+
+    torch.manual_seed(0)
+    net = Supernet(SupernetConfig(C=4, layers=3, ops=rules.get("nat++").ops, num_classes=10, in_channels=1))
+    return str(save_checkpoint(tmp_path_factory.mktemp("supernet") / "tiny.pt", net))

@@ -281,3 +281,49 @@ def test_masked_categorical_validation() -> None:
     mask[2] = False
     with pytest.raises(MaskError, match=r"1 of 3 row.*\(2,\)"):
         MaskedCategorical(torch.zeros(3, 4), mask)
+
+
+# --------------------------------------------------------------------------------------- nan and inf valid logits
+def test_nan_in_a_valid_logit_raises_mask_error_naming_the_row() -> None:
+    logits = torch.zeros(3, 4)
+    logits[1, 2] = math.nan
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    for call in (MaskedCategorical, bmsoftmax, masked_log_softmax):
+        with pytest.raises(MaskError, match=r"1 of 3 rows holds nan.*row index \(1,\)"):
+            call(logits, mask)
+    mask[1, 2] = False  # the same nan at a masked entry changes nothing
+    torch.testing.assert_close(MaskedCategorical(logits, mask).probs[1], torch.tensor([1 / 3, 1 / 3, 0, 1 / 3]))
+    with pytest.raises(MaskError, match="the only row"):
+        bmsoftmax(torch.tensor([0.0, math.nan]), torch.tensor([True, True]))
+
+
+def test_two_pos_inf_valid_logits_share_the_mass() -> None:
+    inf = math.inf
+    logits = torch.tensor([[inf, 3.0, inf, 1.0, inf], [0.0, inf, 2.0, -1.0, 5.0]], requires_grad=True)
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)  # the third +inf is masked
+    dist = MaskedCategorical(logits, mask)
+    expected = torch.tensor([[0.5, 0.0, 0.5, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0, 0.0]])
+    assert torch.equal(dist.probs, expected)
+    assert torch.equal(bmsoftmax(logits, mask), expected)
+    torch.testing.assert_close(dist.log_prob(torch.tensor([2, 1])), torch.tensor([math.log(0.5), 0.0]))
+    assert dist.log_prob(torch.tensor([1, 0])).tolist() == [-inf, -inf]
+    torch.testing.assert_close(dist.entropy(), torch.tensor([math.log(2), 0.0]))
+    assert dist.mode().tolist() == [0, 1]
+    draws = dist.sample((500,), generator=torch.Generator().manual_seed(0))
+    assert set(draws[:, 0].tolist()) == {0, 2} and set(draws[:, 1].tolist()) == {1}
+    (dist.entropy().sum() + dist.log_prob(torch.tensor([2, 1])).sum()).backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_neg_inf_valid_logit_gets_zero_probability_and_all_neg_inf_raises() -> None:
+    inf = math.inf
+    logits = torch.tensor([[-inf, 0.0, 0.0], [1.0, -inf, 2.0]], requires_grad=True)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    dist = MaskedCategorical(logits, mask)
+    assert dist.probs[0, 0] == 0 and dist.probs[1, 1] == 0 and torch.isfinite(dist.probs).all()
+    torch.testing.assert_close(dist.entropy()[0], torch.tensor(math.log(2)))
+    dist.entropy().sum().backward()
+    assert torch.isfinite(logits.grad).all()
+    dead = torch.tensor([[-inf, -inf, 5.0], [0.0, 1.0, 2.0]])
+    with pytest.raises(MaskError, match=r"-inf at every valid entry.*row index \(0,\)"):
+        MaskedCategorical(dead, torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool))

@@ -27,17 +27,22 @@ from nat_gym.ops import OPS, build_op, op_spec
 _FREE = (nn.ReLU, nn.BatchNorm2d, nn.Identity)
 
 
-def count_madds(module: nn.Module, x: torch.Tensor, *args) -> int:
-    """MAdds of one sample through ``module`` (``x`` may hold a batch: counts are per sample)."""
+def count_madds(module: nn.Module, x: torch.Tensor, *args, madds: str = "true") -> int:
+    """MAdds of one sample through ``module`` (``x`` may hold a batch: counts are per sample). ``madds="paper"``
+    counts as the NAT / NAT++ papers' hook: a stride-2 conv at its input resolution, pooling ignored."""
     total = 0
+    paper = madds == "paper"
 
     def hook(m: nn.Module, inp, out) -> None:
         nonlocal total
         if isinstance(m, nn.Conv2d):
             kh, kw = m.kernel_size
-            total += kh * kw * (m.in_channels // m.groups) * m.out_channels * out.shape[2] * out.shape[3]
+            at = inp[0] if paper and 2 in m.stride else out
+            total += kh * kw * (m.in_channels // m.groups) * m.out_channels * at.shape[2] * at.shape[3]
         elif isinstance(m, nn.Linear):
             total += m.in_features * m.out_features
+        elif paper:
+            return  # pooling ignored
         elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
             k = m.kernel_size
             kh, kw = (k, k) if isinstance(k, int) else k
@@ -98,6 +103,9 @@ def test_op_cost_matches_module(op):
                         stride,
                     )
                     assert c.madds == count_madds(module, torch.randn(1, C, h, w)), (op, C, size, stride)
+                    paper = op_cost(op, C, size, stride, affine, madds="paper")
+                    assert paper.params == c.params
+                    assert paper.madds == count_madds(module, torch.randn(1, C, h, w), madds="paper"), (op, size)
 
 
 @pytest.mark.parametrize("op", ["max_pool_2x2", "avg_pool_2x2"])
@@ -166,6 +174,10 @@ def test_cell_cost_matches_module():
         c = cell_cost(cell, 12, 20, 8, size, reduction, reduction_prev)
         assert c.params == n_params(m)
         assert c.madds == count_madds(m, s0, s1)
+        for pp in ((2 * size, 2 * size), (2 * size - 1, 2 * size)):  # input 0 of even or odd size
+            s0 = torch.randn(1, 12, *pp) if reduction_prev else s0
+            paper = cell_cost(cell, 12, 20, 8, size, reduction, reduction_prev, size_pp=pp, madds="paper")
+            assert paper.madds == count_madds(m, s0, s1, madds="paper"), (reduction, reduction_prev, pp)
 
 
 # ----------------------------------------------------------------------------------------------- networks
@@ -205,10 +217,10 @@ def test_network_madds_match_hooks(name, size, in_channels):
     g = genotypes.get(name)
     net = Network(g, C=8, layers=5, in_channels=in_channels).eval()
     h, w = _hw(size)
-    assert (
-        count_madds(net, torch.randn(1, in_channels, h, w))
-        == network_cost(g, C=8, layers=5, input_size=size, in_channels=in_channels).madds
-    )
+    x = torch.randn(1, in_channels, h, w)
+    for madds in ("true", "paper"):
+        cost = network_cost(g, C=8, layers=5, input_size=size, in_channels=in_channels, madds=madds)
+        assert count_madds(net, x, madds=madds) == cost.madds, madds
 
 
 @pytest.mark.parametrize("name", ["DARTS_V2", "ENAS", "AmoebaNet"])
@@ -220,6 +232,26 @@ def test_network_aux_madds_match_hooks(name):
     assert count_madds(net, torch.randn(2, 3, 32, 32)) == nc.total_madds
     c_aux = net.auxiliary_head.features[2].in_channels
     assert count_madds(net.auxiliary_head, torch.randn(2, c_aux, 8, 8)) == nc.aux_madds
+    paper = network_cost(g, C=6, layers=6, num_classes=5, auxiliary=True, madds="paper")
+    assert count_madds(net, torch.randn(2, 3, 32, 32), madds="paper") == paper.total_madds
+
+
+def test_darts_v2_madds_in_both_conventions():
+    """DARTS_V2 at C=36, 20 layers, 32x32: 529.6M true MAdds, 543.3M in the NAT / NAT++ papers' convention (stride-2
+    convs at their input resolution, pooling ignored). Issue 8 quoted 533.2M for the papers' convention; the
+    convention as described gives 543.3M on this network (the hook agrees), and no variant of it we tried gives
+    533.2M (see the README's cost-model section)."""
+    g = genotypes.get("DARTS_V2")
+    true, paper = network_cost(g), network_cost(g, madds="paper")
+    assert round(true.madds / 1e6, 1) == 529.6 and true.madds == 529_640_064
+    assert round(paper.madds / 1e6, 1) == 543.3 and paper.madds == 543_314_880
+    assert paper.params == true.params
+    # the difference, by hand: the two factorized reduces that preprocess input 0 after each reduction (1x1
+    # convs, C_pp -> C / 2 each) are counted at 32x32 and 31x31 (16x16 and 15x15) instead of 16x16 (8x8), and the
+    # 5 max pools of each reduction cell and the global average pool count 0
+    fr = sum(c_pp * c // 2 * (h * h + (h - 1) * (h - 1) - 2 * (h // 2) ** 2) for c_pp, c, h in ((144, 72, 32), (288, 144, 16)))
+    pools = 5 * 9 * 72 * 16 * 16 + 5 * 9 * 144 * 8 * 8 + 576 * 8 * 8
+    assert paper.madds - true.madds == fr - pools
 
 
 def test_darts_v2_full_size():
@@ -305,6 +337,15 @@ def test_network_cost_aux_sizes_allowed():
         network_cost("DARTS_V2")  # type: ignore[arg-type]
 
 
+def test_madds_convention_validation():
+    g = genotypes.get("DARTS_V2")
+    for bad in ("flops", "", None, "TRUE"):
+        with pytest.raises(ConfigError, match="^madds: expected one of 'true', 'paper'"):
+            network_cost(g, madds=bad)
+        with pytest.raises(ConfigError, match="^madds:"):
+            op_cost("conv_3x3", 8, 8, madds=bad)
+
+
 def test_op_cost_validation():
     with pytest.raises(ConfigError, match="^stride:"):
         op_cost("conv_3x3", 8, 8, 3)
@@ -314,3 +355,40 @@ def test_op_cost_validation():
         op_cost("conv_3x3", 8, 0)
     with pytest.raises(InvalidOpError):
         op_cost("conv_9x9", 8, 8)
+
+
+# ----------------------------------------------------------------------------------------------- command line
+
+
+def test_info_per_op_prints_the_nat_plus_plus_table(capsys):
+    """``nat-gym info --per-op -C 128`` is the NAT++ paper's per-op table (no BN parameters: affine=False)."""
+    import json
+
+    from nat_gym.cli import main
+
+    assert main(["info", "--per-op", "-C", "128"]) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[2:] if line[0] != "("}
+    for op, (madds_m, params_k) in NAT_TABLE.items():
+        assert rows[op] == [f"{madds_m:.1f}", f"{params_k:.1f}"], op
+    assert main(["info", "--per-op", "-C", "128", "--json", "--madds", "paper", "ENAS"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["config"] == {"C": 128, "input_size": 32, "stride": 1, "affine": False, "madds": "paper"}
+    assert set(data["ops"]) == set(genotypes.get("ENAS").ops)
+    assert data["ops"]["avg_pool_3x3"]["madds"] == 0  # pooling is not counted in the papers' convention
+    assert data["ops"]["sep_conv_3x3"] == {"params": 2 * (9 * 128 + 128 * 128), "madds": 2 * (9 * 128 + 128 * 128) * 1024}
+
+
+def test_info_madds_conventions_and_help(capsys):
+    import json
+
+    from nat_gym.cli import main
+
+    for madds, expected in (("true", 529_640_064), ("paper", 543_314_880)):
+        assert main(["info", "DARTS_V2", "--madds", madds, "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert (out["madds"], out["madds_convention"]) == (expected, madds)
+    with pytest.raises(SystemExit):
+        main(["info", "--help"])
+    text = capsys.readouterr().out
+    assert "nat-gym list" in text and "--list" not in text  # issue 8: there is no --list flag
+    assert "--madds" in text and "--per-op" in text

@@ -254,7 +254,7 @@ def test_cifar_missing_folder(tmp_path: Path, name: str, folder: str) -> None:
         load_dataset(name, root=tmp_path)
     msg = str(info.value)
     assert str(tmp_path / folder) in msg
-    assert "download=True" in msg and "--download" in msg
+    assert "download=True" in msg and f"nat-gym download {name} --data-root {tmp_path}" in msg  # tests/test_hints.py
     assert isinstance(info.value, FileNotFoundError)
 
 

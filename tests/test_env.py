@@ -5,6 +5,7 @@ the rest use a ``CallableEvaluator`` for speed (no test trains the default super
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import gymnasium as gym
@@ -167,6 +168,25 @@ def test_render_rgb_array():
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) > 10
 
 
+def test_rgb_array_frames_have_one_size_across_steps_episodes_and_genotypes():
+    """Video recorders (Gymnasium's RecordVideo: "ImageSequenceClip requires all images to be the same size") need
+    one frame size per env: after reset (one drawing) and after a step (before / after), for fully-concat and
+    loose-end cells, 4 and 5 steps."""
+    shapes = set()
+    for rules, steps, starts in (("nat++", 4, [None, "VGG", "MobileNetV2"]), ("nat++ext", 5, ["ENAS", "NASNet"])):
+        env = _fast_env(rules, steps=steps, max_transforms=2, render_mode="rgb_array")
+        rng = np.random.default_rng(steps)
+        for i, start in enumerate(starts):
+            env.reset(seed=i, options={"genotype": start})
+            shapes.add(env.render().shape)
+            for _ in range(2):
+                env.step(_masked_action(env, rng))
+                frame = env.render()
+                shapes.add(frame.shape)
+                assert frame.dtype == np.uint8
+    assert shapes == {(*NATCellEnv.frame_size, 3)} == {(720, 1280, 3)}
+
+
 def test_render_without_mode_returns_none():
     env = _fast_env()
     env.reset(seed=0)
@@ -324,6 +344,21 @@ def test_reset_without_scoring_defers_beta_to_the_step(make_env):
     assert reward == pytest.approx(step_info["acc_after"] - step_info["acc_before"])
 
 
+@pytest.mark.parametrize("name", ["DARTS_V2", "VGG", "ENAS", "NATv2_ENAS"])
+def test_observation_determines_the_state(name):
+    """The observation holds the whole genotype, cell outputs included (a loose-end cell and its fully-concat twin
+    differ in cost and reward, so they must not alias): decode(obs) is the state after reset and after a step."""
+    from nat_gym.envs.observation import decode
+
+    g = named.get(name)
+    env = _fast_env("nat++", steps=g.steps)
+    obs, info = env.reset(options={"genotype": g})
+    assert decode(obs, env.rules) == info["genotype"] == g
+    obs, _, _, _, info = env.step(_masked_action(env, np.random.default_rng(0)))
+    assert decode(obs, env.rules) == info["genotype_after"]
+    assert info["genotype_after"].reduce.concat == g.reduce.concat
+
+
 def test_five_step_env():
     env = _fast_env("nat++", steps=5)
     _, info = env.reset(options={"genotype": "ENAS"})
@@ -380,12 +415,51 @@ def test_reward_minibatches(make_env):
 
 def test_whole_split_reward(make_env):
     env = make_env("nat")
-    assert env.unwrapped.evaluator.num_batches == 1
+    ev = env.unwrapped.evaluator
+    assert ev.num_batches == 1
     _, info = env.reset(seed=0)
-    assert info["reward_batch"] is None
+    assert "reward_batch" not in info  # no minibatch (and never a None value)
     _, reward, _, _, info = env.step(_masked_action(env, np.random.default_rng(0)))
-    assert info["reward_batch"] is None
+    assert "reward_batch" not in info
     assert reward == pytest.approx(info["acc_after"] - info["acc_before"], abs=1e-12)
+    acc = ev.evaluate([info["genotype_before"], info["genotype_after"]], info.get("reward_batch"))
+    assert acc.tolist() == [info["acc_before"], info["acc_after"]]
+
+
+_LOGGABLE = (int, float, np.integer, np.floating, np.ndarray, str, Genotype)
+
+
+def _assert_loggable(info: dict) -> None:
+    """What loggers and replay buffers can hold: numbers (finite), numeric arrays (finite), strings, genotypes.
+    Tianshou's buffer, for one, stops on a None value (it reads as nan: ``MalformedBufferError``)."""
+    for key, value in info.items():
+        assert isinstance(value, _LOGGABLE), (key, value)
+        if isinstance(value, (float, np.floating)):
+            assert math.isfinite(value), (key, value)
+        if isinstance(value, np.ndarray):
+            assert value.dtype.kind in "biuf", (key, value.dtype)
+            assert value.dtype.kind != "f" or np.isfinite(value).all(), key
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"reward_images": 64, "max_transforms": 2}, {"invalid_action": "penalize", "cost_weight": 0.5},
+     {"invalid_action": "raise", "render_mode": "ansi"}],
+)  # fmt: skip
+def test_info_values_are_numbers_arrays_strings_or_genotypes(make_env, kwargs):
+    env = make_env("nat++", **kwargs)
+    env.action_space.seed(0)
+    rng = np.random.default_rng(0)
+    for options in (None, {"score": False}, {"genotype": "DARTS_V2"}, {"genotype": "VGG", "score": False}):
+        _, info = env.reset(seed=0, options=options)
+        _assert_loggable(info)
+        terminated = False
+        while not terminated:
+            unmasked = kwargs.get("invalid_action") != "raise" and rng.random() < 0.5
+            action = env.action_space.sample() if unmasked else _masked_action(env, rng)
+            _, reward, terminated, _, info = env.step(action)
+            _assert_loggable(info)
+            assert isinstance(reward, float) and math.isfinite(reward)
 
 
 def test_cost_weight_adds_the_madds_saving():
@@ -510,11 +584,31 @@ def test_supernet_shape_mismatches_raise():
         {"steps": 0},
         {"steps": 9},
         {"steps": True},
+        {"cost_weight": float("nan")},
+        {"cost_weight": "0.1"},
+        {"cost_weight": None},
+        {"cost_weight": -0.5},
+        {"invalid_penalty": float("inf")},
+        {"reward_images": True},
+        {"reward_images": 2.5},
+        {"reward_images": 0},
+        {"supernet": 123},
     ],
 )
 def test_bad_arguments_raise(kwargs):
+    """Each a ConfigError naming the argument (issue 8 review: a nan cost_weight made every reward nan, a float or
+    bool reward_images was truncated silently, a string weight ended in a bare ValueError)."""
+    if "supernet" in kwargs:  # the default evaluator's path (nothing is trained: the check precedes it)
+        with pytest.raises(ConfigError, match="supernet"):
+            NATCellEnv("nat++", **kwargs)
+        return
     with pytest.raises(ConfigError, match=next(iter(kwargs))):
         _fast_env(**kwargs)
+
+
+def test_numpy_integer_reward_images_is_accepted(make_env):
+    env = make_env(reward_images=np.int64(64))
+    assert env.unwrapped.evaluator.batch_size == 64
 
 
 def test_non_evaluator_raises():
@@ -564,3 +658,90 @@ def test_observations_and_masks_are_private_copies():
     obs2, info2 = env.reset(options={"genotype": "DARTS_V2"})  # ... does not change what the env hands out later
     _assert_same(obs2, reference)
     assert info2["action_mask"].any() and env.action_masks().any()
+
+
+# ------------------------------------------------------------------------------------------------- copies
+def _run(env, actions: list[np.ndarray], seeds: list[int]) -> list:
+    """Finish the current episode with ``actions``, then one more episode per reset seed; every return value."""
+    record, it = [], iter(actions)
+    for seed in [None, *seeds]:
+        if seed is not None:
+            record.append(env.reset(seed=seed, options={"score": False}))
+        terminated = False
+        while not terminated:
+            out = env.step(next(it))
+            terminated = out[2]
+            record.append(out)
+    return record
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_envs_pickle_and_deepcopy_into_independent_envs(make_env, how):
+    """Ray, RLlib and some vector envs pickle envs; deep copies must not call into the original either. Both give
+    the same results as the original from the same state, and share no mutable state with it."""
+    import copy
+    import pickle
+
+    env = make_env("nat++", reward_images=64, max_transforms=2)
+    env.reset(seed=3, options={"score": False})
+    rng = np.random.default_rng(0)
+    env.step(_masked_action(env, rng))  # memos, the evaluator's cache and worker threads, the RNG: all in use
+    twin = pickle.loads(pickle.dumps(env)) if how == "pickle" else copy.deepcopy(env)
+    a, b = env.unwrapped, twin.unwrapped
+    assert b._view.__wrapped__.__self__ is b and a._view is not b._view and a._transitions is not b._transitions
+    assert a.evaluator is not b.evaluator and a.evaluator._cache is not b.evaluator._cache
+    assert a.evaluator.supernet is not b.evaluator.supernet and a.np_random is not b.np_random
+    assert b.genotype == a.genotype and b.np_random.bit_generator.state == a.np_random.bit_generator.state
+    # the same steps from the same state; the copy runs first: the original must not notice
+    seeds = [11, 12]
+    env.action_space.seed(5)
+    actions = [env.action_space.sample() for _ in range(5)]  # unmasked: invalid edges are kept ("keep")
+    genotype, rng_state, cache_state = a.genotype, a.np_random.bit_generator.state, dict(a.evaluator.cache_info)
+    copied = _run(twin, actions, seeds)
+    assert a.np_random.bit_generator.state == rng_state and a.evaluator.cache_info == cache_state
+    assert a.genotype == genotype and len(a._transitions) == 1
+    original = _run(env, actions, seeds)
+    assert len(copied) == len(original) == 7  # 1 step, then (reset, 2 steps) twice
+    for x, y in zip(copied, original):
+        for u, v in zip(x, y):
+            _assert_same(u, v)
+
+
+def test_genotypes_unpickled_in_another_process_hash_as_there():
+    """Genotypes cross processes (infos of subprocess vector envs, envs sent to Ray workers): string hashes differ
+    between processes, so a pickled genotype must not carry the hash memoised where it was made."""
+    import pickle
+    import subprocess
+    import sys
+
+    g = named.get("ENAS")
+    hash(g), hash(g.normal)  # memoised here
+    code = ("import pickle, sys; from nat_gym import genotypes; g = pickle.loads(sys.stdin.buffer.read()); "
+            "f = genotypes.get('ENAS'); print(g == f, f in {g}, g.normal in {f.normal}, g in {f: 1})")  # fmt: skip
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(g), capture_output=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed})  # fmt: skip
+        assert out.stdout.decode().split() == ["True"] * 4, out.stderr.decode()[-2000:]
+
+
+def test_async_vector_env_with_the_new_observation():
+    """gym.make_vec(..., vectorization_mode="async"): every worker holds its own env; observations (cell outputs
+    included) come back batched, decode to the workers' genotypes, and masked actions stay valid."""
+    from nat_gym.envs.observation import decode
+
+    envs = gym.make_vec("NATCell-v0", num_envs=2, vectorization_mode="async", rules="nat++",
+                        supernet=_supernet("nat++"), dataset="digits", device="cpu")  # fmt: skip
+    try:
+        obs, infos = envs.reset(seed=0)
+        assert envs.observation_space.contains(obs) and obs["concat"].shape == (2, 2, 6)
+        rules = rule_sets.get("nat++")
+        for i in range(2):
+            assert decode({k: v[i] for k, v in obs.items()}, rules) == infos["genotype"][i]
+        rng = np.random.default_rng(0)
+        masks = infos["action_mask"].reshape(2, 16, rules.num_ops)
+        actions = np.array([[rng.choice(np.flatnonzero(row)) for row in m] for m in masks])
+        obs, rewards, terminated, _, infos = envs.step(actions)
+        assert terminated.all() and np.isfinite(rewards).all()
+        assert infos["invalid_edges"].tolist() == [0, 0]
+    finally:
+        envs.close()

@@ -4,6 +4,7 @@ CallableEvaluator."""
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch
 from nat_gym import genotypes as named
 from nat_gym.data import Split
 from nat_gym.errors import ConfigError
-from nat_gym.evaluator import CallableEvaluator, Evaluator, SupernetEvaluator
+from nat_gym.evaluator import CallableEvaluator, Evaluator, ParallelChoice, SupernetEvaluator
 from nat_gym.ops import NAT_PLUS_PLUS_OPS
 from nat_gym.sampling import random_genotype
 from nat_gym.supernet.checkpoint import load_checkpoint, save_checkpoint
@@ -33,11 +34,13 @@ def _manual_accuracy(net, x, y, g) -> float:
 
 
 # ------------------------------------------------------------------------------------------------- SupernetEvaluator
-@pytest.mark.parametrize("workers", [1, 2], ids=["grouped-passes", "parallel-workers"])
-def test_batched_and_single_agree(shared_tiny_supernet, fake_data, workers):
+@pytest.mark.parametrize("grouped, workers", [(True, 1), (False, 2), (False, 1)],
+                         ids=["grouped-passes", "parallel-workers", "one-worker"])  # fmt: skip
+def test_batched_and_single_agree(shared_tiny_supernet, fake_data, grouped, workers):
     net = shared_tiny_supernet
     gs = _genotypes(16) + _genotypes(4, seed=1, concat="loose_end")
-    batched = SupernetEvaluator(net, fake_data.valid, device="cpu", max_archs_per_pass=8, workers=workers)
+    batched = SupernetEvaluator(net, fake_data.valid, device="cpu", max_archs_per_pass=8, workers=workers,
+                                grouped=grouped)  # fmt: skip
     single = SupernetEvaluator(net, fake_data.valid, device="cpu", max_archs_per_pass=1, workers=1,
                                activation_cache=False)  # fmt: skip
     a = batched.evaluate(gs)
@@ -46,6 +49,8 @@ def test_batched_and_single_agree(shared_tiny_supernet, fake_data, workers):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
     assert ((a >= 0) & (a <= 1)).all() and len(set(a.tolist())) > 1
     assert batched.cache_info["evaluations"] == single.cache_info["evaluations"] == 20
+    if workers > 1:  # 3 chunks of 8: the first two are scored each way, so both ways agree with single passes
+        assert min(batched.parallel_choice.chunks.values()) >= 1
 
 
 def test_accuracy_is_that_of_the_supernet(shared_tiny_supernet, fake_data):
@@ -207,6 +212,50 @@ def test_supernet_evaluator_is_an_evaluator(shared_tiny_supernet, fake_data):
     ev.evaluate(_genotypes(2))
     ev.clear_cache()
     assert ev.cache_info["size"] == 0
+
+
+# ------------------------------------------------------------------------------------------------- parallel or not
+def test_parallel_choice_takes_the_faster_way_and_notices_a_change():
+    choice = ParallelChoice(explore_every=4)
+    assert choice.pick() == "parallel"
+    choice.record("parallel", 3.0)  # contended cores: threads are slow
+    assert choice.pick() == "sequential"
+    choice.record("sequential", 1.0)
+    picks = []
+    for _ in range(8):
+        mode = choice.pick()
+        picks.append(mode)
+        choice.record(mode, 3.0 if mode == "parallel" else 1.0)
+    assert picks.count("parallel") == 2 and picks.count("sequential") == 6  # every 4th chunk explores
+    for _ in range(12):  # the other processes end: threads become twice as fast as one
+        mode = choice.pick()
+        choice.record(mode, 0.5 if mode == "parallel" else 1.0)
+    assert choice.seconds["parallel"] < choice.seconds["sequential"]
+    assert [choice.pick() for _ in range(3)] == ["parallel"] * 3
+    for bad in ({"explore_every": 1}, {"smoothing": 0.0}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            ParallelChoice(**bad)
+
+
+def test_evaluator_falls_back_to_one_thread_when_threads_are_slower(shared_tiny_supernet, fake_data, monkeypatch):
+    """Contention simulated: the parallel way takes an extra 0.5 s per chunk. The evaluator measures that and
+    scores the rest of the list, and later lists, one architecture after the other."""
+    ev = SupernetEvaluator(shared_tiny_supernet, fake_data.valid, device="cpu", workers=2)
+    parallel = ev._parallel
+
+    def contended(*args):
+        time.sleep(0.5)
+        return parallel(*args)
+
+    monkeypatch.setattr(ev, "_parallel", contended)
+    gs = _genotypes(48, seed=5)
+    accs = ev.evaluate(gs[:40])
+    assert ev.parallel_choice.chunks == {"parallel": 1, "sequential": 4}
+    ev.evaluate(gs[40:])
+    assert ev.parallel_choice.chunks == {"parallel": 1, "sequential": 5}
+    single = SupernetEvaluator(shared_tiny_supernet, fake_data.valid, device="cpu", workers=1)
+    np.testing.assert_array_equal(accs, single.evaluate(gs[:40]))
+    assert single.parallel_choice.chunks == {"parallel": 0, "sequential": 0}  # one worker: nothing to choose
 
 
 # ------------------------------------------------------------------------------------------------- CallableEvaluator

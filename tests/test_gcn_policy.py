@@ -11,7 +11,7 @@ from agents.gcn_policy import VARIANTS, GCNPolicy
 from nat_gym import genotypes, rules
 from nat_gym.envs.observation import OBS_KEYS, encode, to_pyg_batch
 from nat_gym.errors import ConfigError
-from nat_gym.genotype import Genotype
+from nat_gym.genotype import Cell, Genotype
 
 RULES = rules.get("nat++ext")
 K = RULES.num_ops
@@ -267,3 +267,91 @@ def test_reinforce_smoke_learns_skip_on_edge_0(variant, darts_obs):
         opt.step()
     after = p_skip()
     assert after > before + 0.1, (before, after)
+
+
+# ------------------------------------------------------------------------------------------------- cell outputs
+def _fully_concat_twin(g: Genotype) -> Genotype:
+    return Genotype(Cell(g.normal.edges, "all"), Cell(g.reduce.edges, "all"))
+
+
+def test_fixed_policy_sees_the_cell_outputs_faithful_does_not():
+    """ENAS (loose-end reduction cell) and its fully-concat twin: the fixed policy's logits differ once its offset
+    of non-output nodes is trained (it starts at zero: the same logits as without it); the faithful policy's never
+    differ."""
+    enas = genotypes.get("ENAS")
+    a, b = encode(enas, RULES), encode(_fully_concat_twin(enas), RULES)
+    fixed = make("fixed")
+    torch.testing.assert_close(fixed(to_pyg_batch(a)), fixed(to_pyg_batch(b)))  # zero offset at initialisation
+    with torch.no_grad():
+        fixed.non_output_embed.weight.normal_()
+    assert not torch.allclose(fixed(to_pyg_batch(a))[10:], fixed(to_pyg_batch(b))[10:])  # reduction cell edges
+    torch.testing.assert_close(fixed(to_pyg_batch(a))[:10], fixed(to_pyg_batch(b))[:10])  # same normal cell
+    faithful = make("faithful")
+    torch.testing.assert_close(faithful(to_pyg_batch(a)), faithful(to_pyg_batch(b)))
+    batch = to_pyg_batch(a)
+    del batch.node_concat
+    with pytest.raises(ConfigError, match="node_concat"):
+        fixed(batch)
+    faithful(batch)  # the paper's design reads no outputs
+
+
+def test_fully_concat_inputs_leave_the_output_offset_untouched():
+    """On fully-concat cells (the env's random inputs) the offset gets exactly zero gradient: training on them
+    computes and learns what the fixed policy did before it read the outputs."""
+    rng = np.random.default_rng(9)
+    policy = make("fixed")
+    _, log_prob, entropy = policy.act(stack([encode(random_genotype(4, rng), RULES) for _ in range(4)]))
+    (log_prob.sum() + entropy.sum()).backward()
+    assert torch.equal(policy.non_output_embed.weight.grad, torch.zeros(1, policy.lift_dim))
+    policy.zero_grad()
+    _, log_prob, _ = policy.act(encode(genotypes.get("ENAS"), RULES))  # a loose-end cell: it learns
+    log_prob.sum().backward()
+    assert policy.non_output_embed.weight.grad.abs().sum() > 0
+
+
+def test_fixed_policy_loads_a_state_dict_without_the_output_offset():
+    policy = make("fixed", seed=1)
+    old = {k: v for k, v in policy.state_dict().items() if k != "non_output_embed.weight"}  # saved before it
+    fresh = make("fixed", seed=2)
+    with torch.no_grad():
+        fresh.non_output_embed.weight.fill_(1.0)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.non_output_embed.weight, torch.zeros(1, fresh.lift_dim))
+    assert [n for n, _ in fresh.named_parameters()][-1] == "non_output_embed.weight"  # after the older ones
+    assert torch.equal(fresh.lift.weight, policy.lift.weight)
+
+
+# ------------------------------------------------------------------------------------------ mixed and empty batches
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_mixed_cell_sizes_forward_per_edge_but_distribution_raises(variant):
+    """A DARTS_V2 (16 edges) and an ENAS (20 edges) observation in one batch: forward gives each edge its own
+    logits (the same as alone); a [B, 2E] distribution cannot hold both, so it raises instead of mis-grouping."""
+    policy = make(variant)
+    darts, enas = encode(genotypes.get("DARTS_V2"), RULES), encode(genotypes.get("ENAS"), RULES)
+    mixed = Batch.from_data_list(to_pyg_batch(darts).to_data_list() + to_pyg_batch(enas).to_data_list())
+    logits = policy(mixed)
+    assert logits.shape == (36, K)
+    torch.testing.assert_close(logits[:16], policy(to_pyg_batch(darts)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logits[16:], policy(to_pyg_batch(enas)), rtol=1e-5, atol=1e-6)
+    for call in (policy.distribution, policy.act):
+        with pytest.raises(ConfigError, match=r"different numbers of edges \(\[8, 10\]\)"):
+            call(mixed)
+    with pytest.raises(ConfigError, match="different numbers of edges"):
+        policy.evaluate_actions(mixed, torch.zeros(2, 18, dtype=torch.long))
+    odd = Batch.from_data_list(to_pyg_batch(darts).to_data_list()[:1])
+    with pytest.raises(ConfigError, match="pairs"):
+        policy.distribution(odd)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_empty_batch_gives_empty_outputs(variant, darts_obs):
+    policy = make(variant)
+    empty = {k: v[None][:0] for k, v in darts_obs.items()}  # B = 0
+    actions, log_prob, entropy = policy.act(empty)
+    assert actions.shape == (0, 16) and actions.dtype == torch.long
+    assert log_prob.shape == (0,) and entropy.shape == (0,)
+    log_prob, entropy = policy.evaluate_actions(empty, torch.zeros(0, 16, dtype=torch.long))
+    assert log_prob.shape == (0,) and entropy.shape == (0,)
+    assert policy.act(empty, deterministic=True)[0].shape == (0, 16)
+    dist = policy.distribution(to_pyg_batch(empty))  # a Batch does not know E
+    assert dist.batch_shape == (0, 0)

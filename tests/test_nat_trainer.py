@@ -33,18 +33,6 @@ from nat_gym.sampling import random_genotype
 SMALL = {"op_embed_dim": 8, "lift_dim": 16, "hidden_dim": 8}
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    """A random-init tiny NAT++ supernet checkpoint (C=4, 3 cells) for 1-channel images with 10 classes."""
-    from nat_gym.supernet.checkpoint import save_checkpoint
-    from nat_gym.supernet.config import SupernetConfig
-    from nat_gym.supernet.model import Supernet
-
-    torch.manual_seed(0)
-    net = Supernet(SupernetConfig(C=4, layers=3, ops=rule_sets.get("nat++").ops, num_classes=10, in_channels=1))
-    return str(save_checkpoint(tmp_path_factory.mktemp("supernet") / "tiny.pt", net))
-
-
 @pytest.fixture(autouse=True)
 def _one_thread():
     previous = torch.get_num_threads()
@@ -54,7 +42,7 @@ def _one_thread():
 
 def tiny_args(ckpt: str, out, **kw) -> NATTrainerArgs:
     base = dict(supernet=ckpt, epochs=2, out=str(out), progress=False, eval_inputs=2, eval_every=1,
-                checkpoint_every=1, device="cpu", **SMALL)  # fmt: skip
+                checkpoint_every=1, heldout_inputs=4, device="cpu", **SMALL)  # fmt: skip
     base.update(kw)
     return NATTrainerArgs(**base)
 
@@ -83,6 +71,9 @@ def test_train_writes_logs_and_checkpoint(tiny_ckpt, tmp_path):
     assert list(out.glob("events.out.tfevents.*"))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs"] == 2 and summary["updates"] == 12
+    heldout = summary["heldout"]  # agents.heldout: fresh inputs, argmax and sampled, next to the two floors
+    assert heldout["inputs"] == 4 and set(heldout) == {"inputs", "argmax", "sampled", "random_valid", "identity"}
+    assert heldout["identity"] == {"reward": 0.0, "madds_saving": 0.0}
 
     loaded, args = load_policy(out / "checkpoint.pt")
     assert isinstance(loaded, GCNPolicy) and args == tiny_args(tiny_ckpt, out)
@@ -115,6 +106,28 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_ckpt, tmp_path):
     assert [r["reward"] for r in full.history] == [r["reward"] for r in second.history]
     assert full.baseline == second.baseline
     assert len(read_csv(tmp_path / "cut" / "metrics.csv")) == 3  # rewritten, not duplicated
+
+
+def test_resume_of_a_run_saved_before_the_policy_read_the_cell_outputs(tiny_ckpt, tmp_path):
+    """A fixed-GCN checkpoint written before the policy had ``non_output_embed`` (no such weight, one parameter
+    fewer in Adam's state) resumes: the new weight starts at zero, without optimizer state."""
+    args = tiny_args(tiny_ckpt, tmp_path / "old", epochs=2, eval_inputs=0)
+    first = NATTrainer(args)
+    first.train(until_epoch=1)
+    path = tmp_path / "old" / "checkpoint.pt"
+    payload = torch.load(path, weights_only=False)
+    del payload["policy"]["non_output_embed.weight"]
+    group = payload["policy_optimizer"]["param_groups"][0]
+    last = group["params"].pop()
+    payload["policy_optimizer"]["state"].pop(last, None)
+    torch.save(payload, path)
+    second = NATTrainer(args)
+    assert second.resume() and second.epoch == 1
+    assert torch.equal(second.policy.non_output_embed.weight, torch.zeros_like(second.policy.non_output_embed.weight))
+    for (k, a), b in zip(first.policy.state_dict().items(), second.policy.state_dict().values()):
+        assert k == "non_output_embed.weight" or torch.equal(a, b), k
+    second.train()
+    assert second.epoch == 2
 
 
 @pytest.mark.parametrize(
@@ -260,3 +273,25 @@ def test_flags_map_to_args():
     assert not hasattr(ns, "lr")  # untouched flags keep the dataclass defaults
     args = NATTrainerArgs(**{k: getattr(ns, k) for k in ("epochs", "betas")})
     assert args.betas == (0.9, 0.99)
+
+
+def test_resume_applies_changed_optimizer_settings(tiny_ckpt, tmp_path):
+    """Issue 8 review: resuming with another --lr / --weight-decay / --betas / --supernet-momentum warned "the run
+    continues with the new ones" and stored them in the checkpoint's args, but the optimizers' load_state_dict
+    brought back the saved settings, so the run went on with the old ones. The state (Adam moments, momentum
+    buffers) comes from the checkpoint; the settings from the resumed run's arguments."""
+    out = tmp_path / "run"
+    first = NATTrainer(tiny_args(tiny_ckpt, out, epochs=2, eval_inputs=0))
+    first.train(until_epoch=1)
+    changed = tiny_args(tiny_ckpt, out, epochs=2, eval_inputs=0, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.0,
+                        supernet_momentum=0.5, supernet_weight_decay=1e-4)  # fmt: skip
+    second = NATTrainer(changed)
+    with pytest.warns(UserWarning, match="continues with the new ones"):
+        assert second.resume()
+    (policy_group,) = second.optimizer.param_groups
+    assert (policy_group["lr"], policy_group["betas"], policy_group["weight_decay"]) == (1e-3, (0.9, 0.99), 0.0)
+    (sn_group,) = second.supernet_trainer.optimizer.param_groups
+    assert (sn_group["momentum"], sn_group["weight_decay"]) == (0.5, 1e-4)
+    saved = first.optimizer.state_dict()["state"]
+    for i, state in second.optimizer.state_dict()["state"].items():  # the moments are the checkpoint's
+        assert torch.equal(state["exp_avg"], saved[i]["exp_avg"])

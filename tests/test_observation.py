@@ -9,6 +9,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.nn import global_add_pool
 
 from nat_gym import genotypes, rules
+from nat_gym.cost import network_cost
 from nat_gym.envs.observation import (
     OBS_KEYS,
     action_space,
@@ -19,7 +20,7 @@ from nat_gym.envs.observation import (
     to_pyg_batch,
 )
 from nat_gym.errors import ConfigError, GenotypeError, InvalidOpError
-from nat_gym.genotype import Genotype
+from nat_gym.genotype import Cell, Genotype
 
 RULES = rules.get("nat++ext")
 ALL_NAMES = genotypes.names()
@@ -48,6 +49,7 @@ def test_space_shapes_and_dtypes():
     assert space["edges"].shape == (2, 8, 2) and space["edges"].dtype == np.int64
     assert space["adjacency"].shape == (2, 6, 6) and space["adjacency"].dtype == np.float32
     assert space["action_mask"].shape == (2, 8, 13) and space["action_mask"].dtype == np.int8
+    assert space["concat"].shape == (2, 6) and space["concat"].dtype == np.int8
     assert int(space["edges"].high.max()) == 5 and float(space["adjacency"].high.max()) == 2.0
     act = action_space(4, 13)
     assert act.shape == (16,) and set(act.nvec.tolist()) == {13}
@@ -60,34 +62,68 @@ def test_space_rejects_bad_sizes(bad):
 
 
 # ------------------------------------------------------------------------------------------------------- encode
-@pytest.mark.parametrize("name", NAMES_4 + [n for n in NAMES_5 if "ENAS" in n or "NAONet" in n])
-def test_round_trip_and_contained(name):
-    g = genotypes.get(name)
-    obs = encode(g, RULES, steps=g.steps)
-    assert set(obs) == set(OBS_KEYS)
-    assert observation_space(g.steps, RULES.num_ops).contains(obs)
-    assert decode(obs, RULES, concat=(g.normal.concat, g.reduce.concat)) == g
-    # default concat: fully-concat
-    full = decode(obs, RULES)
-    assert full.edges == g.edges and full.normal.output_mode == "fully_concat" == full.reduce.output_mode
+def _rules_holding(g: Genotype) -> rules.TransitionRules:
+    """The first rule set whose vocabulary holds every op of ``g``."""
+    for name in ("nat", "nat++", "nat-ext", "nat++ext"):
+        r = rules.get(name)
+        if all(op in r.ops for op in g.ops):
+            return r
+    raise AssertionError(f"no rule set holds the ops of {g}")
 
 
-@pytest.mark.parametrize("name", NAMES_5)
-def test_round_trip_every_five_step_genotype(name):
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_decode_encode_is_identity_for_every_registered_genotype(name):
     g = genotypes.get(name)
-    obs = encode(g, RULES)
-    assert observation_space(5, RULES.num_ops).contains(obs)
-    assert decode(obs, RULES, concat=(g.normal.concat, g.reduce.concat)) == g
+    for r in {_rules_holding(g).name: _rules_holding(g), "nat++ext": RULES}.values():
+        obs = encode(g, r, steps=g.steps)
+        assert set(obs) == set(OBS_KEYS)
+        assert observation_space(g.steps, r.num_ops).contains(obs)
+        assert decode(obs, r) == g
+        for c, cell in enumerate(g.cells):
+            assert np.flatnonzero(obs["concat"][c]).tolist() == list(cell.concat)
 
 
 def test_round_trip_random_genotypes_and_steps():
     rng = np.random.default_rng(0)
     for steps in (1, 2, 3, 4, 5, 8):
-        for _ in range(10):
+        for i in range(10):
             g = random_genotype(steps, rng)
+            if i % 2:  # loose-end outputs too
+                g = Genotype(Cell(g.normal.edges, "loose_end"), Cell(g.reduce.edges, "loose_end"))
             obs = encode(g, RULES)
             assert observation_space(steps, RULES.num_ops).contains(obs)
             assert decode(obs, RULES) == g
+
+
+def test_loose_end_and_fully_concat_twins_do_not_alias():
+    """ENAS (a loose-end reduction cell) and the same edges with fully-concat outputs are different states: other
+    costs (3,859,894 vs 3,963,574 params at C=36 / 20 layers), other observations, each decoded back exactly."""
+    enas = genotypes.get("ENAS")
+    twin = Genotype(Cell(enas.normal.edges, "all"), Cell(enas.reduce.edges, "all"))
+    assert enas.reduce.output_mode == "loose_end" and enas != twin
+    assert network_cost(enas, C=36, layers=20).params == 3_859_894
+    assert network_cost(twin, C=36, layers=20).params == 3_963_574
+    a, b = encode(enas, RULES), encode(twin, RULES)
+    assert {k for k in OBS_KEYS if not np.array_equal(a[k], b[k])} == {"concat"}
+    assert a["concat"][1].tolist() == [0, 0, 1, 1, 0, 0, 1]  # ENAS's reduction cell: nodes 2, 3 and 6
+    assert b["concat"][1].tolist() == [0, 0, 1, 1, 1, 1, 1]
+    assert (decode(a, RULES), decode(b, RULES)) == (enas, twin)
+    pa, pb = to_pyg_batch(a), to_pyg_batch(b)
+    assert not torch.equal(pa.node_concat, pb.node_concat)
+    assert pa.node_concat.tolist() == (a["concat"].reshape(-1) == 1).tolist()
+
+
+def test_deprecated_concat_argument_still_decodes():
+    g = genotypes.get("ENAS")
+    obs = encode(g, RULES)
+    with pytest.warns(DeprecationWarning, match="concat"):
+        assert decode(obs, RULES, concat=(g.normal.concat, g.reduce.concat)) == g
+    without = {k: v for k, v in obs.items() if k != "concat"}  # an observation of the old contract
+    with pytest.warns(DeprecationWarning):
+        full = decode(without, RULES, concat=("all", "all"))
+    assert full.edges == g.edges and full.reduce.output_mode == "fully_concat"
+    with pytest.raises(ConfigError, match="concat"):
+        decode(without, RULES)
 
 
 def test_contents_darts_v2():
@@ -171,14 +207,20 @@ def test_decode_errors():
     bad["edges"][0, 0] = (3, 2)  # from >= to
     with pytest.raises(GenotypeError):
         decode(bad, RULES)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError), pytest.warns(DeprecationWarning):
         decode(obs, RULES, concat="all")  # type: ignore[arg-type]
+    for flags, error in (([[0, 0, 1, 1, 1, 1], [0, 0, 2, 1, 1, 1]], GenotypeError),  # not 0/1
+                         ([[1, 0, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]], GenotypeError),  # an input node
+                         ([[0, 0, 0, 0, 0, 0], [0, 0, 1, 1, 1, 1]], GenotypeError),  # no output
+                         ([[0, 0, 1, 1, 1]] * 2, ConfigError)):  # fmt: skip
+        with pytest.raises(error, match="concat"):
+            decode(dict(obs, concat=np.array(flags, dtype=np.int8)), RULES)
 
 
 def test_decode_accepts_tensors():
     g = genotypes.get("ENAS")
     obs = {k: torch.as_tensor(v).float() for k, v in encode(g, RULES).items()}
-    assert decode(obs, RULES, concat=(g.normal.concat, g.reduce.concat)) == g
+    assert decode(obs, RULES) == g
 
 
 # ------------------------------------------------------------------------------------------------- flat mask
@@ -205,6 +247,8 @@ def test_single_observation_graphs():
     assert b.edge_op.dtype == torch.long and b.edge_mask.dtype == torch.bool
     assert b.edge_mask.shape == (16, RULES.num_ops)
     assert b.cell.tolist() == [0, 1] and b.node_id.tolist() == list(range(6)) * 2
+    assert b.node_concat.dtype == torch.bool
+    assert b.node_concat.tolist() == ([False] * 2 + [True] * 4) * 2
     assert b.batch.tolist() == [0] * 6 + [1] * 6 and b.ptr.tolist() == [0, 6, 12]
     for c, cell in enumerate(g.cells):
         ex = b.get_example(c)
@@ -212,18 +256,19 @@ def test_single_observation_graphs():
         assert ex.edge_index.t().tolist() == [[e.src, e.dst] for e in cell.edges]  # row 0 = src, row 1 = dst
         assert ex.edge_op.tolist() == [RULES.index(e.op) for e in cell.edges]
         assert int(ex.cell) == c
+        assert ex.node_concat.nonzero().view(-1).tolist() == list(cell.concat)
     np.testing.assert_array_equal(b.edge_mask.numpy(), RULES.mask(g))
 
 
 def _assert_same_graph(a: Data, b: Data) -> None:
-    for key in ("edge_index", "edge_op", "edge_mask", "node_id", "cell"):
+    for key in ("edge_index", "edge_op", "edge_mask", "node_id", "node_concat", "cell"):
         assert torch.equal(a[key].cpu(), b[key].cpu()), key
     assert a.num_nodes == b.num_nodes
 
 
 def test_batched_matches_single():
     rng = np.random.default_rng(1)
-    gs = [genotypes.get("DARTS_V2"), genotypes.get("R2"), random_genotype(4, rng)]
+    gs = [genotypes.get("DARTS_V2"), genotypes.get("VGG"), random_genotype(4, rng)]
     singles = [encode(g, RULES) for g in gs]
     b = to_pyg_batch(stack(singles))
     assert b.num_graphs == 6 and b.num_nodes == 36 and b.edge_index.shape == (2, 48)
@@ -242,7 +287,7 @@ def test_batched_matches_single():
             _assert_same_graph(b.get_example(2 * i + c), one.get_example(c))
     # the same as torch_geometric's own collation of per-graph Data objects
     ref = Batch.from_data_list(b.to_data_list())
-    for key in ("edge_index", "edge_op", "edge_mask", "node_id", "cell", "batch", "ptr"):
+    for key in ("edge_index", "edge_op", "edge_mask", "node_id", "node_concat", "cell", "batch", "ptr"):
         assert torch.equal(ref[key], b[key]), key
 
 
@@ -256,7 +301,7 @@ def test_tensor_input_like_sb3():
     for t in (as_float, as_native):
         b = to_pyg_batch(t, device="cpu")
         assert b.num_graphs == 8
-        for key in ("edge_index", "edge_op", "edge_mask", "node_id", "cell", "batch", "ptr"):
+        for key in ("edge_index", "edge_op", "edge_mask", "node_id", "node_concat", "cell", "batch", "ptr"):
             assert torch.equal(ref[key], b[key]), key
             assert b[key].dtype == ref[key].dtype, key
     one = to_pyg_batch({k: v[0] for k, v in as_float.items()})
@@ -280,3 +325,7 @@ def test_to_pyg_batch_errors():
         to_pyg_batch(dict(obs, edges=obs["edges"][:, :4]))
     with pytest.raises(ConfigError):
         to_pyg_batch(dict(obs, ops=obs["ops"][None, None]))
+    with pytest.raises(ConfigError, match="concat"):
+        to_pyg_batch(dict(obs, concat=obs["concat"][:, :5]))
+    with pytest.raises(ConfigError, match="concat"):
+        to_pyg_batch({k: v for k, v in obs.items() if k != "concat"})

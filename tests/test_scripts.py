@@ -1,5 +1,5 @@
 """Smoke tests: the benchmark scripts run end to end with tiny budgets (a tiny random-init supernet, so no test
-trains the default one) and write the figures they print."""
+trains the default one) and write the figures they print; their plain baseline computes nat-gym's function."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from nat_gym import rules as rule_sets
@@ -19,27 +20,131 @@ from nat_gym.supernet.model import Supernet
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_bench_env_runs_and_reports(tmp_path):
-    torch.manual_seed(0)
-    cfg = SupernetConfig(C=4, layers=3, ops=rule_sets.get("nat++").ops, num_classes=10, in_channels=1)
-    net = save_checkpoint(tmp_path / "tiny.pt", Supernet(cfg))
-    out = tmp_path / "figures.json"
-    cmd = [sys.executable, "scripts/bench_env.py", "--supernet", str(net), "--steps", "3", "--seconds", "0.05",
-           "--repeats", "1", "--json", str(out)]  # fmt: skip
-    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    figures = json.loads(out.read_text())
-    assert figures["reward_images"] == 360
-    for key in ("uncached_step_median_ms", "cached_steps_per_s", "scores_only_cached_steps_per_s",
-                "cartpole_steps_per_s", "batched_vs_single", "grouped_vs_single"):  # fmt: skip
-        assert figures[key] > 0, key
-        assert key in run.stdout
+@pytest.fixture
+def tiny_checkpoint(tmp_path) -> str:
+    """A random-init tiny NAT++ supernet checkpoint for digits-shaped images."""
+    return _tiny_supernet(tmp_path)
 
 
-def _tiny_supernet(tmp_path, steps: int = 4) -> Path:
+def _tiny_supernet(tmp_path, steps: int = 4) -> str:
     torch.manual_seed(0)
     cfg = SupernetConfig(C=4, layers=3, steps=steps, ops=rule_sets.get("nat++").ops, num_classes=10, in_channels=1)
-    return save_checkpoint(tmp_path / "tiny.pt", Supernet(cfg))
+    return str(save_checkpoint(tmp_path / "tiny.pt", Supernet(cfg)))
+
+
+def _run(script: str, tmp_path, *args: str) -> tuple[dict, str]:
+    """Run ``scripts/<script>`` with ``args`` and ``--json``; returns the figures it wrote and its stdout."""
+    out = tmp_path / "figures.json"
+    cmd = [sys.executable, f"scripts/{script}", *args, "--json", str(out)]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(out.read_text()), run.stdout
+
+
+def _assert_reported(figures: dict, stdout: str, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        assert figures[key] > 0, key
+        assert key in stdout
+
+
+def test_bench_env_runs_and_reports(tmp_path, tiny_checkpoint):
+    figures, stdout = _run("bench_env.py", tmp_path, "--supernet", tiny_checkpoint, "--steps", "3", "--seconds",
+                           "0.05", "--rounds", "1")  # fmt: skip
+    assert figures["reward_images"] == 360
+    _assert_reported(figures, stdout, ("uncached_step_median_ms", "uncached_step_speedup_vs_plain",
+                                       "cached_steps_per_s", "scores_only_cached_steps_per_s", "cartpole_steps_per_s",
+                                       "batched_vs_single", "grouped_vs_single"))  # fmt: skip
+
+
+def test_bench_policy_runs_against_the_plain_baseline(tmp_path, tiny_checkpoint):
+    figures, stdout = _run("bench_policy.py", tmp_path, "--supernet", tiny_checkpoint, "--updates", "2", "--rounds",
+                           "1", "--m", "2", "--n", "2")  # fmt: skip
+    _assert_reported(figures, stdout, ("ms_per_sample_m1_n1", "plain_ms_per_sample_m1_n1", "speedup_m1_n1_vs_plain",
+                                       "speedup_m2_n2_vs_plain"))  # fmt: skip
+    assert "reference" not in stdout.lower()  # no ratio against a constant
+
+
+def test_bench_supernet_runs_and_its_plain_baseline_computes_the_same_function(tmp_path):
+    figures, stdout = _run("bench_supernet.py", tmp_path, "--configs", "tiny", "--rounds", "1")
+    assert 0 <= figures["tiny_max_abs_logit_diff"] < 1e-4  # same weights, same logits: the ratio is honest
+    _assert_reported(figures, stdout, ("tiny_train_step_speedup", "tiny_eval_speedup", "tiny_train_step_plain_ms",
+                                       "tiny_train_step_nat_gym_ms"))  # fmt: skip
+
+
+def test_plain_supernet_equals_nat_gym_supernet(shared_tiny_supernet):
+    """The benchmarks' baseline: with nat-gym's weights copied in, the same logits for fully-concat, loose-end,
+    fewer-step and null-edge genotypes, and the same accuracies on the same minibatches."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from _plain_supernet import PlainSupernet, copy_weights, plain_evaluator
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    import numpy as np
+
+    from nat_gym.data import load_dataset
+    from nat_gym.evaluator import SupernetEvaluator
+    from nat_gym.ops import NAT_PLUS_PLUS_OPS
+    from nat_gym.sampling import random_genotype
+
+    net = shared_tiny_supernet
+    plain = copy_weights(PlainSupernet(net.config), net)
+    ops = [o for o in NAT_PLUS_PLUS_OPS if o != "null"]
+    rng = np.random.default_rng(0)
+    nulls = random_genotype(rng, 4, ops)
+    nulls = nulls.with_ops(["null" if i in (0, 1, 9) else o for i, o in enumerate(nulls.ops)])
+    genotypes = [random_genotype(rng, 4, ops), random_genotype(rng, 4, ops, concat="loose_end"),
+                 random_genotype(rng, 2, ops), nulls]  # fmt: skip
+    x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for g in genotypes:
+            torch.testing.assert_close(plain(x, g), net(x, g), atol=1e-5, rtol=1e-5)
+    data = load_dataset("fake", seed=0, n_train=16, n_valid=40, n_test=4)
+    ours = SupernetEvaluator(net, data.valid, batch_size=16, device="cpu")
+    theirs = plain_evaluator(plain, data.valid, batch_size=16)
+    assert theirs.num_batches == ours.num_batches == 3
+    for batch in (None, 0, 2):
+        np.testing.assert_allclose(theirs.evaluate(genotypes, batch), ours.evaluate(genotypes, batch), atol=1e-9)
+
+
+def test_plain_training_step_equals_nat_gym_step_and_switches_no_modes(tiny_supernet_config_module, monkeypatch):
+    """The training-step ratio compares the same maths: from the same weights, one plain step and one nat-gym
+    ``train_step`` give the same loss and the same updated weights. And the timed plain step does only what the
+    reference code does per step: no ``train()`` switch over its thousands of modules (DARTS switches once per
+    epoch; a switch per step cost an eighth of the plain step on digits and inflated the ratio)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from _plain_supernet import PlainSupernet, copy_weights, plain_train_step
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    import numpy as np
+
+    from nat_gym.data import load_dataset
+    from nat_gym.ops import NAT_PLUS_PLUS_OPS
+    from nat_gym.sampling import random_genotype
+    from nat_gym.supernet.config import SupernetTrainConfig
+    from nat_gym.supernet.train import SupernetTrainer
+
+    torch.manual_seed(0)
+    net = Supernet(tiny_supernet_config_module)
+    plain = copy_weights(PlainSupernet(net.config), net).train()
+    data = load_dataset("fake", seed=0, n_train=16, n_valid=8, n_test=4)
+    cfg = SupernetTrainConfig(batch_size=16, lr=0.05)
+    trainer = SupernetTrainer(net, data, cfg, device="cpu", threads=None)
+    optimizer = torch.optim.SGD(plain.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    ops = [o for o in NAT_PLUS_PLUS_OPS if o != "null"]
+    switches: list[bool] = []
+    train_mode = torch.nn.Module.train
+    monkeypatch.setattr(torch.nn.Module, "train", lambda self, mode=True: switches.append(mode) or train_mode(self, mode))
+    x, y = data.train.x, data.train.y
+    for i in range(2):
+        g = random_genotype(np.random.default_rng(i), net.config.steps, ops)
+        ours, _ = trainer.train_step(x, y, g)
+        theirs = plain_train_step(plain, optimizer, x, y, g, cfg.grad_clip)
+        torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=1e-5)
+    assert switches == []
+    params = dict(net.named_parameters())
+    for name, p in plain.named_parameters():
+        torch.testing.assert_close(p, params[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
 def test_evidence_runs_and_reports(tmp_path):
@@ -63,8 +168,8 @@ def test_evidence_runs_and_reports(tmp_path):
     assert results["random best-of-10/fresh"]["reward"] >= results["random/fresh"]["reward"]
 
 
-def test_supernet_drift_runs_and_summarises(tmp_path):
-    net = _tiny_supernet(tmp_path)
+def test_supernet_drift_runs_and_summarises(tmp_path, tiny_checkpoint):
+    net = tiny_checkpoint
     out = tmp_path / "drift"
     base = [sys.executable, "scripts/supernet_drift.py", "--supernet", str(net), "--out", str(out)]
     cmd = base + ["--arms", "replay", "frozen", "--epochs", "2", "--probe-every", "1", "--probe-archs", "2",

@@ -212,9 +212,28 @@ def test_shifted_window_pool_equals_pool(op, stride, size):
     spec = op_spec(op)
     x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(sum(size) + stride))
     ref = Pool(spec.kind, spec.kernel, stride)(x)
-    fast = ShiftedWindowPool(spec.kind, spec.kernel, stride)(x)
-    assert fast.shape == ref.shape == (2, 3, -(-size[0] // stride), -(-size[1] // stride))
-    torch.testing.assert_close(fast, ref, atol=1e-6, rtol=1e-6)
+    pool = ShiftedWindowPool(spec.kind, spec.kernel, stride)
+    for out in (pool.shifted(x), pool(x)):  # the slices, and whichever way the pool picks
+        assert out.shape == ref.shape == (2, 3, -(-size[0] // stride), -(-size[1] // stride))
+        torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-6)
+    # under autograd the built-in pool runs; its gradient is the slices' gradient (no ties in random inputs)
+    xs, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    grad = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1))
+    pool.shifted(xs).backward(grad)
+    pool(xb).backward(grad)
+    torch.testing.assert_close(xb.grad, xs.grad, atol=1e-6, rtol=1e-6)
+
+
+def test_shifted_window_pool_picks_by_direction_and_map_size():
+    pool = ShiftedWindowPool("max_pool", 3, 1)
+    big, small = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 4, 4)
+    assert pool.shifted_is_faster(big) and not pool.shifted_is_faster(small)
+    assert not pool.shifted_is_faster(big.clone().requires_grad_())  # backward: the built-in pool
+    with torch.no_grad():
+        assert pool.shifted_is_faster(big.clone().requires_grad_())
+    avg, avg_s2 = ShiftedWindowPool("avg_pool", 3, 1), ShiftedWindowPool("avg_pool", 3, 2)
+    assert avg.shifted_is_faster(big) and not avg.shifted_is_faster(torch.randn(2, 80, 8, 8))  # many channels
+    assert not avg_s2.shifted_is_faster(big) and avg_s2.shifted_is_faster(torch.randn(2, 4, 32, 32))
 
 
 def test_pool_ops_cover_every_kind_and_kernel():
@@ -263,7 +282,69 @@ def test_training_step_touches_only_the_sampled_path(tiny_supernet):
     assert any(not torch.equal(p, before[n]) for n, p in net.named_parameters())
 
 
+def test_path_parameters_are_those_a_training_step_gives_gradients(tiny_supernet):
+    net = tiny_supernet
+    order = {p: i for i, p in enumerate(net.parameters())}
+    for g in [named.get("DARTS_V2"), *_mixed_genotypes()]:
+        net.zero_grad(set_to_none=True)
+        F.cross_entropy(net(_images(), g), torch.arange(4) % 10).backward()
+        path = net.path_parameters(g)
+        with_grad = [p for p in net.parameters() if p.grad is not None]
+        assert [order[p] for p in path] == sorted(order[p] for p in path)  # in parameters() order, no duplicates
+        assert len(set(path)) == len(path) and set(with_grad) <= set(path)
+        # what the path holds beyond them: modules whose output no edge reads (e.g. preprocess0 when no edge
+        # leaves node 0)
+        assert all(p.grad is None for p in set(path) - set(with_grad))
+    assert all(p.dtype == torch.float64 for p in net.to(torch.float64).path_parameters(g))  # rebuilt after .to()
+
+
+def test_cell_concat_hands_on_channels_last_gradients(shared_tiny_supernet):
+    from nat_gym.supernet.model import _ChannelsLastCat
+
+    parts = [torch.randn(2, c, 3, 3).contiguous(memory_format=torch.channels_last).requires_grad_() for c in (2, 3)]
+    grad = torch.randn(2, 5, 3, 3)
+    _ChannelsLastCat.apply(*parts).backward(grad)
+    expected = grad.split([2, 3], dim=1)
+    for p, e in zip(parts, expected):
+        assert p.grad.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(p.grad, e)
+
+
 # ------------------------------------------------------------------------------------------------- training
+def test_train_step_equals_the_full_supernet_loop(fake_data):
+    """SupernetTrainer visits only the sampled path's parameters (clearing, clipping, SGD): the weights and the
+    momentum buffers after two epochs are bit for bit those of the plain loop over all parameters."""
+    cfg = _train_config(epochs=2, grad_clip=0.5)  # a small clip, so that clipping happens
+    fast = _net(4)
+    trainer = SupernetTrainer(fast, fake_data, cfg, device="cpu")
+    trainer.train(progress=False)
+
+    ref = _net(4)
+    opt = torch.optim.SGD(ref.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    clipped = 0
+    for epoch in range(cfg.epochs):
+        for group in opt.param_groups:
+            group["lr"] = trainer.lr_at(epoch)
+        rng = np.random.default_rng([cfg.seed, epoch])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        for x, y in fake_data.train.batches(cfg.batch_size, shuffle=True, generator=gen, drop_last=True):
+            g = random_genotype(rng, 4, SAMPLE_OPS)
+            loss = F.cross_entropy(ref(x, g), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            clipped += float(torch.nn.utils.clip_grad_norm_(ref.parameters(), cfg.grad_clip)) > cfg.grad_clip
+            opt.step()
+    assert clipped > 0
+    a, b = fast.state_dict(), ref.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    sa, sb = trainer.optimizer.state_dict(), opt.state_dict()
+    assert sa["state"].keys() == sb["state"].keys() and len(sa["state"]) < len(list(ref.parameters()))
+    assert all(torch.equal(sa["state"][k]["momentum_buffer"], sb["state"][k]["momentum_buffer"]) for k in sa["state"])
+    assert sa["param_groups"] == sb["param_groups"]  # every parameter is back in the optimiser's group
+    grads = [{n: p.grad for n, p in net.named_parameters() if p.grad is not None} for net in (fast, ref)]
+    assert grads[0].keys() == grads[1].keys() and all(torch.equal(grads[0][k], grads[1][k]) for k in grads[0])
+
+
 def _loss_on(net: Supernet, split, gs: list[Genotype]) -> float:
     with torch.no_grad():
         logits = net.forward_many(split.x, gs)
@@ -326,6 +407,20 @@ def test_resume_matches_an_uninterrupted_run(fake_data, tmp_path):
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
     assert read_checkpoint(ckpt)["epoch"] == 4
+
+
+def test_resume_keeps_the_momentum_and_weight_decay_of_this_run(fake_data, tmp_path):
+    """``train-supernet --resume --momentum 0.5``: the momentum buffers come from the checkpoint, the settings from
+    this run's config (``load_state_dict`` alone silently restored the saved ones)."""
+    ckpt = tmp_path / "supernet.pt"
+    first = SupernetTrainer(_net(), fake_data, _train_config(epochs=1), device="cpu", checkpoint=ckpt)
+    first.train(progress=False)
+    second = SupernetTrainer(_net(), fake_data, _train_config(epochs=2, momentum=0.5, weight_decay=1e-4), device="cpu",
+                             checkpoint=ckpt)  # fmt: skip
+    assert second.resume()
+    (group,) = second.optimizer.param_groups
+    assert (group["momentum"], group["weight_decay"]) == (0.5, 1e-4)
+    assert len(second.optimizer.state) == len(first.optimizer.state) > 0
 
 
 def test_resume_without_checkpoint_returns_false(fake_data, tmp_path):
@@ -464,6 +559,21 @@ def test_atomic_save_creates_folders_and_replaces(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["obj.pt"]
 
 
+def test_atomic_save_honours_the_umask(tmp_path):
+    """A checkpoint (or the cached default supernet) is as readable as the logs beside it: 0o644 under umask 022,
+    not mkstemp's owner-only 0o600 (issue 8 review: others sharing a run folder or a cache could not read it)."""
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        path = atomic_save({"v": 1}, tmp_path / "obj.pt")
+        (tmp_path / "log.txt").write_text("x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "log.txt").stat().st_mode) == 0o644
+
+
 def test_version_changes_after_loading(shared_tiny_supernet, tmp_path):
     source = shared_tiny_supernet
     path = save_checkpoint(tmp_path / "a.pt", source)
@@ -506,7 +616,8 @@ def test_load_or_train_trains_once_then_loads_from_cache(fake_data, monkeypatch,
                                       progress=False)  # fmt: skip
     path = default_mod.default_supernet_path(cfg, tcfg, "fake", 0)
     assert path.parent == nat_gym_cache and path.is_file()
-    assert sorted(p.name for p in nat_gym_cache.iterdir()) == [path.name]  # no .partial left
+    left = sorted(p.name for p in nat_gym_cache.iterdir())
+    assert left == [path.name, f"{path.name}.lock"]  # no .partial left; the lock file that serialises training stays
 
     def must_not_train(self, *args, **kwargs):
         raise AssertionError("load_or_train trained again instead of loading the cached supernet")
@@ -577,7 +688,9 @@ def test_train_supernet_command_writes_logs_and_resumes(tmp_path, capsys):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["random_archs"] == 3 and 0 <= summary["valid_acc_random_mean"] <= 1
-    assert main([*argv, "--final-archs", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # argparse rejects it, in one line
+        main([*argv, "--final-archs", "0"])
+    assert exit_info.value.code == 2
     assert "--final-archs" in capsys.readouterr().err
     assert main(argv) == 2  # an existing run is never overwritten silently
     assert "--resume" in capsys.readouterr().err

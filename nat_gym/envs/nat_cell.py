@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+import os
 from collections.abc import Mapping
 from functools import lru_cache, partial
 from typing import Any, Literal, NamedTuple
@@ -13,7 +16,7 @@ from nat_gym import cost as cost_model
 from nat_gym import genotypes as named
 from nat_gym import rules as rule_sets
 from nat_gym.envs.observation import action_space, encode, flat_action_mask, observation_space
-from nat_gym.errors import ConfigError, GenotypeError
+from nat_gym.errors import ConfigError, GenotypeError, InvalidOpError
 from nat_gym.evaluator import Evaluator, SupernetEvaluator
 from nat_gym.genotype import Genotype
 from nat_gym.sampling import random_genotype
@@ -48,8 +51,9 @@ class NATCellEnv(gym.Env):
     ## Observation Space
     A ``Dict`` of fixed-shape arrays (see :mod:`nat_gym.envs.observation`):
     ``ops`` (2, E, K) one-hot ops, ``edges`` (2, E, 2) edge endpoints, ``adjacency`` (2, N, N) node adjacency
-    (``N = steps + 2``), ``action_mask`` (2, E, K). ``nat_gym.envs.observation.to_pyg_batch`` turns observations
-    into a ``torch_geometric`` batch of cell graphs.
+    (``N = steps + 2``), ``concat`` (2, N) the nodes that feed the cell output, ``action_mask`` (2, E, K). The
+    observation determines the genotype (``observation.decode``). ``nat_gym.envs.observation.to_pyg_batch`` turns
+    observations into a ``torch_geometric`` batch of cell graphs.
 
     ## Rewards
     ``acc(alpha) - acc(beta)`` on the same validation images with the same shared weights (``reward_images=None``:
@@ -81,17 +85,27 @@ class NATCellEnv(gym.Env):
     - ``invalid_action``: ``"keep"`` (default: a masked-out op leaves the edge unchanged, counted in
       ``info["invalid_edges"]``), ``"raise"`` (``TransitionError``) or ``"penalize"`` (keep, and lower the reward).
     - ``cost_config``: the stand-alone network whose params/MAdds ``info`` reports (defaults to the supernet's shape).
-    - ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``. ``render_mode``: ``"ansi"`` or
-      ``"rgb_array"``.
+    - ``device``: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``. ``render_mode``: ``"ansi"`` (a text
+      diff of the cells) or ``"rgb_array"`` (a drawing of both cells before / after the last step, always
+      :attr:`frame_size` pixels: 720 x 1280).
 
     ## Info
     ``genotype_before`` / ``genotype_after`` (Genotypes), ``acc_before`` / ``acc_after``, ``params_before`` /
     ``params_after``, ``madds_before`` / ``madds_after``, ``madds_saving`` (relative), ``invalid_edges``,
     ``reward_batch`` and ``action_mask``. After ``reset``: ``genotype``, ``acc`` (unless ``options["score"]`` is
-    False), ``params``, ``madds``, ``reward_batch`` and ``action_mask``.
+    False), ``params``, ``madds``, ``reward_batch`` and ``action_mask``. ``reward_batch`` (the index of the
+    validation minibatch the accuracies were measured on) is there only when ``reward_images`` is an integer:
+    with the whole split there is no minibatch, and ``evaluator.evaluate(genotypes, info.get("reward_batch"))``
+    reproduces the accuracies either way. Every value is a number, a numpy array, a string or a Genotype, never
+    ``None``, so loggers and replay buffers (e.g. Tianshou's, which rejects ``None`` as ``nan``) can hold it.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
+    env_id = "NATCell-v0"
+    """The Gymnasium id this class is registered under (named in error hints)."""
+    frame_size: tuple[int, int] = (720, 1280)
+    """``(H, W)`` of every ``rgb_array`` frame: one size for every genotype, before and after a step (video
+    recorders such as Gymnasium's ``RecordVideo`` need it); each drawing is scaled to fit, on white."""
 
     def __init__(
         self,
@@ -122,11 +136,15 @@ class NATCellEnv(gym.Env):
             raise ConfigError(f"max_transforms: expected an integer >= 1, got {max_transforms!r}")
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 8:
             raise ConfigError(f"steps: expected an integer in 1..8, got {steps!r}")
+        if reward_images is not None and (isinstance(reward_images, bool) or reward_images < 1
+                                          or not isinstance(reward_images, numbers.Integral)):  # fmt: skip
+            raise ConfigError(f"reward_images: expected a positive integer (images per reward minibatch) or None (the "
+                              f"whole validation split), got {reward_images!r}")  # fmt: skip
         self.steps = steps
-        self.cost_weight = float(cost_weight)
+        self.cost_weight = _non_negative("cost_weight", cost_weight)
         self.max_transforms = max_transforms
         self.invalid_action = invalid_action
-        self.invalid_penalty = float(invalid_penalty)
+        self.invalid_penalty = _non_negative("invalid_penalty", invalid_penalty)
         self.render_mode = render_mode
         self._sample_ops = tuple(o for o in self.rules.ops if o != "null")
         if evaluator is None:
@@ -145,10 +163,8 @@ class NATCellEnv(gym.Env):
         if unknown:
             raise ConfigError(f"cost_config: unknown keys {unknown}; allowed: {sorted(_COST_KEYS)}")
         cost_model.check_network_args(**{k: v for k, v in self.cost_config.items() if k != "affine"})
-        # memos of pure functions: per genotype (rule check, observation, mask, cost) and per (state, action)
         self._network_cost = partial(cost_model.network_cost, **self.cost_config)
-        self._view = lru_cache(maxsize=1 << 12)(self._genotype_view)
-        self._transitions: dict[tuple[Genotype, bytes], tuple[Genotype, int]] = {}
+        self._new_memos()
         self._edges = 2 * steps
         self._action_shape = (2 * self._edges,)
         self.observation_space = observation_space(steps, self.rules.num_ops)
@@ -181,18 +197,16 @@ class NATCellEnv(gym.Env):
             raise ConfigError(f"options['score']: expected True or False, got {score!r}")
         if options.get("genotype") is not None:
             beta = named.resolve(options["genotype"])
-            if beta.steps != self.steps:
-                raise GenotypeError(
-                    f"options['genotype']: it has {beta.steps} intermediate nodes per cell but this environment was "
-                    f"made with steps={self.steps}; use gym.make('NATCell-v0', steps={beta.steps}, ...)"
-                )
+            self._check_start(beta)
         else:
             beta = random_genotype(self.np_random, self.steps, self._sample_ops)
         view = self._view(beta)  # checks beta's ops against the rule set
         self._genotype, self._t = beta, 0
         self._batch = self._draw_batch()
         info = {"genotype": beta, "params": view.cost.params, "madds": view.cost.madds,
-                "action_mask": view.flat_mask.copy(), "reward_batch": self._batch}  # fmt: skip
+                "action_mask": view.flat_mask.copy()}  # fmt: skip
+        if self._batch is not None:
+            info["reward_batch"] = self._batch
         self._last = {"genotype_before": beta, "genotype_after": beta}
         if score:  # scored now and cached, so that the first step evaluates one new architecture
             info["acc"] = float(self.evaluator.evaluate([beta], self._batch)[0])
@@ -204,27 +218,12 @@ class NATCellEnv(gym.Env):
         alpha, invalid = self._transition(beta, action)
         if invalid and self.invalid_action == "raise":
             self.rules.apply(beta, np.asarray(action), invalid="raise")  # a TransitionError naming the first bad edge
-        acc_b, acc_a = (float(v) for v in self.evaluator.evaluate([beta, alpha], self._batch))
+        reward, info = self._score(beta, alpha, invalid)
+        terminated = self._advance(alpha)
         view_a = self._view(alpha)
-        cb, ca = self._view(beta).cost, view_a.cost
-        saving = (cb.madds - ca.madds) / cb.madds if cb.madds else 0.0
-        reward = acc_a - acc_b + self.cost_weight * saving
-        if self.invalid_action == "penalize":
-            reward -= self.invalid_penalty * invalid / (2 * self._edges)
-        batch = self._batch
-        self._t += 1
-        terminated = self._t >= self.max_transforms
-        self._genotype = alpha
-        if not terminated:
-            self._batch = self._draw_batch()  # the next transformation is scored on a fresh minibatch
-        info = {
-            "genotype_before": beta, "genotype_after": alpha, "acc_before": acc_b, "acc_after": acc_a,
-            "params_before": cb.params, "params_after": ca.params, "madds_before": cb.madds, "madds_after": ca.madds,
-            "madds_saving": saving, "invalid_edges": invalid, "reward_batch": batch,
-            "action_mask": view_a.flat_mask.copy(),
-        }  # fmt: skip
+        info["action_mask"] = view_a.flat_mask.copy()
         self._last = info
-        return view_a.observation(), float(reward), terminated, False, info
+        return view_a.observation(), reward, terminated, False, info
 
     def render(self):
         if self.render_mode is None:
@@ -239,12 +238,76 @@ class NATCellEnv(gym.Env):
             return head + before.diff(after) + "\n"
         from nat_gym.plotting import genotype_image
 
-        return genotype_image(before, after if after != before else None)
+        return genotype_image(before, after if after != before else None, size=self.frame_size)
+
+    # --------------------------------------------------------------------------------------------------- copies
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled / deep-copied state: everything but the memos (the per-genotype memo wraps a method of *this*
+        env). A copy starts with empty memos of its own and shares nothing mutable with the original: its own
+        RNG state, evaluator (and evaluator cache) and current genotype. Ray, RLlib and vector envs rely on it."""
+        state = self.__dict__.copy()
+        del state["_view"], state["_transitions"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._new_memos()
+
+    def _new_memos(self) -> None:
+        """Memos of pure functions: per genotype (rule check, observation, mask, cost) and per (state, action)."""
+        self._view = lru_cache(maxsize=1 << 12)(self._genotype_view)
+        self._transitions: dict[tuple[Genotype, bytes], tuple[Genotype, int]] = {}
 
     # --------------------------------------------------------------------------------------------------- helpers
+    def _check_start(self, beta: Genotype) -> None:
+        """Raise a :class:`GenotypeError` whose hint makes an environment that takes ``beta``: the right ``steps``
+        and a rule set whose vocabulary holds ``beta``'s ops (checked together, so one hint fixes both)."""
+        outside = sorted({o for o in beta.ops if o not in self.rules.ops})
+        if beta.steps == self.steps and not outside:
+            return
+        problems, fix = [], []
+        if beta.steps != self.steps:
+            problems.append(f"it has {beta.steps} intermediate nodes per cell but this environment was made with "
+                            f"steps={self.steps}")  # fmt: skip
+            fix.append(f"steps={beta.steps}")
+        if outside:  # every op nat-gym knows is in a shipped rule set (nat-ext, nat++ext), so one covers them
+            problems.append(f"it uses {outside}, outside the vocabulary of rule set {self.rules.name!r}")
+            fix.append(f"rules={rule_sets.covering(beta.ops, self.rules).name!r}")
+        raise (InvalidOpError if outside else GenotypeError)(
+            f"options['genotype']: {'; '.join(problems)}; use gym.make({self.env_id!r}, {', '.join(fix)}, ...) (with "
+            "the other arguments as before; a supernet given by path or object must have those steps and ops)"
+        )
+
     def _draw_batch(self) -> int | None:
         n = self.evaluator.num_batches
         return None if n == 1 else int(self.np_random.integers(n))
+
+    def _score(self, beta: Genotype, alpha: Genotype, invalid: int) -> tuple[float, dict[str, Any]]:
+        """Reward and ``info`` of one whole transformation ``beta -> alpha`` with ``invalid`` kept edges, scored on
+        the current minibatch (every ``info`` key of a step but ``action_mask``)."""
+        acc_b, acc_a = (float(v) for v in self.evaluator.evaluate([beta, alpha], self._batch))
+        cb, ca = self._view(beta).cost, self._view(alpha).cost
+        saving = (cb.madds - ca.madds) / cb.madds if cb.madds else 0.0
+        reward = acc_a - acc_b + self.cost_weight * saving
+        if self.invalid_action == "penalize":
+            reward -= self.invalid_penalty * invalid / (2 * self._edges)
+        info = {
+            "genotype_before": beta, "genotype_after": alpha, "acc_before": acc_b, "acc_after": acc_a,
+            "params_before": cb.params, "params_after": ca.params, "madds_before": cb.madds, "madds_after": ca.madds,
+            "madds_saving": saving, "invalid_edges": invalid,
+        }  # fmt: skip
+        if self._batch is not None:
+            info["reward_batch"] = self._batch
+        return float(reward), info
+
+    def _advance(self, alpha: Genotype) -> bool:
+        """Make ``alpha`` the state after one transformation; ``True`` when that ends the episode."""
+        self._t += 1
+        self._genotype = alpha
+        terminated = self._t >= self.max_transforms
+        if not terminated:
+            self._batch = self._draw_batch()  # the next transformation is scored on a fresh minibatch
+        return terminated
 
     def _genotype_view(self, g: Genotype) -> _GenotypeView:
         """Everything the env reports about a genotype (memoised per genotype: all pure functions of it)."""
@@ -275,6 +338,14 @@ class NATCellEnv(gym.Env):
         return hit
 
 
+def _non_negative(name: str, value: Any) -> float:
+    """``value`` as a float, or a :class:`ConfigError` naming ``name`` unless it is a finite number >= 0 (a ``nan``
+    weight would make every reward ``nan``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name}: expected a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 class _GenotypeView(NamedTuple):
     obs: dict[str, np.ndarray]  # read-only; handed out as copies
     flat_mask: np.ndarray
@@ -289,23 +360,36 @@ def _default_evaluator(rules, supernet, dataset, data_root, data_seed, steps, re
     from nat_gym.data import load_dataset
     from nat_gym.supernet import Supernet, SupernetConfig
     from nat_gym.supernet.checkpoint import load_checkpoint
+    from nat_gym.supernet.cli import train_command
     from nat_gym.supernet.default import load_or_train
 
     data = load_dataset(dataset, root=data_root, seed=data_seed)
     if supernet is None:
         cfg = SupernetConfig(steps=steps, ops=rules.ops, num_classes=data.num_classes, in_channels=data.in_channels)
         supernet = load_or_train(cfg, data=data, dataset=dataset, data_seed=data_seed, device=device)
-    elif not isinstance(supernet, Supernet):
+    elif isinstance(supernet, (str, os.PathLike)):
         supernet, _ = load_checkpoint(supernet)
+    elif not isinstance(supernet, Supernet):
+        raise ConfigError(f"supernet: expected a Supernet, a checkpoint path or None (the default supernet), got "
+                          f"{type(supernet).__name__}")  # fmt: skip
     cfg = supernet.config
     missing = [o for o in rules.ops if o not in cfg.ops]
+    if rules.name in rule_sets.RULE_SETS:
+        command, path = train_command(rules.name, steps)
+        train_one = f"`{command}`, then supernet={path!r}"
+    else:  # a user's rule set: no command line names it
+        train_one = f"Supernet(SupernetConfig(ops=rules.ops, steps={steps}, ...)) trained with SupernetTrainer"
     if missing:
         raise ConfigError(
-            f"supernet: its op vocabulary lacks {missing}, which rule set {rules.name!r} can produce; "
-            f"build the supernet with ops={list(rules.ops)}"
+            f"supernet: its op vocabulary lacks {missing}, which rule set {rules.name!r} can produce; use a "
+            f"supernet built with ops={list(rules.ops)} ({train_one}), or supernet=None for the default supernet "
+            "of these rules (trained once and cached)"
         )
     if cfg.steps < steps:
-        raise ConfigError(f"supernet: it has steps={cfg.steps} but the environment asks for steps={steps}")
+        raise ConfigError(
+            f"supernet: it has steps={cfg.steps} but the environment asks for steps={steps}; use a supernet with "
+            f"steps >= {steps} ({train_one}), or supernet=None for the default supernet (trained once and cached)"
+        )
     if (cfg.num_classes, cfg.in_channels) != (data.num_classes, data.in_channels):
         raise ConfigError(
             f"supernet: it expects {cfg.in_channels} channels / {cfg.num_classes} classes but dataset {dataset!r} "

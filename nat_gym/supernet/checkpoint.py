@@ -12,30 +12,47 @@ fields that differ.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-import tempfile
+import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
 from nat_gym.errors import CheckpointError
 from nat_gym.supernet.model import Supernet, SupernetConfig
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "atomic_save", "save_checkpoint", "load_checkpoint", "read_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "atomic_write",
+    "atomic_save",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_checkpoint",
+    "content_hash",
+    "load_optimizer_state",
+]
 
 FORMAT = "nat-gym-supernet"
 FORMAT_VERSION = 1
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` atomically: a crash mid-write leaves the previous file intact."""
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """Call ``write(file)`` on a temporary file next to ``path``, then fsync and rename it to ``path``: a crash
+    mid-write leaves the previous file intact. The file gets the permissions of any file the user creates
+    (``0o666`` minus the umask), not ``mkstemp``'s owner-only ``0o600``: a run folder or a shared cache stays
+    readable to whoever may read the logs next to it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -43,6 +60,25 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to ``path`` atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
+    """Resume ``optimizer`` from ``state`` (an ``optimizer.state_dict()``) but keep the settings it was built with.
+
+    The per-parameter state (momentum buffers, Adam's moments and step counts) comes from the checkpoint; the
+    hyperparameters of every parameter group (``lr``, ``momentum``, ``betas``, ``weight_decay``, ...) stay those of
+    ``optimizer``, i.e. of the resumed run's configuration. ``load_state_dict`` alone restores the saved settings
+    too, so a flag changed on ``--resume`` (e.g. ``--lr``) was recorded in the new checkpoint but never applied.
+    """
+    settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, kept in zip(optimizer.param_groups, settings):
+        group.update(kept)
 
 
 def save_checkpoint(
@@ -115,3 +151,15 @@ def load_checkpoint(
         raise CheckpointError(f"checkpoint: weights of {str(path)!r} do not fit the supernet ({e})") from None
     supernet.bump_version(str(payload.get("version_tag", Path(path).name)))
     return supernet, payload
+
+
+def content_hash(supernet: Supernet) -> str:
+    """A digest of the supernet's configuration and weights (the first 16 hex digits of a SHA-256): equal for equal
+    weights whatever file or process they came from, different as soon as one weight differs. Benchmark results
+    record it, so that results scored with different supernets are never mixed."""
+    h = hashlib.sha256(json.dumps(supernet.config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(supernet.state_dict().items()):
+        t = tensor.detach().cpu()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.flatten().numpy().tobytes())  # flatten copies strided (channels-last) tensors into row order
+    return h.hexdigest()[:16]

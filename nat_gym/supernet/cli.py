@@ -7,11 +7,20 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-__all__ = ["register"]
+__all__ = ["register", "train_command"]
+
+
+def train_command(rules: str, steps: int) -> tuple[str, str]:
+    """The ``nat-gym train-supernet`` command that trains a supernet for rule set ``rules`` with ``steps``
+    intermediate nodes into a folder of its own, and the checkpoint it writes: the hint of error messages that need
+    such a supernet (``tests/test_hints.py`` runs it)."""
+    out = f"runs/supernet-{rules}-{steps}steps"
+    return f"nat-gym train-supernet --rules {rules} --steps {steps} --out {out}", f"{out}/supernet.pt"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from nat_gym import rules
+    from nat_gym.cli_args import float_at_least, float_in, int_at_least
     from nat_gym.supernet.config import DEFAULT_TRAIN_CONFIG as D
 
     p = sub.add_parser(
@@ -23,30 +32,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dataset", default="digits", help="digits (embedded, default), cifar10, cifar100 or fake")
     p.add_argument("--data-root", default=None, help="folder holding CIFAR's extracted files (default: the cache)")
-    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR into --data-root")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the train/valid/test split (default: 0)")
+    p.add_argument("--download", action="store_true",
+                   help="let torchvision download CIFAR into --data-root (needs the network)")
+    p.add_argument("--data-seed", type=int_at_least(0), default=0, help="seed of the train/valid/test split (default: 0)")
     p.add_argument("--rules", default="nat++", help=f"op vocabulary from a rule set: {', '.join(rules.names())}")
-    p.add_argument("--channels", "-C", type=int, default=8, help="initial channels (default: 8)")
-    p.add_argument("--layers", "-L", type=int, default=5, help="cells (default: 5)")
-    p.add_argument("--steps", type=int, default=4, help="intermediate nodes per cell (default: 4)")
-    p.add_argument("--epochs", type=int, default=D.epochs, help=f"training epochs (default: {D.epochs})")
-    p.add_argument("--batch-size", type=int, default=D.batch_size, help=f"images per step (default: {D.batch_size})")
-    p.add_argument("--lr", type=float, default=D.lr, help=f"initial SGD learning rate, cosine decay (default: {D.lr})")
-    p.add_argument("--momentum", type=float, default=D.momentum, help=f"SGD momentum (default: {D.momentum})")
-    p.add_argument("--weight-decay", type=float, default=D.weight_decay, help=f"(default: {D.weight_decay})")
-    p.add_argument("--eval-archs", type=int, default=20,
+    p.add_argument("--channels", "-C", type=int_at_least(1), default=8, help="initial channels (default: 8)")
+    p.add_argument("--layers", "-L", type=int_at_least(3), default=5, help="cells, >= 3 (default: 5)")
+    p.add_argument("--steps", type=int_at_least(1), default=4, help="intermediate nodes per cell (default: 4)")
+    p.add_argument("--epochs", type=int_at_least(1), default=D.epochs, help=f"training epochs (default: {D.epochs})")
+    p.add_argument("--batch-size", type=int_at_least(1), default=D.batch_size,
+                   help=f"images per step (default: {D.batch_size})")
+    p.add_argument("--lr", type=float_at_least(0, strict=True), default=D.lr,
+                   help=f"initial SGD learning rate, cosine decay (default: {D.lr})")
+    p.add_argument("--momentum", type=float_in(0, 1), default=D.momentum,
+                   help=f"SGD momentum, in [0, 1) (default: {D.momentum})")
+    p.add_argument("--weight-decay", type=float_at_least(0), default=D.weight_decay,
+                   help=f"SGD weight decay (default: {D.weight_decay})")
+    p.add_argument("--eval-archs", type=int_at_least(0), default=20,
                    help="random architectures scored on the validation split after each epoch, logged as "
                    "valid_acc_mean/std (default: 20; 0 = none)")
-    p.add_argument("--final-archs", type=int, default=200,
+    p.add_argument("--final-archs", type=int_at_least(1), default=200,
                    help="random architectures scored at the end, for summary.json and the printed mean +- std "
                    "(default: 200)")
-    p.add_argument("--seed", type=int, default=0, help="seed of architecture sampling and data order (default: 0)")
+    p.add_argument("--seed", type=int_at_least(0), default=0,
+                   help="seed of architecture sampling and data order (default: 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=int_at_least(0), default=1,
                    help="CPU threads for the tiny convolutions (default: 1; 0 = torch's choice). One is as fast as "
                    "two on an idle 2-core machine and much faster on a busy one")
     p.add_argument("--out", default="runs/supernet", help="output folder: checkpoint, metrics.csv, TensorBoard, PNG")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/supernet.pt if it exists")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from OUT/supernet.pt (which must "
+                   "exist)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 
@@ -64,11 +80,10 @@ def _run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     ckpt = out / "supernet.pt"
-    if args.final_archs < 1 or args.eval_archs < 0:
-        raise ConfigError(f"--final-archs: expected >= 1 and --eval-archs >= 0, got {args.final_archs} and "
-                          f"{args.eval_archs}")  # fmt: skip
     if ckpt.exists() and not args.resume:
         raise ConfigError(f"--out: {ckpt} exists; pass --resume to continue it or choose another --out")
+    if args.resume and not ckpt.is_file():
+        raise ConfigError(f"--resume: nothing to resume, {ckpt} does not exist; check --out or drop --resume")
     data = load_dataset(args.dataset, root=args.data_root, download=args.download, seed=args.data_seed)
     cfg = SupernetConfig(C=args.channels, layers=args.layers, steps=args.steps, ops=rules.get(args.rules).ops,
                          num_classes=data.num_classes, in_channels=data.in_channels)  # fmt: skip
@@ -78,7 +93,8 @@ def _run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     trainer = SupernetTrainer(Supernet(cfg), data, train_cfg, device=args.device, checkpoint=ckpt, log_dir=out,
                               threads=args.threads or None)  # fmt: skip
-    if args.resume and trainer.resume():
+    if args.resume:
+        trainer.resume()
         print(f"resumed from {ckpt} at epoch {trainer.epoch}")
     print(f"supernet: {cfg} on {data.name} ({len(data.train)} train / {len(data.valid)} valid images), "
           f"device {trainer.device}")  # fmt: skip

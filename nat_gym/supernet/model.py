@@ -106,15 +106,25 @@ class GroupBatchNorm2d(nn.Module):
         return f"{self.num_features}, eps={self.eps}, affine=False, batch statistics per architecture"
 
 
-class ShiftedWindowPool(nn.Module):
-    """Max / average pooling computed as a separable reduction of shifted views: the same values as
-    :class:`nat_gym.ops.Pool` (padding ``k // 2``, average excluding the padding; 2x2 windows clipped at the border),
-    several times faster on CPU for the few channels of a supernet.
+class ShiftedWindowPool(Pool):
+    """Max / average pooling computed as a separable reduction of shifted views where that is faster than the
+    built-in pools: the same values as :class:`nat_gym.ops.Pool` (padding ``k // 2``, average excluding the padding;
+    2x2 windows clipped at the border).
 
     The reduction runs on the ``[N, H, W, C]`` view of the input (a contiguous view of a channels-last tensor): rows
     first, then columns, each a ``k``-term ``maximum`` / ``add`` of strided slices of the padded input, so every
     elementwise call walks whole contiguous rows of channels. (The same slices taken on the logical ``[N, C, H, W]``
     view run 4-10x slower: the iterator then walks runs of ``C`` floats.)
+
+    Which implementation runs is chosen per call by :meth:`shifted_is_faster`, a rule measured on CPU at the
+    supernets' sizes (64 images; ``scripts/bench_supernet.py --configs --pools`` prints the table). Forward passes
+    without gradients: the slices win on maps of 8x8 and more at stride 1 (max pools 1.4-4x, average pools 1.7-3x up
+    to 32 channels; with 80 channels the built-in average pool wins by 1.1-1.7x) and on 32x32 maps at stride 2
+    (1.1-2.3x); the built-in pools win on smaller maps and at stride 2 elsewhere. Passes that need gradients: the
+    built-in pools, whose single backward kernel is 5-35x faster than the slices' backward for max pools (an
+    ``eq``/``where``/``masked_fill_`` per tap and a zero-filled gradient per slice); for average pools the slices
+    win only at stride 1 on 8x8 maps with 8 channels (by 10-30%) and lose by up to 9x elsewhere. On CUDA the
+    built-in pools always run.
 
     Shapes:
         - input: ``[N, C, H, W]``
@@ -122,10 +132,17 @@ class ShiftedWindowPool(nn.Module):
     """
 
     def __init__(self, kind: str, kernel: int, stride: int) -> None:
-        super().__init__()
-        self.kind, self.kernel, self.stride = kind, kernel, stride
+        super().__init__(kind, kernel, stride)
         self.lo = 0 if kernel % 2 == 0 else kernel // 2  # window i covers [i * stride - lo, i * stride - lo + kernel)
         self._inverse_counts: dict[tuple, torch.Tensor] = {}
+
+    def shifted_is_faster(self, x: torch.Tensor) -> bool:
+        """Whether the shifted slices beat the built-in pool on ``x`` (see the class docstring for the measurements)."""
+        if x.device.type != "cpu" or (x.requires_grad and torch.is_grad_enabled()):
+            return False
+        side = min(x.shape[2], x.shape[3])
+        few_channels = self.kind == "max_pool" or x.shape[1] <= 32
+        return side >= 32 or (self.stride == 1 and side >= 8 and few_channels)
 
     def _window(self, y: torch.Tensor, fill: float, combine: Callable) -> torch.Tensor:
         """Reduce the windows of ``y`` (``[N, H, W, C]``) along H and W; returns ``[N, ceil(H/s), ceil(W/s), C]``."""
@@ -152,6 +169,10 @@ class ShiftedWindowPool(nn.Module):
         return self._inverse_counts[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shifted(x) if self.shifted_is_faster(x) else super().forward(x)
+
+    def shifted(self, x: torch.Tensor) -> torch.Tensor:
+        """The pool computed by the shifted slices (whatever :meth:`shifted_is_faster` says)."""
         y = x.permute(0, 2, 3, 1)
         if self.kind == "max_pool":
             out = self._window(y, float("-inf"), torch.maximum)
@@ -217,6 +238,22 @@ def _swap_bn(module: nn.Module) -> nn.Module:
         else:
             _swap_bn(child)
     return module
+
+
+class _ChannelsLastCat(torch.autograd.Function):
+    """``torch.cat(tensors, dim=1)`` of channels-last tensors whose backward hands every input a *contiguous*
+    channels-last gradient. (Autograd's own backward of ``cat`` hands out channel slices of the output's gradient:
+    strided views, on which the CPU kernels of BN and ReLU backward fall back to generic loops, 2-17x slower at the
+    supernet's sizes; every node of a cell ends in such a BN.)"""
+
+    @staticmethod
+    def forward(ctx, *tensors: torch.Tensor) -> torch.Tensor:
+        ctx.sizes = [t.shape[1] for t in tensors]
+        return torch.cat(tensors, dim=1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(g.contiguous(memory_format=torch.channels_last) for g in grad.split(ctx.sizes, dim=1))
 
 
 def _cached(cache: dict | None, key: tuple, fn: Callable[..., torch.Tensor], *args: torch.Tensor) -> torch.Tensor:
@@ -291,6 +328,8 @@ class Supernet(nn.Module):
         self.classifier = nn.Linear(c_p, cfg.num_classes)
         self.to(memory_format=torch.channels_last)
         self._ops = frozenset(cfg.ops)
+        self._param_index: dict[nn.Parameter, int] = {}  # lazily built by path_parameters
+        self._module_params: dict[nn.Module, tuple[nn.Parameter, ...]] = {}
         self._version_tag = "init"
         self._version = f"init:{next(_VERSIONS)}"
 
@@ -305,6 +344,33 @@ class Supernet(nn.Module):
         if tag is not None:
             self._version_tag = tag
         self._version = f"{self._version_tag}:{next(_VERSIONS)}"
+
+    # ------------------------------------------------------------------------------------------------- parameters
+    def path_parameters(self, genotype: Genotype) -> list[nn.Parameter]:
+        """The parameters a single-path pass of ``genotype`` can use (stem, every cell's preprocessing, the ops on
+        its edges, classifier), in the order of :meth:`parameters`; a training step gives gradients to these only.
+
+        Walking the whole supernet instead (``parameters()``: thousands of modules) costs several milliseconds of
+        Python per step; this reads per-module lists cached on first use.
+        """
+        if not self._param_index:
+            self._param_index = {p: i for i, p in enumerate(self.parameters())}
+        used = [self.stem, self.classifier]
+        for mod in self.cells:
+            cell = genotype.reduce if mod.reduction else genotype.normal
+            used += [mod.preprocess0, mod.preprocess1]
+            used += [mod.edges[_slot(e.src, e.dst)][e.op] for e in cell.edges]
+        params = set()
+        for module in used:
+            cached = self._module_params.get(module)
+            if cached is None:
+                cached = self._module_params[module] = tuple(module.parameters())
+            params.update(cached)
+        return sorted(params, key=self._param_index.__getitem__)
+
+    def _apply(self, fn, recurse: bool = True):  # .to() / .cuda() may create new parameters: forget the lists
+        self._param_index, self._module_params = {}, {}
+        return super()._apply(fn, recurse)
 
     # ------------------------------------------------------------------------------------------------- checks
     def check_genotype(self, genotype: Genotype) -> None:
@@ -420,11 +486,12 @@ class Supernet(nn.Module):
         inter = [n for n, _ in nodes[2:]]
         if any(c.concat != tuple(range(2, steps + 2)) for c in cells):
             # nodes outside an architecture's concat contribute zeros (loose-end cells share the same weights)
-            keep = torch.zeros((a, steps), device=device, dtype=inter[0].dtype)
+            keep = torch.zeros((a, steps), dtype=inter[0].dtype)  # built on the host, copied to the device once
             for arch, cell in enumerate(cells):
                 keep[arch, [n - 2 for n in cell.concat]] = 1.0
+            keep = keep.to(device)
             inter = [(t.unflatten(0, (a, b)) * keep[:, i].view(a, 1, 1, 1, 1)).flatten(0, 1) for i, t in enumerate(inter)]
-        return torch.cat(inter, dim=1)
+        return _ChannelsLastCat.apply(*inter) if torch.is_grad_enabled() else torch.cat(inter, dim=1)
 
     def extra_repr(self) -> str:
         return f"config={self.config}"

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 
 from nat_gym.data import DatasetSplits, Split
 from nat_gym.errors import ConfigError
+from nat_gym.genotype import Genotype
 from nat_gym.sampling import random_genotype
-from nat_gym.supernet.checkpoint import load_checkpoint, save_checkpoint
+from nat_gym.supernet.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from nat_gym.supernet.config import SupernetTrainConfig
 from nat_gym.supernet.model import Supernet
 
@@ -64,6 +65,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device: {device!r} requested but CUDA is not available here; use 'auto' or 'cpu'")
     return dev
+
+
+@contextmanager
+def _optimizing_only(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]):
+    """Let ``optimizer`` (one parameter group) see only ``params`` during the block: its ``step`` then loops over
+    those instead of every parameter of the model; its state (momentum buffers) stays keyed by the same tensors."""
+    (group,) = optimizer.param_groups
+    everything = group["params"]
+    group["params"] = params
+    try:
+        yield
+    finally:
+        group["params"] = everything
 
 
 class SupernetTrainer:
@@ -110,6 +124,7 @@ class SupernetTrainer:
         self.epoch = 0
         self.history: list[dict[str, float]] = []
         self._sample_ops = [o for o in cfg.ops if o != "null"]
+        self._grad_params: list[torch.nn.Parameter] = []  # the parameters the last training step gave gradients
         self._writer = None
 
     # ------------------------------------------------------------------------------------------------- state
@@ -124,7 +139,7 @@ class SupernetTrainer:
             return False
         _, payload = load_checkpoint(path, self.supernet, map_location=self.device)
         if payload.get("optimizer"):
-            self.optimizer.load_state_dict(payload["optimizer"])
+            load_optimizer_state(self.optimizer, payload["optimizer"])  # momentum, weight decay: this run's config
         self.epoch = int(payload.get("epoch", 0))
         self.history = list(payload.get("history", []))
         return True
@@ -151,29 +166,56 @@ class SupernetTrainer:
         rng = np.random.default_rng([c.seed, epoch])
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         net.train()
-        total_loss, correct, seen = 0.0, 0, 0
+        # running sums stay on the device: no host synchronisation per step on CUDA (float64: the same sums as
+        # Python floats would give)
+        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
         steps = net.config.steps
+        self.optimizer.zero_grad(set_to_none=True)  # from here on, only the last step's path holds gradients
+        self._grad_params = []
         for x, y in self.data.train.batches(c.batch_size, shuffle=True, generator=gen, drop_last=True):
             genotype = random_genotype(rng, steps, self._sample_ops)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            logits = net(x, genotype)
-            loss = F.cross_entropy(logits, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if c.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), c.grad_clip)
-            self.optimizer.step()
-            net.bump_version()
-            total_loss += float(loss.detach()) * len(y)
-            correct += int((logits.detach().argmax(1) == y).sum())
+            loss, logits = self.train_step(x, y, genotype)
+            total_loss += loss.double() * len(y)
+            correct += (logits.argmax(1) == y).sum()
             seen += len(y)
         self.epoch += 1
-        row = {"epoch": float(self.epoch), "lr": self.lr_at(epoch), "train_loss": total_loss / max(seen, 1),
-               "train_acc": correct / max(seen, 1)}  # fmt: skip
+        row = {"epoch": float(self.epoch), "lr": self.lr_at(epoch), "train_loss": float(total_loss) / max(seen, 1),
+               "train_acc": int(correct) / max(seen, 1)}  # fmt: skip
         if c.eval_archs > 0:
             accs = evaluate_random_architectures(net, self.data.valid, c.eval_archs, seed=c.seed + 1)
             row.update(valid_acc_mean=float(accs.mean()), valid_acc_std=float(accs.std()))
         return row
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, genotype: Genotype) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step on the path of ``genotype`` with the minibatch ``(x, y)``; returns the detached loss and
+        logits. (:meth:`train_epoch` calls it once per minibatch.)
+
+        The same maths as ``zero_grad(); loss.backward(); clip_grad_norm_(net.parameters()); optimizer.step()``
+        over the whole supernet (equal weights and optimiser state, bit for bit: ``tests/test_supernet.py``), but
+        only the sampled path's parameters are visited, as only they have gradients: the previous step's gradients
+        are cleared, the norm is clipped over the path and the optimiser steps over the path (SGD skips parameters
+        without gradient anyway: no momentum or weight decay reaches them).
+
+        Shapes:
+            - x: ``[B, in_channels, H, W]``; y: ``[B]`` class indices
+            - returns: loss ``[]``, logits ``[B, num_classes]``
+        """
+        net, clip = self.supernet, self.config.grad_clip
+        logits = net(x, genotype)
+        loss = F.cross_entropy(logits, y)
+        for p in self._grad_params:  # zero_grad(set_to_none=True) of the only parameters that have gradients
+            p.grad = None
+        params = self._grad_params = net.path_parameters(genotype)
+        loss.backward()
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        with _optimizing_only(self.optimizer, params):
+            self.optimizer.step()
+        net.bump_version()
+        return loss.detach(), logits.detach()
 
     def train(self, *, progress: bool = True, callback: Callable[[dict[str, float]], None] | None = None):
         """Train until ``config.epochs`` (continuing from the current epoch); returns the history."""

@@ -1,0 +1,184 @@
+"""The algorithms of the *amortised* protocol: train on sampled inputs for a budget, then transform test inputs.
+
+:data:`AMORTISED` is the registry, one :class:`AmortisedSpec` per algorithm: the module and the name of a factory
+``make(env, seed, hyperparams) -> AmortisedAgent`` and of a loader ``load(path, rules) -> TransformPolicy`` (for the
+trained policies that the per-instance protocol samples best-of-K). An :class:`AmortisedAgent`:
+
+- ``learn(until)``: train in ``env`` until ``until`` reward evaluations are spent in all (the env's evaluator is a
+  :class:`~nat_gym.budget.BudgetedEvaluator`; at the budget it raises :class:`~nat_gym.budget.BudgetExhausted`);
+- ``actions(genotypes, deterministic=..., rng=...)``: transform inputs zero-shot (``[B, 2E]`` op indices);
+- ``save(path)``: write the trained policy (``None`` for the floors, which have nothing to save).
+
+Adding an algorithm (e.g. an SB3 baseline of ``nat-gym train``) is one entry here and one small adapter. For an SB3
+model the adapter builds the model on ``env`` (the budgeted, test-input-excluding training env the protocol hands
+over; wrap it as the algorithm needs, e.g. NATEdge-v0's edge-by-edge form), ``learn(until)`` calls
+``model.learn(total_timesteps=<large>, callback=<stop once env.unwrapped.evaluator.used >= until>,
+reset_num_timesteps=False)`` (at the budget ``env.step`` raises :class:`~nat_gym.budget.BudgetExhausted` out of
+``learn``; the protocol catches it), ``actions`` encodes each genotype (:func:`nat_gym.envs.observation.encode`) and
+calls ``model.predict(obs, action_masks=..., deterministic=...)``, and ``save``/``load`` use SB3's own files.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from agents.search.policy_search import TransformPolicy
+from nat_gym import rules as rule_sets
+from nat_gym.errors import ConfigError
+from nat_gym.genotype import Genotype
+
+__all__ = ["AMORTISED", "AmortisedSpec", "AmortisedAgent", "make_agent", "load_policy", "NATAgent", "FloorAgent"]
+
+
+class AmortisedAgent(TransformPolicy, Protocol):
+    def learn(self, until: int) -> None: ...
+
+    def save(self, path: Path) -> Path | None: ...
+
+
+@dataclass(frozen=True)
+class AmortisedSpec:
+    """One amortised algorithm: ``module.factory(env, seed, hyperparams)`` makes the agent; ``module.loader(path,
+    rules)`` (if any) loads a saved policy; ``trains``: whether it spends the training budget; ``envs``: the
+    environments it can train in (``nat-gym bench --env``)."""
+
+    module: str
+    factory: str
+    help: str
+    trains: bool = True
+    loader: str | None = None
+    envs: tuple[str, ...] = ("NATCell-v0",)
+
+
+AMORTISED: dict[str, AmortisedSpec] = {
+    "nat": AmortisedSpec("agents.bench.algorithms", "NATAgent", "NAT/NAT++ REINFORCE on the GCN policy (Algorithm 1's "
+                         "policy step; frozen supernet)", loader="load_nat_policy"),
+    "random-valid": AmortisedSpec("agents.bench.algorithms", "RandomValidAgent",
+                                  "floor: a uniformly random valid transformation (no training)", trains=False,
+                                  envs=("NATCell-v0", "NATEdge-v0")),
+    "identity": AmortisedSpec("agents.bench.algorithms", "IdentityAgent",
+                              "floor: no change (reward 0, no training)", trains=False, envs=("NATCell-v0", "NATEdge-v0")),
+}  # fmt: skip
+"""Amortised algorithms by name (``nat-gym bench --protocol amortised --algos ...``)."""
+
+
+def make_agent(name: str, env: gym.Env, seed: int, hyperparams: dict[str, Any]) -> AmortisedAgent:
+    spec = AMORTISED[name]
+    return getattr(importlib.import_module(spec.module), spec.factory)(env, seed, hyperparams)
+
+
+def load_policy(name: str, path: str | Path, rules: rule_sets.TransitionRules) -> TransformPolicy:
+    """The trained policy that algorithm ``name`` saved at ``path``."""
+    spec = AMORTISED.get(name)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"algo: {name!r} saves no policy; policies: {[k for k, v in AMORTISED.items() if v.loader]}")
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"policies: no policy {str(path)!r}; run the amortised protocol first (nat-gym bench --protocol amortised "
+            f"--algos {name} with the same --out and seeds) or point --policies at its output folder"
+        )
+    return getattr(importlib.import_module(spec.module), spec.loader)(path, rules)
+
+
+# ====================================================================================================== floors
+class FloorAgent:
+    """The floors: they spend no evaluations and save nothing."""
+
+    def __init__(self, env: gym.Env, seed: int, hyperparams: dict[str, Any]) -> None:
+        if hyperparams:
+            raise ConfigError(f"hyperparams: {type(self).__name__} has none, got {sorted(hyperparams)}")
+        self.rules = env.unwrapped.rules
+
+    def learn(self, until: int) -> None:
+        return None
+
+    def save(self, path: Path) -> Path | None:
+        return None
+
+
+class RandomValidAgent(FloorAgent):
+    """Every edge picks uniformly among the ops its rules allow."""
+
+    def actions(self, genotypes: Sequence[Genotype], *, deterministic: bool, rng: np.random.Generator) -> np.ndarray:
+        from nat_gym.sampling import random_valid_action
+
+        return np.array([random_valid_action(self.rules, g, rng) for g in genotypes], dtype=np.int64)
+
+
+class IdentityAgent(FloorAgent):
+    """Keep every op (reward 0 by definition)."""
+
+    def actions(self, genotypes: Sequence[Genotype], *, deterministic: bool, rng: np.random.Generator) -> np.ndarray:
+        return np.array([self.rules.op_indices(g) for g in genotypes], dtype=np.int64)
+
+
+# ====================================================================================================== NAT
+class GCNTransformPolicy:
+    """A :class:`~agents.gcn_policy.GCNPolicy` as a :class:`TransformPolicy` (sampling seeded from ``rng``)."""
+
+    def __init__(self, policy, rules: rule_sets.TransitionRules) -> None:
+        self.policy = policy
+        self.rules = rules
+
+    def actions(self, genotypes: Sequence[Genotype], *, deterministic: bool, rng: np.random.Generator) -> np.ndarray:
+        import torch
+
+        from nat_gym.envs.observation import encode
+
+        obs = [encode(g, self.rules) for g in genotypes]
+        batch = {k: np.stack([o[k] for o in obs]) for k in obs[0]}
+        gen = torch.Generator(device=self.policy.device).manual_seed(int(rng.integers(2**63 - 1)))
+        was_training = self.policy.training
+        self.policy.eval()
+        with torch.no_grad():
+            actions, _, _ = self.policy.act(batch, deterministic=deterministic, generator=gen)
+        self.policy.train(was_training)
+        return actions.cpu().numpy().astype(np.int64)
+
+
+BENCH_NAT_DEFAULTS: dict[str, Any] = {"reward_images": None, "train_supernet": False, "eval_inputs": 0,
+                                      "progress": False, "threads": 1, "device": "cpu", "epochs": 10**9}  # fmt: skip
+"""NAT trainer arguments the bench fixes: the pinned reward (whole validation split), the frozen pinned supernet,
+no held-out report (it would spend evaluations), one thread, CPU, and no epoch limit (the budget ends training)."""
+
+
+class NATAgent(GCNTransformPolicy):
+    """NAT's policy step of Algorithm 1 (:class:`~agents.nat_trainer.NATTrainer`, REINFORCE with a moving-average
+    baseline) on the frozen pinned supernet; hyper-parameters are :class:`~agents.nat_trainer.NATTrainerArgs`
+    fields (defaults: the paper's, ``m = n = 1``)."""
+
+    def __init__(self, env: gym.Env, seed: int, hyperparams: dict[str, Any]) -> None:
+        from agents.nat_trainer import NATTrainer, NATTrainerArgs
+
+        fixed = sorted(set(hyperparams) & (set(BENCH_NAT_DEFAULTS) | {"seed", "rules", "steps", "out", "dataset"}))
+        if fixed:
+            raise ConfigError(f"hyperparams: {fixed} are fixed by the bench (pinned task set, seed from --seeds)")
+        base = env.unwrapped
+        args = NATTrainerArgs(**{**BENCH_NAT_DEFAULTS, **hyperparams, "seed": seed, "rules": base.rules.name,
+                                 "steps": base.steps, "out": ""})  # fmt: skip
+        self.trainer = NATTrainer(args, env=env, log=False)
+        self.budget = base.evaluator
+        super().__init__(self.trainer.policy, base.rules)
+
+    def learn(self, until: int) -> None:
+        while self.budget.used < until:
+            self.trainer.train_epoch()  # raises BudgetExhausted at the budget
+
+    def save(self, path: Path) -> Path | None:
+        return self.trainer.save(path)
+
+
+def load_nat_policy(path: str | Path, rules: rule_sets.TransitionRules) -> TransformPolicy:
+    from agents.nat_trainer import load_policy as load_gcn
+
+    policy, args = load_gcn(path)
+    if rule_sets.get(args.rules) != rules:
+        raise ConfigError(f"policies: {str(path)!r} was trained with rules {args.rules!r}, the task set has {rules.name!r}")
+    return GCNTransformPolicy(policy, rules)

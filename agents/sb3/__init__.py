@@ -1,0 +1,12 @@
+"""Stable-Baselines3 on nat-gym: the GCN features extractor and the SB3 algorithms of ``nat-gym train``.
+
+- :mod:`agents.sb3.extractor`: :class:`GCNExtractor`, a ``BaseFeaturesExtractor`` over the cell graphs;
+- :mod:`agents.sb3.hyperparams`: the RL Zoo style hyper-parameter files (``agents/hyperparams/<algo>.yml``) and
+  their ``key=value`` overrides;
+- :mod:`agents.sb3.callbacks`: budgets (timesteps and reward evaluations), metrics rows, checkpoints;
+- :mod:`agents.sb3.trainer`: ``nat-gym train --algo maskable_ppo|ppo|a2c|dqn`` (:class:`SB3Args`, :func:`train`).
+"""
+
+from agents.sb3.extractor import GCNExtractor
+
+__all__ = ["GCNExtractor"]

@@ -1,0 +1,212 @@
+"""``nat-gym bench`` and ``nat-gym validate`` end to end through the command line (tiny supernet, two inputs, tiny
+budgets), resuming, the report rebuilt from the CSVs, and the statistics on rows whose answer is known."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nat_gym import genotypes as named
+from nat_gym import rules as rule_sets
+from nat_gym.cli import main
+from nat_gym.errors import ConfigError
+from nat_gym.supernet.checkpoint import save_checkpoint
+from nat_gym.supernet.config import SupernetConfig
+from nat_gym.supernet.model import Supernet
+
+pytest.importorskip("rliable")
+pytest.importorskip("optuna")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """One benchmark of both protocols, 2 algorithms x 2 seeds each, run through ``nat_gym.cli.main``; ``nat`` also
+    runs per-instance (best-of-K samples of the policies its amortised runs trained)."""
+    root = tmp_path_factory.mktemp("bench")
+    torch.manual_seed(0)
+    cfg = SupernetConfig(C=4, layers=3, ops=rule_sets.get("nat++").ops, num_classes=10, in_channels=1)
+    supernet = save_checkpoint(root / "tiny.pt", Supernet(cfg))
+    inputs = root / "inputs.json"
+    inputs.write_text(json.dumps({"inputs": {"VGG": "VGG", "DARTS_V2": "DARTS_V2"}}))
+    out = root / "out"
+    argv = ["bench", "--algos", "nat", "identity", "random", "evolution", "--seeds", "0", "1",
+            "--budget", "amortised=6", "per-instance=5", "--checkpoints", "amortised=2", "per-instance=2",
+            "--samples", "2", "--tasks", f"amortised={inputs}", f"per-instance={inputs}", "--supernet", str(supernet),
+            "--hyperparams", "nat.lift_dim=16", "nat.hidden_dim=8", "evolution.population_size=3",
+            "evolution.sample_size=2", "--reps", "50", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    return {"root": root, "out": out, "argv": argv, "supernet": str(supernet)}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_bench_writes_rows_summary_report_and_pictures(bench):
+    out = bench["out"]
+    rows = _rows(out / "results.csv")
+    amortised = [r for r in rows if r["protocol"] == "amortised"]
+    per_instance = [r for r in rows if r["protocol"] == "per-instance"]
+    # amortised: 2 algos x 2 seeds x 2 checkpoints x 2 inputs x 2 modes; per-instance: 3 x 2 x 2 checkpoints x 2
+    assert len(amortised) == 32 and len(per_instance) == 24
+    assert {r["algo"] for r in amortised} == {"nat", "identity"}
+    assert {r["algo"] for r in per_instance} == {"nat", "random", "evolution"}
+    assert {r["mode"] for r in amortised} == {"argmax", "best-of-2"}
+    for r in rows:  # the equal budget: every run stops exactly at it (the floors spend nothing)
+        if int(r["checkpoint"]) == int(r["budget"]):
+            spent = 0 if r["algo"] == "identity" else int(r["budget"])
+            assert int(r["evaluations"]) == spent
+            assert r["stop"] == ("no-training" if r["algo"] == "identity" else "budget")
+    assert all(float(r["reward"]) == 0.0 for r in amortised if r["algo"] == "identity")
+    assert len({r["supernet"] for r in rows}) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("versions", "git", "machine", "config", "hyperparams", "pins", "jobs"):
+        assert summary[key], key
+    assert summary["versions"]["rliable"] and summary["versions"]["torch"]
+    assert summary["config"]["hyperparams"]["amortised"]["nat"] == {"lift_dim": 16, "hidden_dim": 8}
+    assert len(summary["jobs"]) == 10
+    report = (out / "report.md").read_text()
+    for protocol in ("amortised", "per-instance"):
+        assert f"## {protocol}" in report
+        for name in ("aggregates", "curves", "profiles", "pareto"):
+            png = out / f"{protocol}-{name}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    assert "**Winner:" in report and "| nat (best-of-2) |" in report and "| evolution |" in report
+    assert sorted(p.name for p in (out / "policies").iterdir()) == ["nat-seed0.pt", "nat-seed1.pt"]
+
+
+@pytest.mark.slow
+def test_report_is_rebuilt_from_the_csvs_alone(bench):
+    out = bench["out"]
+    before = (out / "report.md").read_text()
+    (out / "report.md").unlink()
+    (out / "amortised-curves.png").unlink()
+    assert main(["bench", "--report", str(out), "--reps", "50"]) == 0
+    assert (out / "report.md").read_text() == before
+    assert (out / "amortised-curves.png").is_file()
+
+
+@pytest.mark.slow
+def test_rerun_resumes_and_other_settings_are_refused(bench, capsys):
+    out = bench["out"]
+    stamp = (out / "runs" / "amortised" / "nat-seed0.csv").stat().st_mtime_ns
+    assert main(bench["argv"]) == 0
+    assert "bench: 0 runs" in capsys.readouterr().out
+    assert (out / "runs" / "amortised" / "nat-seed0.csv").stat().st_mtime_ns == stamp
+    changed = [a if a != "per-instance=5" else "per-instance=7" for a in bench["argv"]]
+    assert main(changed) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_validate_accepts_the_rows_and_flags_tampered_ones(bench, capsys):
+    out, supernet = bench["out"], bench["supernet"]
+    assert main(["validate", str(out), "--supernet", supernet, "--no-progress"]) == 0
+    assert "all hold" in capsys.readouterr().out
+    rows = _rows(out / "results.csv")
+    fields = list(rows[0])
+    k = next(i for i, r in enumerate(rows) if r["protocol"] == "per-instance" and float(r["reward"]) != 0.0)
+    changed = [dict(r) for r in rows]
+    changed[k]["reward"] = repr(float(rows[k]["reward"]) + 1 / 360)
+    # an invalid transition: an edge of the result becomes an op its source may not turn into (VGG: null -> conv)
+    j = next(i for i, r in enumerate(rows) if r["instance_name"] == "VGG" and r["algo"] == "random")
+    start = named.get("VGG")
+    e = next(i for i, op in enumerate(start.ops) if op == "null")
+    ops = list(named.resolve(rows[j]["result"]).ops)
+    ops[e] = "conv_3x3"
+    changed[j]["result"] = str(start.with_ops(ops))
+    tampered = bench["root"] / "tampered.csv"
+    with tampered.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(changed)
+    assert main(["validate", str(tampered), "--supernet", supernet, "--no-progress"]) == 1
+    text = capsys.readouterr().out
+    assert "2 findings" in text
+    assert f"tampered.csv:{k + 2}" in text and "reward" in text and "re-scored" in text
+    assert f"tampered.csv:{j + 2}" in text and "invalid transition" in text and "null -> conv_3x3" in text
+    # another supernet: nothing can be compared
+    torch.manual_seed(1)
+    cfg = SupernetConfig(C=4, layers=3, ops=rule_sets.get("nat++").ops, num_classes=10, in_channels=1)
+    other = save_checkpoint(bench["root"] / "other.pt", Supernet(cfg))
+    assert main(["validate", str(out), "--supernet", str(other), "--no-progress"]) == 2
+    assert "scored with supernet" in capsys.readouterr().err
+    # the hint: pass --supernet with the checkpoint the benchmark used
+    assert main(["validate", str(out), "--supernet", supernet, "--sample", "4", "--no-progress"]) == 0
+
+
+def test_building_the_parser_imports_no_torch():
+    code = "import sys; from nat_gym.cli import build_parser; build_parser(); " \
+           "print(sorted(m for m in ('torch', 'optuna', 'rliable') if m in sys.modules))"
+    run = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert run.stdout.strip() == "[]", run.stderr
+
+
+def test_bench_arguments_are_checked(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["bench", "--protocol", "sideways"])
+    for argv, message in (
+        (["bench", "--algos", "nope", "--budget", "5"], "--algos"),
+        (["bench", "--algos", "random", "--protocol", "amortised", "--budget", "5"], "--algos"),
+        (["bench", "--protocol", "per-instance"], "--budget"),
+        (["bench", "--budget", "many"], "--budget"),
+        (["bench", "--budget", "sideways=5"], "--budget"),
+        (["bench", "--algos", "random", "--protocol", "per-instance", "--budget", "5", "--hyperparams", "nat.lr=1"],
+         "--hyperparams"),
+    ):
+        with pytest.raises(ConfigError, match=message.replace("-", r"\-")):
+            from agents.bench.cli import _run_bench
+            from nat_gym.cli import build_parser
+
+            _run_bench(build_parser().parse_args([*argv, "--out", str(tmp_path)]))
+
+
+def test_statistics_find_the_better_algorithm():
+    """Rows whose answer is known: 'good' beats 'bad' on every input and seed."""
+    from agents.bench.stats import protocol_stats
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for algo, shift in (("good", 0.05), ("bad", -0.05)):
+        for seed in range(5):
+            for c in (5, 10):
+                for i in range(4):
+                    rows.append({"protocol": "per-instance", "task_set": "t", "task_digest": "d", "env_id": "e",
+                                 "env_version": "v", "rules": "r", "rules_digest": "x", "supernet": "s",
+                                 "cost_weight": 0.0, "algo": algo, "mode": "best", "seed": seed, "checkpoint": c,
+                                 "instance": i, "instance_name": f"in{i}", "evaluations": c, "seconds": 0.1 * c,
+                                 "stop": "budget" if c == 10 else "", "madds_saving": 0.3,
+                                 "reward": shift * c / 10 + 0.01 * rng.standard_normal()})  # fmt: skip
+    s = protocol_stats(rows, "per-instance", reps=200)
+    assert s.winner == "good" and s.budget == 10
+    p, lo, hi = s.poi["bad"]
+    assert p > 0.9 and lo > 0.5
+    assert s.score_name == "normalised score" and np.all(s.best_known > 0.04)
+    assert 1.0 >= s.point["good"]["iqm"] > 0.8 and s.point["bad"]["iqm"] < -0.8  # reward / best known per input
+    assert s.point["good"]["gap"] < 0.2 < 1.8 < s.point["bad"]["gap"]
+    assert s.point["good"]["reward"] == pytest.approx(np.mean([r["reward"] for r in rows if r["algo"] == "good"
+                                                               and r["checkpoint"] == 10]))  # fmt: skip
+    lo_iqm, hi_iqm = s.ci["good"]["iqm"]
+    assert lo_iqm <= s.point["good"]["iqm"] <= hi_iqm
+    assert [c[0] for c in s.curves["good"]] == [5.0, 10.0] and s.curves["good"][1][3] > s.curves["good"][0][3]
+    amortised = [{**r, "protocol": "amortised", "mode": "argmax"} for r in rows]
+    a = protocol_stats(amortised, "amortised", reps=200)
+    assert a.winner == "good (argmax)" and a.score_name == "reward"  # one task: the test set, mean reward per run
+    assert a.point["good (argmax)"]["mean"] == pytest.approx(s.point["good"]["reward"])
+    assert a.point["bad (argmax)"]["gap"] == pytest.approx(np.mean(a.best_known) - a.point["bad (argmax)"]["mean"])
+    mixed = [dict(r) for r in rows]
+    mixed[0]["supernet"] = "other"
+    with pytest.raises(ConfigError, match="different pins"):
+        protocol_stats(mixed, "per-instance", reps=10)
+    with pytest.raises(ConfigError, match="rows"):
+        protocol_stats(rows[:-1], "per-instance", reps=10)
