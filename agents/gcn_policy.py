@@ -107,7 +107,8 @@ class GCNPolicy(CellEncoder):
             # the output offset was added to the policy after the head: registered last, so the parameters of
             # older policies keep their order (e.g. in Adam's saved state)
             self._modules["non_output_embed"] = self._modules.pop("non_output_embed")
-        self.keep_logit: nn.Parameter | None = None  # [K]: added to the logit of each edge's current op
+        # [K]: added to the logit of each edge's current op (a parameter of the policy itself: listed first)
+        self.keep_logit: nn.Parameter | None = None
         if self.keep_prior:
             self.keep_logit = nn.Parameter(torch.full((self.num_ops,), self.keep_prior))
 

@@ -210,7 +210,7 @@ class NATTrainerArgs:
             ("weight_decay", 0.0, "=", "a number >= 0"), ("entropy_coef", 0.0, "=", "a number >= 0"),
             ("cost_weight", 0.0, "=", "a number >= 0"), ("supernet_weight_decay", 0.0, "=", "a number >= 0"),
             ("supernet_lr_min", 0.0, "=", "a number >= 0"), ("baseline_decay", 0.0, 1.0, "a number in [0, 1)"),
-            ("supernet_momentum", 0.0, 1.0, "a number in [0, 1)"),
+            ("supernet_momentum", 0.0, 1.0, "a number in [0, 1)"), ("keep_prior", 0.0, "=", "a number >= 0"),
         ):  # fmt: skip
             value = getattr(self, name)
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -120,6 +120,9 @@ def main() -> None:
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="how the policy is scored")
     p.add_argument("--no-named", action="store_true", help="skip the registered genotypes")
     p.add_argument("--out", default="runs/evidence", help="output folder (default: runs/evidence)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the runs whose checkpoint is already in --out (a finished run trains nothing and "
+                        "is only scored) instead of refusing to overwrite them")  # fmt: skip
     args = p.parse_args()
     overrides = parse_overrides(args.overrides)
     out = Path(args.out)
@@ -155,9 +158,10 @@ def main() -> None:
                         "heldout_inputs": 0,
                         **overrides, "seed": seed, "variant": variant, "out": str(run), "progress": False,
                         "supernet": args.supernet}  # fmt: skip
+            resume = args.resume and (run / "checkpoint.pt").is_file()
             start = time.perf_counter()
-            policy, _ = train(NATTrainerArgs(**settings))
-            seconds = time.perf_counter() - start
+            policy, history = train(NATTrainerArgs(**settings), resume=resume)
+            seconds = history[-1]["time"] if resume and history else time.perf_counter() - start
             policy.eval()
             for label, betas in sets.items():
                 for mode in args.modes:

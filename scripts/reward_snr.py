@@ -9,7 +9,7 @@ Landscape (``--landscape N``): for the first ``N`` architectures, every single-e
 on the whole split: how often one change beats the identity, how the reward relates to the MAdds it saves (does the
 supernet favour cheap paths?), and the best single change per input (the headroom a policy can find).
 
-Usage: ``python scripts/reward_snr.py [--archs 100] [--sizes 64 128 360] [--landscape 40]``.
+Usage: ``python scripts/reward_snr.py [--archs 100] [--sizes 64 128 360] [--landscape 40] [--supernet CKPT]``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from nat_gym.cost import network_cost
 from nat_gym.data import load_dataset
 from nat_gym.evaluator import SupernetEvaluator
 from nat_gym.sampling import random_genotype
+from nat_gym.supernet.checkpoint import load_checkpoint
 from nat_gym.supernet.config import DEFAULT_TRAIN_CONFIG, SupernetConfig
 from nat_gym.supernet.default import load_or_train
 
@@ -36,12 +37,17 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled architectures (default: 0)")
     p.add_argument("--landscape", type=int, default=0,
                    help="score every single-edge change of this many architectures (default: 0 = skip)")
+    p.add_argument("--supernet", default=None, help="supernet checkpoint (default: the cached digits default)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args()
     rules = rule_sets.get(args.rules)
     data = load_dataset("digits")
-    cfg = SupernetConfig(ops=rules.ops, num_classes=data.num_classes, in_channels=data.in_channels)
-    net = load_or_train(cfg, data=data, train_config=DEFAULT_TRAIN_CONFIG)
+    if args.supernet:
+        net = load_checkpoint(args.supernet)[0]
+    else:
+        cfg = SupernetConfig(ops=rules.ops, num_classes=data.num_classes, in_channels=data.in_channels)
+        net = load_or_train(cfg, data=data, train_config=DEFAULT_TRAIN_CONFIG)
+    cfg = net.config
     rng = np.random.default_rng(args.seed)
     ops = [o for o in rules.ops if o != "null"]
     betas = [random_genotype(rng, cfg.steps, ops) for _ in range(args.archs)]

@@ -9,10 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from nat_gym import rules as rule_sets
+from nat_gym.sampling import random_genotype
 from nat_gym.supernet.checkpoint import save_checkpoint
 from nat_gym.supernet.config import SupernetConfig
 from nat_gym.supernet.model import Supernet
@@ -166,6 +168,16 @@ def test_evidence_runs_and_reports(tmp_path):
     assert 0 < results["random, 50% of edges/fresh"]["changed"] < 1
     # best of 10 by accuracy never loses to the single random draw it includes, on the images that chose it
     assert results["random best-of-10/fresh"]["reward"] >= results["random/fresh"]["reward"]
+    # a finished run is never overwritten; --resume scores it again without training and gets the same figures
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode != 0 and "--resume" in again.stderr
+    again = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resumed" in again.stdout and "at epoch 1" in again.stdout
+    rescored = json.loads((out / "evidence.json").read_text())["results"]
+    for key, figures in results.items():
+        assert {k: v for k, v in rescored[key].items() if k != "train_seconds"} == {
+            k: v for k, v in figures.items() if k != "train_seconds"}, key  # fmt: skip
 
 
 def test_supernet_drift_runs_and_summarises(tmp_path, tiny_checkpoint):
@@ -184,3 +196,17 @@ def test_supernet_drift_runs_and_summarises(tmp_path, tiny_checkpoint):
     again = subprocess.run(base + ["--summary-only", "--window", "1"], cwd=ROOT, capture_output=True, text=True,
                            timeout=300)  # fmt: skip
     assert again.returncode == 0 and run.stdout.split("| arm |")[1] == again.stdout.split("| arm |")[1]
+
+
+def test_reward_snr_landscape_scores_every_single_edge_change(tmp_path):
+    net = _tiny_supernet(tmp_path, steps=2)
+    figures, stdout = _run("reward_snr.py", tmp_path, "--supernet", net, "--archs", "3", "--sizes", "64",
+                           "--landscape", "2")  # fmt: skip
+    rules, rng = rule_sets.get("nat++"), np.random.default_rng(0)  # the script's default seed draws the inputs
+    betas = [random_genotype(rng, 2, [o for o in rules.ops if o != "null"]) for _ in range(3)]
+    expected = sum(int(row.sum()) - int(row[rules.index(op)])  # every allowed op but the current one, per edge
+                   for b in betas[:2] for op, row in zip(b.ops, rules.mask(b)))  # fmt: skip
+    assert figures["single_changes"] == expected and "single_changes" in stdout
+    assert 0 <= figures["single_reward_positive_fraction"] <= 1
+    assert -1 <= figures["single_reward_vs_saving_corr"] <= 1
+    assert 0 <= figures["best_single_change_positive_fraction"] <= 1
