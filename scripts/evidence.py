@@ -17,10 +17,13 @@ used) with the shared weights; saving = relative MAdds saving of the stand-alone
 changed = the fraction of edges whose op changed. The supernet stays frozen so that many runs fit in minutes on 2
 CPU cores (``--set train_supernet=true`` alternates supernet epochs as in Algorithm 1).
 
-``--set KEY=VALUE`` (repeatable) overrides any :class:`~agents.nat_trainer.NATTrainerArgs` field (values are read as
-JSON, e.g. ``--set entropy_coef=0 --set reward_images=null``): one ablation arm per call.
+Training uses the trainer's defaults (keep prior 3, ``n = 4``) but for 150 epochs, 64-image rewards and the frozen
+supernet. ``--set KEY=VALUE`` (repeatable) overrides any :class:`~agents.nat_trainer.NATTrainerArgs` field (values
+are read as JSON, e.g. ``--set entropy_coef=0 --set reward_images=null``): one ablation arm per call; ``--set n=1
+--set keep_prior=0`` trains the papers' policy (:data:`~agents.nat_trainer.PAPER_SETTINGS`). ``--resume`` scores the
+finished runs already in ``--out`` (and continues unfinished ones) instead of refusing to overwrite them.
 
-Usage: ``python scripts/evidence.py [--seeds 0 1 2 3 4 5] [--epochs 150] [--set KEY=VALUE ...] [--out DIR]``;
+Usage: ``python scripts/evidence.py [--seeds 0 1 2 3 4 5] [--epochs 150] [--set KEY=VALUE ...] [--out DIR] [--resume]``;
 prints a Markdown table and writes ``evidence.json``.
 """
 

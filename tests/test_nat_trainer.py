@@ -156,6 +156,25 @@ def test_keep_prior_reaches_the_policy_and_its_checkpoint(tiny_ckpt, tmp_path):
         NATTrainer(dataclasses.replace(args, keep_prior=0.0)).resume()
 
 
+def test_checkpoint_saved_before_the_keep_prior_loads_as_the_papers_policy(tiny_ckpt, tmp_path):
+    """The default keep prior is 3, but a checkpoint whose arguments predate the field holds a policy without one:
+    it loads and resumes as ``keep_prior=0``, and a run with the new default refuses to resume it."""
+    args = tiny_args(tiny_ckpt, tmp_path / "old", epochs=2, eval_inputs=0, train_supernet=False, keep_prior=0.0)
+    assert NATTrainerArgs().keep_prior == 3.0 and NATTrainerArgs().n == 4  # the defaults (README)
+    first = NATTrainer(args)
+    first.train(until_epoch=1)
+    path = tmp_path / "old" / "checkpoint.pt"
+    payload = torch.load(path, weights_only=False)
+    del payload["args"]["keep_prior"]
+    torch.save(payload, path)
+    policy, saved = load_policy(path)
+    assert saved.keep_prior == 0.0 and policy.keep_logit is None
+    second = NATTrainer(args)
+    assert second.resume() and second.epoch == 1
+    with pytest.raises(CheckpointError, match="keep_prior"):
+        NATTrainer(dataclasses.replace(args, keep_prior=3.0)).resume()
+
+
 def test_supernet_trajectory_does_not_depend_on_the_policy(tiny_ckpt, tmp_path):
     """The policy never trains the supernet and the supernet epochs draw from their own seeded streams: runs whose
     policies differ (other sizes, more inputs and samples per update, other rewards seen) train the same weights."""
