@@ -104,9 +104,10 @@ def plain_train_step(net: PlainSupernet, optimizer: torch.optim.Optimizer, x: to
                      genotype: Genotype, grad_clip: float = 5.0) -> torch.Tensor:  # fmt: skip
     """One SGD step on one sampled architecture, written as the reference code writes it; returns the loss.
 
-    ``net`` must be in train mode: the caller switches it once, as DARTS's ``train()`` calls ``model.train()`` once
-    per epoch (a switch per step walks the plain supernet's 4,500 modules: 20 ms, an eighth of its step on digits,
-    that the reference code does not pay)."""
+    ``net`` must be in train mode: the caller switches it once. The search loops of DARTS (``train``) and NAT
+    (``update_w``) call ``model.train()`` before every step, which walks the supernet's 4,500 modules (20-35 ms on
+    digits, a fifth of a step); the baseline leaves that out, so a ratio against it measures the step alone
+    (``bench_supernet.py --reference-dir`` times the authors' switch separately)."""
     optimizer.zero_grad()
     loss = F.cross_entropy(net(x, genotype), y)
     loss.backward()

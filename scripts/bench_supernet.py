@@ -14,21 +14,37 @@ Configurations: ``digits`` (the default supernet's shape: C = 8, 5 cells, 8x8 di
 ``cifar`` (the papers' search network: C = 20, 8 cells, 32x32x3 random images, 64 evaluation images); ``tiny`` is
 for tests. ``--pools`` also prints the pool table behind ``ShiftedWindowPool.shifted_is_faster``.
 
-Usage: ``python scripts/bench_supernet.py [--configs digits cifar] [--rounds 7] [--pools] [--json FILE]``
-(``--configs --pools``: only the pool table).
+``--reference-dir DIR`` (a checkout of the authors' code, github.com/guoyongcs/NAT; not shipped with nat-gym) adds
+a third arm to the training step: their ``NASNetwork`` built at the same size with the same op list and nat-gym's
+weights (the script checks its logits too), timed on the same architectures and minibatches, alternated with the
+other two (``_authors_supernet.py`` says what differs); it prints the ratios nat-gym / authors and plain / authors.
+
+Usage: ``python scripts/bench_supernet.py [--configs digits cifar] [--rounds 7] [--pools] [--json FILE]
+[--reference-dir DIR]`` (``--configs --pools``: only the pool table).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import types
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from _authors_supernet import (
+    build_reference,
+    check_reference_dir,
+    import_reference,
+    path_numel,
+    reference_logits,
+    reference_train_step,
+)
 from _plain_supernet import PlainSupernet, copy_weights, plain_evaluator, plain_train_step
 from _report import alternate, median_ms, ratio, ratio_range, report
 
 from nat_gym.data import DatasetSplits, load_dataset
+from nat_gym.errors import ConfigError
 from nat_gym.evaluator import SupernetEvaluator
 from nat_gym.op_modules import Pool
 from nat_gym.sampling import random_genotype
@@ -67,7 +83,10 @@ CONFIGS = {
 }  # fmt: skip
 
 
-def bench_config(name: str, bc: BenchConfig, rounds: int, seed: int = 0) -> dict[str, float]:
+def bench_config(name: str, bc: BenchConfig, rounds: int, seed: int = 0,
+                 reference: tuple[types.ModuleType, types.ModuleType] | None = None) -> dict[str, float]:
+    """The figures of one configuration; ``reference``: their ``(search_model, genotypes)`` modules, for the
+    authors' arm of the training step (:mod:`_authors_supernet`)."""
     data = bc.data()
     cfg = SupernetConfig(C=bc.C, layers=bc.layers, in_channels=data.in_channels, num_classes=data.num_classes)
     torch.manual_seed(seed)
@@ -83,6 +102,13 @@ def bench_config(name: str, bc: BenchConfig, rounds: int, seed: int = 0) -> dict
     with torch.no_grad():
         for g in (genotype(2_000_000 + k) for k in range(3)):
             diff = max(diff, float((net(x_check, g) - plain(x_check, g)).abs().max()))
+    if reference is not None:
+        authors, supplied = build_reference(cfg, *reference, plain)
+        authors_diff = 0.0
+        with torch.no_grad():
+            for g in (genotype(2_000_000 + k) for k in range(3)):
+                authors_diff = max(authors_diff, float((net(x_check, g) - reference_logits(authors, x_check, g,
+                                                                                          cfg.ops)).abs().max()))
 
     batches = list(data.train.batches(bc.batch_size, drop_last=True))
     train_cfg = SupernetTrainConfig(batch_size=bc.batch_size, lr=0.05)
@@ -93,12 +119,18 @@ def bench_config(name: str, bc: BenchConfig, rounds: int, seed: int = 0) -> dict
     def batch(i: int):
         return batches[i % len(batches)]
 
-    plain.train()  # once, as the reference code does per epoch (nat-gym's trainer never switches modes)
+    plain.train()  # once (DARTS's and NAT's loops switch every step; nat-gym's trainer never switches modes)
 
-    train = alternate({
+    train_arms = {
         "plain": lambda i: plain_train_step(plain, optimizer, *batch(i), genotype(i), train_cfg.grad_clip),
         "nat_gym": lambda i: trainer.train_step(*batch(i), genotype(i)),
-    }, rounds, bc.train_per_round)  # fmt: skip
+    }
+    if reference is not None:
+        authors_optimizer = torch.optim.SGD(authors.model_parameters(), lr=train_cfg.lr, momentum=train_cfg.momentum,
+                                            weight_decay=train_cfg.weight_decay)  # fmt: skip
+        train_arms["authors"] = lambda i: reference_train_step(authors, authors_optimizer, *batch(i), genotype(i),
+                                                               cfg.ops)  # fmt: skip
+    train = alternate(train_arms, rounds, bc.train_per_round)
 
     nat_eval = SupernetEvaluator(net, data.valid, batch_size=bc.eval_images, device="cpu", threads=None)
     plain_eval = plain_evaluator(plain, data.valid, bc.eval_images)
@@ -107,7 +139,7 @@ def bench_config(name: str, bc: BenchConfig, rounds: int, seed: int = 0) -> dict
         "plain": lambda i: plain_eval.evaluate([genotype(offset + i)], 0),
         "nat_gym": lambda i: nat_eval.evaluate([genotype(offset + i)], 0),
     }, rounds, bc.eval_per_round)  # fmt: skip
-    return {
+    figures = {
         f"{name}_max_abs_logit_diff": diff,
         f"{name}_train_step_plain_ms": round(median_ms(train["plain"]), 2),
         f"{name}_train_step_nat_gym_ms": round(median_ms(train["nat_gym"]), 2),
@@ -118,6 +150,25 @@ def bench_config(name: str, bc: BenchConfig, rounds: int, seed: int = 0) -> dict
         f"{name}_eval_speedup": round(ratio(evaluation, "plain", "nat_gym"), 2),
         f"{name}_eval_speedup_range": ratio_range(evaluation, "plain", "nat_gym"),
     }
+    if reference is not None:
+        last = genotype((rounds + 1) * bc.train_per_round - 1)  # the architecture of the last timed step (1 warm-up)
+        # their update_w also calls model.train() before every step: the step as their training loop pays it
+        switch = alternate({"train_mode": lambda i: authors.train()}, rounds)["train_mode"]
+        loop = {"authors": [t + statistics.median(switch) for t in train["authors"]], "nat_gym": train["nat_gym"]}
+        figures.update({
+            f"{name}_authors_max_abs_logit_diff": authors_diff,
+            f"{name}_authors_ops_from_nat_gym": " ".join(supplied) or "none",
+            f"{name}_path_params_nat_gym": sum(p.numel() for p in net.path_parameters(last)),
+            f"{name}_path_params_authors": path_numel(authors),
+            f"{name}_train_step_authors_ms": round(median_ms(train["authors"]), 2),
+            f"{name}_train_step_nat_gym_vs_authors": round(ratio(train, "authors", "nat_gym"), 2),
+            f"{name}_train_step_nat_gym_vs_authors_range": ratio_range(train, "authors", "nat_gym"),
+            f"{name}_train_step_plain_vs_authors": round(ratio(train, "authors", "plain"), 2),
+            f"{name}_train_step_plain_vs_authors_range": ratio_range(train, "authors", "plain"),
+            f"{name}_authors_train_mode_ms": round(median_ms(switch), 2),
+            f"{name}_train_step_nat_gym_vs_authors_with_train_mode": round(ratio(loop, "authors", "nat_gym"), 2),
+        })  # fmt: skip
+    return figures
 
 
 def _pool_ratios(kind: str, k: int, stride: int, c: int, h: int, rounds: int) -> tuple[float, float]:
@@ -161,13 +212,26 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=7, help="alternated rounds per figure, after one warm-up (default: 7)")
     p.add_argument("--pools", action="store_true", help="also print the pool table (shifted slices vs built-in)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--reference-dir", default=None, metavar="DIR",
+                   help="a checkout of the authors' NAT code (github.com/guoyongcs/NAT, not shipped with nat-gym): "
+                        "adds their supernet's SGD step as a third arm of the training step")  # fmt: skip
     args = p.parse_args()
     if args.rounds < 1:
         p.error(f"--rounds: expected an integer >= 1, got {args.rounds}")
+    reference = None
+    if args.reference_dir is not None:
+        try:
+            search_model, genotypes, stood_in = import_reference(check_reference_dir(args.reference_dir))
+        except ConfigError as e:
+            p.exit(2, f"{p.prog}: error: {e}\n")
+        reference = (search_model, genotypes)
     torch.set_num_threads(1)
     figures: dict[str, float] = {"threads": torch.get_num_threads(), "rounds": args.rounds}
+    if reference is not None:
+        figures["authors_code"] = search_model.__file__
+        figures["authors_packages_stood_in"] = " ".join(stood_in) or "none"
     for name in args.configs:
-        figures.update(bench_config(name, CONFIGS[name], args.rounds))
+        figures.update(bench_config(name, CONFIGS[name], args.rounds, reference=reference))
     if args.configs:
         report(figures, args.json)
     if args.pools:

@@ -120,3 +120,5 @@ def test_every_python_block_of_the_readme_runs(fast_readme):
     # the GCN features extractor block: the same, with agents.sb3.GCNExtractor in the policy
     assert type(ns["gcn_model"].policy.features_extractor).__name__ == "GCNExtractor"
     assert 64 < ns["gcn_model"].num_timesteps <= SB3_MAX_EPISODES and ns["gcn_model"]._n_updates >= 1
+    # the BlockQNN-v0 block: one conv3 layer reading the input, and the episode goes on
+    assert str(ns["block_info"]["block"]) == "conv3:0" and not ns["terminated"]

@@ -7,6 +7,17 @@
 - :mod:`agents.sb3.trainer`: ``nat-gym train --algo maskable_ppo|ppo|a2c|dqn`` (:class:`SB3Args`, :func:`train`).
 """
 
-from agents.sb3.extractor import GCNExtractor
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["GCNExtractor"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy (PEP 562): ``nat-gym --help`` finds ``agents.sb3.trainer``'s arguments without importing torch.
+    if name == "GCNExtractor":
+        from agents.sb3.extractor import GCNExtractor
+
+        return GCNExtractor
+    raise AttributeError(f"module 'agents.sb3' has no attribute {name!r}")
