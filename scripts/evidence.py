@@ -70,8 +70,8 @@ def summary(env, betas, alphas) -> dict[str, float]:
 
 
 def best_of(env, candidates, evaluator=None, batch=None) -> object:
-    """The candidate of best shared-weight accuracy (ties: fewer MAdds, then the first), as ``transform`` picks;
-    by default on the env's whole validation split."""
+    """The candidate of best shared-weight accuracy (ties: fewer MAdds, then the first; :func:`agents.transform.transform`
+    breaks a tie of MAdds by parameters before order), by default on the env's whole validation split."""
     acc = (evaluator or env.unwrapped.evaluator).evaluate(candidates, batch)
     madds = [network_cost(c, **env.unwrapped.cost_config).madds for c in candidates]
     return candidates[min(range(len(candidates)), key=lambda i: (-acc[i], madds[i], i))]
