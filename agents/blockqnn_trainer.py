@@ -37,7 +37,7 @@ import numpy as np
 
 import nat_gym  # noqa: F401  (registers BlockQNN-v0)
 from agents.qlearning import PAPER_SCHEDULE, START, QTable, epsilon_at, q_update, scaled_schedule
-from agents.run_log import add_scalars, open_writer, write_history_csv
+from agents.run_log import add_scalars, open_writer, run_checkpoint, write_history_csv
 from nat_gym.block_evaluator import (
     BlockMeasurement,
     DatasetSpec,
@@ -71,7 +71,8 @@ class BlockQNNArgs:
     """Epsilon schedule: scaled (the papers' phases stretched to --iterations), paper (178 iterations of 1.0 ... 0.1)
     or random (epsilon 1 throughout: random search over valid layers, the baseline)."""
     iterations: int = 24
-    """Iterations of the scaled and random schedules (ignored by paper, which has 178)."""
+    """Iterations of the scaled (at least 10: one per epsilon phase) and random schedules (ignored by paper, which
+    has 178)."""
     blocks_per_iteration: int = 64
     """Blocks sampled per iteration and evaluated in one batch (the papers: 64)."""
     replay_batch: int = 64
@@ -140,7 +141,9 @@ class BlockQNNArgs:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule: expected one of {list(SCHEDULES)}, got {self.schedule!r}")
-        for name, low in (("iterations", 10), ("blocks_per_iteration", 1), ("replay_batch", 0), ("max_index", 1),
+        if self.schedule == "scaled":
+            scaled_schedule(self.iterations)  # one iteration per epsilon phase at least (a ConfigError that says so)
+        for name, low in (("iterations", 1), ("blocks_per_iteration", 1), ("replay_batch", 0), ("max_index", 1),
                           ("top_k", 1), ("workers", 1), ("checkpoint_every", 1)):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -421,11 +424,14 @@ def load_trainer_checkpoint(path: str | Path) -> dict[str, Any]:
 def train(args: BlockQNNArgs, *, resume: bool = False, env: gym.Env | None = None,
           log: bool = True) -> BlockQNNTrainer:  # fmt: skip
     """Run (or, with ``resume``, continue) a BlockQNN search; returns the trainer (``.history``, ``.top_blocks()``,
-    ``.summary()``)."""
+    ``.summary()``).
+
+    Raises:
+        ConfigError: ``resume`` but ``args.out`` holds no checkpoint (nothing to resume), or not ``resume`` but it
+            holds one (a run is never overwritten). Both are checked before any work starts.
+    """
+    ckpt = run_checkpoint(args.out, resume, log=log)
     trainer = BlockQNNTrainer(args, env=env, log=log)
-    ckpt = trainer.out / "checkpoint.pt"
-    if log and ckpt.exists() and not resume:
-        raise ConfigError(f"out: {ckpt} exists; pass --resume to continue that run or choose another --out")
     if resume and trainer.resume():
         print(f"blockqnn: resumed {ckpt} at iteration {trainer.iteration}")
     trainer.train()

@@ -66,6 +66,7 @@ import torch
 import nat_gym  # noqa: F401  (registers NATCell-v0)
 from agents.gcn_policy import VARIANTS, GCNPolicy
 from agents.heldout import fresh_inputs, gcn_transform, heldout_report
+from agents.run_log import run_checkpoint
 from nat_gym import rules as rule_sets
 from nat_gym.envs.observation import OBS_KEYS, encode
 from nat_gym.errors import CheckpointError, ConfigError
@@ -772,11 +773,7 @@ def train(args: NATTrainerArgs, *, resume: bool = False, env: gym.Env | None = N
         ConfigError: ``resume`` but ``args.out`` holds no checkpoint (nothing to resume), or not ``resume`` but it
             holds one (a run is never overwritten). Both are checked before any work starts.
     """
-    ckpt = Path(args.out) / "checkpoint.pt"
-    if resume and not ckpt.is_file():
-        raise ConfigError(f"out: nothing to resume, {ckpt} does not exist; check --out or drop --resume")
-    if log and ckpt.exists() and not resume:
-        raise ConfigError(f"out: {ckpt} exists; pass --resume to continue that run or choose another --out")
+    ckpt = run_checkpoint(args.out, resume, log=log)
     trainer = NATTrainer(args, env=env, log=log)
     if resume:
         trainer.resume(ckpt)

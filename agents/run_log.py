@@ -11,7 +11,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_history_csv", "open_writer", "add_scalars"]
+__all__ = ["run_checkpoint", "write_history_csv", "open_writer", "add_scalars"]
+
+
+def run_checkpoint(out: str | Path, resume: bool, *, log: bool = True) -> Path:
+    """``out/checkpoint.pt``, after the checks every trainer makes before any work starts.
+
+    Raises:
+        ConfigError: ``resume`` but ``out`` holds no checkpoint (nothing to resume), or not ``resume`` but it holds
+            one and ``log`` (a run is never overwritten).
+    """
+    from nat_gym.errors import ConfigError
+
+    ckpt = Path(out) / "checkpoint.pt"
+    if resume and not ckpt.is_file():
+        raise ConfigError(f"out: nothing to resume, {ckpt} does not exist; check --out or drop --resume")
+    if log and ckpt.exists() and not resume:
+        raise ConfigError(f"out: {ckpt} exists; pass --resume to continue that run or choose another --out")
+    return ckpt
 
 
 def write_history_csv(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:

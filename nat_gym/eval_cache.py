@@ -51,6 +51,10 @@ class EvalCache:
         path: the database file (created with its parent folders).
         timeout: seconds a writer waits for another process's lock before raising ``sqlite3.OperationalError``.
 
+    Raises:
+        ConfigError: ``path`` is a folder, or cannot be created or opened as an SQLite database (a read-only
+            folder, a file in the way, a file that is not a database).
+
     Attributes:
         hits, misses: lookups answered / not answered by this object (this process).
     """
@@ -61,12 +65,16 @@ class EvalCache:
             raise ConfigError(f"cache: {str(self.path)!r} is a folder; give the path of a database file")
         if not timeout > 0:
             raise ConfigError(f"timeout: expected a positive number of seconds, got {timeout!r}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout = float(timeout)
         self.hits = 0
         self.misses = 0
         self._local = threading.local()
-        self._connect()  # create the schema now, so a bad path fails here
+        try:  # create the schema now, so a bad path fails here, in one line
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._connect()
+        except (OSError, sqlite3.Error) as e:
+            raise ConfigError(f"cache: cannot use {str(self.path)!r} as an SQLite cache ({e}); give another path "
+                              f"or None (on the command line: --cache PATH or --cache none)") from None  # fmt: skip
 
     def __getstate__(self) -> dict[str, Any]:  # connections stay behind; the copy opens its own
         return {"path": self.path, "timeout": self.timeout}

@@ -60,7 +60,8 @@ def search_args(a: argparse.Namespace, method: str, seed: int, out: Path) -> Blo
 
 def run_tabular(a: argparse.Namespace, method: str, seed: int, out: Path) -> tuple[list[float], dict]:
     """Q-learning or random search; returns every sampled block's reward (in sampling order) and the summary."""
-    trainer = train(search_args(a, method, seed, out), resume=True)  # a finished run is only reloaded
+    args = search_args(a, method, seed, out)
+    trainer = train(args, resume=(Path(args.out) / "checkpoint.pt").is_file())  # a finished run is only reloaded
     return [reward for _, reward in trainer.replay], trainer.summary()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import subprocess
 import sys
@@ -155,6 +156,21 @@ def test_eval_cache_basics(tmp_path):
     assert clone.get("k") == {"accuracy": 0.5}
     with pytest.raises(ConfigError, match="folder"):
         EvalCache(tmp_path)
+
+
+def test_eval_cache_that_cannot_be_opened_is_a_config_error(tmp_path):
+    """A file in the way, a file that is not a database or a read-only folder: one ConfigError naming the cache (they
+    were raw FileExistsError / sqlite3.DatabaseError / OperationalError tracebacks)."""
+    (tmp_path / "file").write_text("")
+    (tmp_path / "text.sqlite").write_text("not a database " * 100)
+    bad = [tmp_path / "file" / "x.sqlite", tmp_path / "text.sqlite"]
+    if os.geteuid() != 0:  # root writes anywhere
+        (tmp_path / "ro").mkdir()
+        (tmp_path / "ro").chmod(0o555)
+        bad.append(tmp_path / "ro" / "x.sqlite")
+    for path in bad:
+        with pytest.raises(ConfigError, match=r"^cache: cannot use .*--cache none\)$"):
+            EvalCache(path)
 
 
 @pytest.mark.slow

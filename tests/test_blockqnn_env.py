@@ -138,6 +138,9 @@ def test_reward_at_the_end_shaped_and_deferred():
     assert terminated and reward == 0.0 and "accuracy" not in info and calls == []
     with pytest.raises(ConfigError, match="options"):
         deferred.reset(options={"genotype": "x"})
+    for bad in ("false", "no", 0, None):  # a string would have switched shaping on
+        with pytest.raises(ConfigError, match="reward_shaping: expected True or False"):
+            make(reward_shaping=bad)
 
 
 def test_info_costs_and_render():

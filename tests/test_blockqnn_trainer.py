@@ -131,6 +131,25 @@ def test_outputs_and_argument_errors(tmp_path):
         BlockQNNTrainer(BlockQNNArgs(max_index=5, cache=None), env=env, log=False)
 
 
+def test_resume_with_nothing_to_resume_is_an_error(tmp_path):
+    """``--resume`` on an empty ``--out`` must not start a whole new search (it used to, silently)."""
+    args = BlockQNNArgs(iterations=10, blocks_per_iteration=2, replay_batch=2, max_index=3, progress=False,
+                        cache=None, workers=1, out=str(tmp_path / "empty"))  # fmt: skip
+    env = gym.make("BlockQNN-v0", max_index=3, evaluator=CallableBlockEvaluator(proxy))
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train(args, env=env, resume=True)
+    assert not (tmp_path / "empty" / "checkpoint.pt").exists()
+
+
+def test_random_search_needs_no_epsilon_phases():
+    """``--schedule random`` has one phase, so one iteration is a valid budget; ``scaled`` needs one per phase."""
+    assert BlockQNNArgs(schedule="random", iterations=1, cache=None).epsilon_schedule() == ((1.0, 1),)
+    with pytest.raises(ConfigError, match="one per epsilon phase"):
+        BlockQNNArgs(schedule="scaled", iterations=9)
+    with pytest.raises(ConfigError, match="iterations"):
+        BlockQNNArgs(schedule="random", iterations=0)
+
+
 def _metrics(path: Path) -> list[dict[str, str]]:
     with path.open() as f:
         return [{k: v for k, v in row.items() if k not in PROCESS} for row in csv.DictReader(f)]

@@ -99,6 +99,15 @@ def test_train_resume_needs_a_checkpoint(tmp_path, capsys):
     assert not typo.exists()
 
 
+@pytest.mark.parametrize("algo", ["nat", "ppo", "blockqnn"])
+def test_train_out_that_cannot_be_created(algo, tmp_path, capsys):
+    """An --out under a file is one line naming --out, before any work starts (it was an OSError traceback at the
+    end of a run's set-up)."""
+    (tmp_path / "file").write_text("")
+    assert_one_line_error(["train", "--algo", algo, "--out", str(tmp_path / "file" / "run")], capsys, "--out:",
+                          "is a file")  # fmt: skip
+
+
 def test_train_never_overwrites_a_run(tmp_path, capsys):
     (tmp_path / "checkpoint.pt").write_bytes(b"")
     assert_one_line_error(["train", "--out", str(tmp_path)], capsys, "exists", "--resume")

@@ -84,11 +84,24 @@ def test_unknown_keys_are_one_line_errors():
         SB3Run(SB3Args(algo="ppo", hyperparams=("n_stepz=3",)))
     with pytest.raises(ConfigError, match=r"env_kwargs: unknown keys \['rulez'\].*allowed: .*'rules'"):
         SB3Run(SB3Args(algo="ppo", env_kwargs=("rulez=nat",)))
+    for bad in ("n_envs=0", "n_envs=-1", "n_envs=2.5"):  # were an IndexError traceback / silently 2
+        with pytest.raises(ConfigError, match="n_envs: expected an integer >= 1"):
+            SB3Run(SB3Args(algo="ppo", hyperparams=(bad,)))
     with pytest.raises(ConfigError, match="NATEdge-v0"):
         SB3Args(algo="dqn", env="NATCell-v0")
     with pytest.raises(ConfigError, match="policy"):
         SB3Args(policy="cnn")
     assert SB3Args(algo="a2c").out == "runs/a2c-NATCell-v0"
+
+
+@pytest.mark.parametrize("bad", ["n_steps=-5", "learning_rate=abc", "policy_kwargs=dict(net_arch=[-1])",
+                                 "policy=MlpPolicy"])  # fmt: skip
+def test_values_sb3_rejects_are_one_line_errors(bad, tiny_ckpt, tmp_path):
+    """A known key with a value SB3 or torch refuses (an assertion, a ValueError, a negative width) is a ConfigError
+    naming --hyperparams, not a traceback."""
+    run = SB3Run(tiny_args("ppo", tiny_ckpt, tmp_path, hyperparams=(*TINY_HP["ppo"], bad)))
+    with pytest.raises(ConfigError, match=r"^hyperparams: PPO rejects them .*--hyperparams$"):
+        run.build()
 
 
 # ------------------------------------------------------------------------------------------------ command line

@@ -63,6 +63,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import nat_gym  # noqa: F401  (registers the envs)
 from agents.heldout import fresh_inputs, heldout_report, rollout_alphas, score
+from agents.run_log import run_checkpoint
 from agents.sb3.callbacks import StopOnEvaluations, evaluations_of, vec_env_counters
 from agents.sb3.extractor import GCNExtractor
 from agents.sb3.hyperparams import (
@@ -72,7 +73,7 @@ from agents.sb3.hyperparams import (
     parse_assignments,
     policy_kwargs_value,
 )
-from nat_gym.errors import CheckpointError, ConfigError
+from nat_gym.errors import CheckpointError, ConfigError, NatGymError
 from nat_gym.genotype import Genotype
 from nat_gym.metrics_log import MetricsLog
 
@@ -294,7 +295,9 @@ class SB3Run:
             raise ConfigError(f"n_timesteps: not in agents/hyperparams/{args.algo}.yml; pass --n-timesteps")
         self.n_timesteps = int(steps)
         self.policy = hp.pop("policy", "MultiInputPolicy")
-        self.n_envs = int(hp.pop("n_envs", 1))
+        self.n_envs = hp.pop("n_envs", 1)
+        if isinstance(self.n_envs, bool) or not isinstance(self.n_envs, int) or self.n_envs < 1:
+            raise ConfigError(f"hyperparams: n_envs: expected an integer >= 1, got {self.n_envs!r}")
         self.policy_kwargs = policy_kwargs_value(hp.pop("policy_kwargs", None))
         if args.policy == "gcn":
             self.policy_kwargs.setdefault("features_extractor_class", GCNExtractor)
@@ -324,8 +327,15 @@ class SB3Run:
     def build(self) -> None:
         """A fresh model on fresh envs."""
         vec_env = DummyVecEnv([lambda: Monitor(self.make_env()) for _ in range(self.n_envs)])
-        self.model = self.algo_class(self.policy, vec_env, seed=self.args.seed, device=self.args.device, verbose=0,
-                                     policy_kwargs=self.policy_kwargs, **self.hyperparams)  # fmt: skip
+        try:
+            self.model = self.algo_class(self.policy, vec_env, seed=self.args.seed, device=self.args.device,
+                                         verbose=0, policy_kwargs=self.policy_kwargs, **self.hyperparams)  # fmt: skip
+        except NatGymError:
+            raise
+        except (AssertionError, ValueError, TypeError, RuntimeError) as e:  # SB3 and torch check values this way
+            vec_env.close()
+            raise ConfigError(f"hyperparams: {self.algo_class.__name__} rejects them ({type(e).__name__}: {e}); "
+                              f"check the values of --hyperparams") from None  # fmt: skip
         self._attach()
 
     def _attach(self) -> None:
@@ -595,11 +605,7 @@ def train(
         ConfigError: ``resume`` but ``args.out`` holds no checkpoint (nothing to resume), or not ``resume`` but it
             holds one (a run is never overwritten). Both are checked before any work starts.
     """
-    ckpt = Path(args.out) / "checkpoint.pt"
-    if resume and not ckpt.is_file():
-        raise ConfigError(f"out: nothing to resume, {ckpt} does not exist; check --out or drop --resume")
-    if ckpt.exists() and not resume:
-        raise ConfigError(f"out: {ckpt} exists; pass --resume to continue that run or choose another --out")
+    ckpt = run_checkpoint(args.out, resume)
     run = SB3Run(args, make_env=make_env)
     if resume:
         run.resume(ckpt)

@@ -111,6 +111,8 @@ class BlockQNNEnv(gym.Env):
         if not isinstance(evaluator, BlockEvaluator):
             raise ConfigError(f"evaluator: {type(evaluator).__name__} does not implement the BlockEvaluator protocol")
         self.evaluator = evaluator
+        if not isinstance(reward_shaping, (bool, np.bool_)):  # bool("false") would be True
+            raise ConfigError(f"reward_shaping: expected True or False, got {reward_shaping!r}")
         self.reward_shaping = bool(reward_shaping)
         self.invalid_action = invalid_action
         self.invalid_penalty = float(invalid_penalty)
