@@ -130,8 +130,8 @@ class NATTrainerArgs:
     m: int = 1
     """Input architectures per policy update (the paper: 1)."""
     n: int = 4
-    """Sampled transformations per input architecture (the paper: 1; 4 halves the noise of the policy gradient, see
-    the README). One update scores m * (n + 1) architectures in one batched supernet pass."""
+    """Sampled transformations per input architecture (the paper: 1; 4 lowers the variance of the policy gradient:
+    README). One update scores m * (n + 1) architectures in one batched supernet pass."""
     policy_updates_per_epoch: int | None = None
     """Policy updates per epoch; none = one per validation minibatch of reward_images images, as the paper."""
     lr: float = 3e-4
