@@ -6,8 +6,9 @@ Each iteration (Zhong et al., CVPR 2018 section 3; TPAMI 2019):
    iterations, :func:`~agents.qlearning.scaled_schedule` of them for a smaller budget, or ``random``: epsilon 1
    throughout, i.e. random search over valid layers), stepping ``BlockQNN-v0`` with deferred evaluation;
 2. **evaluate** them in one batched ``evaluator.measure`` call (early-stop training, a persistent SQLite cache, and
-   ``workers`` processes: the distributed evaluation of the papers on one machine; the results come back in the
-   order of the blocks, whatever the order in which they finish);
+   ``workers`` local processes or Ray workers, on this machine or a cluster (``executor``, ``address``): the
+   papers' distributed asynchronous evaluation; the results come back in the order of the blocks, whatever the
+   order in which they finish);
 3. **replay**: append every ``(trajectory, reward)`` to the replay memory (in sampling order), then draw
    ``replay_batch`` entries uniformly (with replacement) and apply :func:`~agents.qlearning.q_update` to each.
 
@@ -19,6 +20,7 @@ from the SQLite cache), ``summary.json`` and the ``top_k`` best blocks found (``
 Usage::
 
     nat-gym train --algo blockqnn                  # the digits default (README: its time on 2 cores)
+    nat-gym train --algo blockqnn --workers 32 --address HEAD:6379   # the blocks trained on a Ray cluster
     from agents.blockqnn_trainer import BlockQNNArgs, train
     trainer = train(BlockQNNArgs(iterations=12, blocks_per_iteration=16))
 """
@@ -39,6 +41,7 @@ import nat_gym  # noqa: F401  (registers BlockQNN-v0)
 from agents.qlearning import PAPER_SCHEDULE, START, QTable, epsilon_at, q_update, scaled_schedule
 from agents.run_log import add_scalars, open_writer, run_checkpoint, write_history_csv
 from nat_gym.block_evaluator import (
+    EXECUTORS,
     BlockMeasurement,
     DatasetSpec,
     EarlyStopEvaluator,
@@ -56,7 +59,8 @@ SCHEDULES: tuple[str, ...] = ("scaled", "paper", "random")
 """Epsilon schedules: ``scaled`` (the papers' proportions over ``iterations``), ``paper`` (178 iterations) and
 ``random`` (epsilon 1 for ``iterations``: random search)."""
 
-_RUN_ONLY_FIELDS = ("out", "progress", "device", "threads", "workers", "checkpoint_every", "cache", "top_k")
+_RUN_ONLY_FIELDS = ("out", "progress", "device", "threads", "workers", "executor", "address", "eval_timeout",
+                    "checkpoint_every", "cache", "top_k")  # fmt: skip
 """Arguments that may change when a run is resumed without making it a different run."""
 
 
@@ -123,7 +127,18 @@ class BlockQNNArgs:
     """Persistent evaluation cache (SQLite): default (~/.cache/nat-gym/blockqnn-evaluations.sqlite or
     $NAT_GYM_CACHE), a file path, or none."""
     workers: int = 2
-    """Processes that train the blocks of an iteration in parallel (1 = in this process)."""
+    """Processes (or Ray workers) that train the blocks of an iteration in parallel (1 = in this process, unless on
+    Ray)."""
+    executor: str = "auto"
+    """Where the blocks train: process (local worker processes), ray (Ray workers: a local Ray, or the cluster of
+    --address / RAY_ADDRESS; a killed worker's block is retried on another) or auto (ray when a cluster address is
+    given, else process). The Q-learning updates are the same whichever is used."""
+    address: str | None = None
+    """A Ray cluster to train the blocks on (HOST:PORT of its head, as ray start prints it); none: RAY_ADDRESS if set,
+    else this machine."""
+    eval_timeout: float | None = None
+    """Ray only: seconds one block's training may take before its worker is killed and the block retried (twice,
+    then the run stops with an error; finished evaluations stay in the cache); none = no limit."""
     device: str = "auto"
     """auto (CUDA when available), cpu or cuda."""
     threads: int | None = 1
@@ -148,6 +163,10 @@ class BlockQNNArgs:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"executor: expected one of {list(EXECUTORS)}, got {self.executor!r}")
+        if self.eval_timeout is not None and not self.eval_timeout > 0:
+            raise ConfigError(f"eval_timeout: expected a positive number of seconds or none, got {self.eval_timeout!r}")
         if not 0 < self.q_lr <= 1:
             raise ConfigError(f"q_lr: expected a learning rate in (0, 1], got {self.q_lr!r}")
         if not 0 <= self.discount <= 1:
@@ -182,7 +201,8 @@ def make_env(args: BlockQNNArgs) -> gym.Env:
     cache = None if args.cache in (None, "none") else args.cache
     evaluator = EarlyStopEvaluator(DatasetSpec(args.dataset, args.data_seed, root=args.data_root), args.recipe(),
                                    reward=RewardConfig(args.mu, args.rho), cache=cache, device=args.device,
-                                   workers=args.workers, threads=args.threads)  # fmt: skip
+                                   workers=args.workers, threads=args.threads, executor=args.executor,
+                                   address=args.address, timeout=args.eval_timeout)  # fmt: skip
     return gym.make("BlockQNN-v0", max_index=args.max_index, evaluator=evaluator)
 
 
@@ -434,5 +454,10 @@ def train(args: BlockQNNArgs, *, resume: bool = False, env: gym.Env | None = Non
     trainer = BlockQNNTrainer(args, env=env, log=log)
     if resume and trainer.resume():
         print(f"blockqnn: resumed {ckpt} at iteration {trainer.iteration}")
-    trainer.train()
+    try:
+        trainer.train()
+    finally:  # stop the worker processes / give the Ray workers' CPUs back
+        close = getattr(trainer.evaluator, "close", None)
+        if env is None and close is not None:
+            close()
     return trainer

@@ -80,7 +80,7 @@ ALGOS: dict[str, AlgoSpec] = {
         "agents.blockqnn_trainer", "BlockQNNArgs", "train",
         "BlockQNN: tabular Q-learning builds network blocks layer by layer on BlockQNN-v0 (early-stop reward, "
         "64 blocks per iteration evaluated together, SQLite evaluation cache)",
-        choices={"schedule": ("scaled", "paper", "random")},
+        choices={"schedule": ("scaled", "paper", "random"), "executor": ("auto", "process", "ray")},
     ),
 }  # fmt: skip
 """``--algo`` name -> :class:`AlgoSpec`. Adding an algorithm is one entry here."""

@@ -27,6 +27,13 @@ per-block accuracy, parameters, FLOPs and density): :class:`EarlyStopEvaluator` 
 wraps a user's ``fn(block) -> accuracy``. Both deduplicate a batch by canonical block, keep an in-memory cache, and the
 early-stop evaluator consults a persistent :class:`~nat_gym.eval_cache.EvalCache` keyed by (canonical block digest,
 recipe, dataset) before training and writes each result to it as soon as it is finished.
+
+**Where the trainings run** (``EarlyStopEvaluator(executor=...)``): in this process (``workers=1``), in a pool of
+``workers`` local processes (``"process"``), or on a pool of ``workers`` Ray actors, local or on a cluster
+(``"ray"``, :class:`nat_gym.distributed.RayPool`: results as they finish, a killed worker's block retried on another,
+a time limit per block). ``"auto"`` (the default) picks Ray when a cluster address is given (``address`` or
+``RAY_ADDRESS``), else local processes. Either way the cache is written here, in the caller's process, by completed
+trainings only, and the results are the same.
 """
 
 from __future__ import annotations
@@ -37,10 +44,11 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, fields
-from functools import lru_cache
+from functools import lru_cache, partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -74,10 +82,14 @@ __all__ = [
     "block_reward",
     "default_cache_path",
     "CACHE_KIND",
+    "EXECUTORS",
 ]
 
 CACHE_KIND = "blockqnn-early-stop/1"
 """The ``kind`` of the persistent cache's rows (part of every key: a new training procedure gets a new kind)."""
+
+EXECUTORS: tuple[str, ...] = ("auto", "process", "ray")
+"""Where :class:`EarlyStopEvaluator` trains blocks (see the module docstring)."""
 
 
 # ============================================================================================================ recipe
@@ -251,6 +263,13 @@ def _train_in_worker(block: Block, recipe: EarlyStopRecipe, dataset: DatasetSpec
     """:func:`early_stop_train` with ``threads`` torch threads, in a worker process."""
     with torch_threads(threads):
         return early_stop_train(block, recipe, dataset, device)
+
+
+def _early_stop_trainer(recipe: EarlyStopRecipe, dataset: DatasetSpec, device: str,
+                        threads: int | None) -> Callable[[Block], dict[str, float]]:  # fmt: skip
+    """What each Ray worker builds once: the dataset loaded, then ``block -> result`` (:func:`_train_in_worker`)."""
+    dataset.load()
+    return partial(_train_in_worker, recipe=recipe, dataset=dataset, device=device, threads=threads)
 
 
 # ============================================================================================================ reward
@@ -465,8 +484,15 @@ class EarlyStopEvaluator(BlockEvaluatorBase):
         cache: an :class:`~nat_gym.eval_cache.EvalCache`, a path to one, ``"default"`` (:func:`default_cache_path`)
             or ``None`` (in-memory only).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        workers: processes that train the blocks of one :meth:`measure` call in parallel (1: in this process).
-            Each result is written to the cache as soon as it arrives; the results do not depend on the order.
+        workers: processes (or Ray actors) that train the blocks of one :meth:`measure` call in parallel (1: in
+            this process, unless on Ray). Each result is written to the cache as soon as it arrives; the results do
+            not depend on the order.
+        executor: ``"auto"``, ``"process"`` or ``"ray"`` (see the module docstring). ``"ray"`` without Ray
+            installed says so once and uses local processes.
+        address: a Ray cluster to train on (``HOST:PORT``; ``None``: ``RAY_ADDRESS`` if set, else a local Ray).
+        timeout: Ray only: seconds one block's training may take before its worker is killed and it is retried.
+        max_retries: Ray only: retries of a block whose worker died or timed out
+            (:class:`~nat_gym.errors.WorkerLost` / :class:`~nat_gym.errors.EvaluationTimeout` after that).
         threads: torch CPU threads per training (1: the tiny networks gain nothing from more, and a busy machine
             makes threads spin against each other).
         progress: show a progress bar over the blocks a call trains.
@@ -477,7 +503,9 @@ class EarlyStopEvaluator(BlockEvaluatorBase):
 
     def __init__(self, dataset: DatasetSpec | str = "digits", recipe: EarlyStopRecipe | None = None, *,
                  reward: RewardConfig | None = None, cache: EvalCache | str | os.PathLike | None = "default",
-                 device: str = "cpu", workers: int = 1, threads: int | None = 1, progress: bool = False) -> None:  # fmt: skip
+                 device: str = "cpu", workers: int = 1, threads: int | None = 1, progress: bool = False,
+                 executor: str = "auto", address: str | None = None, timeout: float | None = None,
+                 max_retries: int = 2) -> None:  # fmt: skip
         self.dataset = dataset if isinstance(dataset, DatasetSpec) else DatasetSpec(dataset)
         if recipe is None:
             recipe = DIGITS_RECIPE if self.dataset.name in ("digits", "fake") else PAPER_RECIPE
@@ -494,7 +522,10 @@ class EarlyStopEvaluator(BlockEvaluatorBase):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"workers: expected an integer >= 1, got {workers!r}")
         self.workers, self.threads, self.progress = workers, threads, progress
+        self.executor = _resolve_executor(executor, address)
+        self.address, self.timeout, self.max_retries = address, timeout, max_retries
         self._pool: ProcessPoolExecutor | None = None
+        self._ray_pool: Any = None
         text = json.dumps({"kind": CACHE_KIND, "recipe": recipe.to_dict(), "dataset": self.dataset.to_dict()},
                           sort_keys=True)  # fmt: skip
         self._version = hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -509,10 +540,27 @@ class EarlyStopEvaluator(BlockEvaluatorBase):
         return f"{self._version}:{block.digest()}"
 
     def close(self) -> None:
-        """Stop the worker processes (a later call starts them again)."""
+        """Stop the worker processes or Ray actors (a later call starts them again)."""
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        if self._ray_pool is not None:
+            self._ray_pool.close()
+            self._ray_pool = None
+
+    @property
+    def ray_pool(self) -> Any:
+        """The :class:`~nat_gym.distributed.RayPool` that trains the blocks (``executor="ray"``; started on first
+        use)."""
+        if self.executor != "ray":
+            raise ConfigError(f"ray_pool: this evaluator trains with executor={self.executor!r}, not 'ray'")
+        if self._ray_pool is None:
+            from nat_gym.distributed import RayPool
+
+            factory = partial(_early_stop_trainer, self.recipe, self.dataset, self.device, self.threads)
+            self._ray_pool = RayPool(factory, workers=self.workers, address=self.address, timeout=self.timeout,
+                                     max_retries=self.max_retries)  # fmt: skip
+        return self._ray_pool
 
     def __del__(self) -> None:
         try:
@@ -542,8 +590,11 @@ class EarlyStopEvaluator(BlockEvaluatorBase):
                 bar.update(1)
         return out
 
-    def _train(self, blocks: list[Block]):
-        """Yield ``(block, result)`` as trainings finish (in any order when ``workers > 1``)."""
+    def _train(self, blocks: list[Block]) -> Iterator[tuple[Block, dict[str, float]]]:
+        """Yield ``(block, result)`` as trainings finish (in any order when ``workers > 1`` or on Ray)."""
+        if self.executor == "ray":
+            yield from self.ray_pool.imap_unordered(blocks)
+            return
         if self.workers == 1 or len(blocks) == 1:
             with torch_threads(self.threads):
                 for b in blocks:
@@ -567,3 +618,21 @@ class EarlyStopEvaluator(BlockEvaluatorBase):
         if self.cache is not None:
             self.cache.put(self.key(block), result, kind=CACHE_KIND, subject=str(block.canonical()),
                            recipe=self.recipe.to_dict(), dataset=self.dataset.to_dict())  # fmt: skip
+
+
+def _resolve_executor(executor: str, address: str | None) -> str:
+    """``"process"`` or ``"ray"`` for the ``executor`` and ``address`` arguments (see the module docstring)."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor: expected one of {list(EXECUTORS)}, got {executor!r}")
+    if executor == "auto":
+        executor = "ray" if address or os.environ.get("RAY_ADDRESS") else "process"
+    if executor == "process" and address:
+        raise ConfigError(f"address: {address!r} is a Ray cluster's address, which executor='process' (this "
+                          "machine's processes) cannot reach; executors that take an address: 'ray', 'auto'")  # fmt: skip
+    if executor == "ray":
+        from nat_gym.distributed import ray_evaluator
+
+        if not ray_evaluator.ray_available():
+            warnings.warn(ray_evaluator.RAY_MISSING, RuntimeWarning, stacklevel=3)
+            return "process"
+    return executor

@@ -16,6 +16,9 @@ __all__ = [
     "CheckpointError",
     "DatasetNotFoundError",
     "ConfigError",
+    "EvaluationError",
+    "EvaluationTimeout",
+    "WorkerLost",
 ]
 
 
@@ -53,3 +56,15 @@ class CheckpointError(NatGymError, ValueError):
 
 class DatasetNotFoundError(NatGymError, FileNotFoundError):
     """A dataset's files are missing from the given folder."""
+
+
+class EvaluationError(NatGymError, RuntimeError):
+    """An evaluation could not be completed by the workers that run it (not bad input: a fault or a time limit)."""
+
+
+class EvaluationTimeout(EvaluationError):
+    """An evaluation ran past its time limit on every attempt (the message names what was evaluated)."""
+
+
+class WorkerLost(EvaluationError):
+    """The worker process running an evaluation died (killed, out of memory, its node lost) on every attempt."""

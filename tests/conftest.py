@@ -91,3 +91,16 @@ def tiny_ckpt(tmp_path_factory):
     torch.manual_seed(0)
     net = Supernet(SupernetConfig(C=4, layers=3, ops=rules.get("nat++").ops, num_classes=10, in_channels=1))
     return str(save_checkpoint(tmp_path_factory.mktemp("supernet") / "tiny.pt", net))
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local Ray with 2 CPUs for the whole session (Ray's tests: a pool joins it instead of starting its own);
+    skips where the extra ``ray`` is not installed."""
+    ray = pytest.importorskip("ray")
+    from nat_gym.distributed import connect
+
+    started = connect(num_cpus=2)
+    yield ray
+    if started:
+        ray.shutdown()

@@ -210,3 +210,18 @@ def test_statistics_find_the_better_algorithm():
         protocol_stats(mixed, "per-instance", reps=10)
     with pytest.raises(ConfigError, match="rows"):
         protocol_stats(rows[:-1], "per-instance", reps=10)
+
+
+@pytest.mark.slow
+def test_bench_on_ray_merges_the_same_rows_into_one_csv(bench, local_ray, tmp_path):
+    """``--ray --jobs 2``: the runs spread over 2 Ray workers (the per-instance ``nat`` runs sample the policies the
+    amortised ones trained there, sent back and forth); one results.csv with the rows of the serial benchmark."""
+    argv = [a if a != str(bench["out"]) else str(tmp_path / "ray") for a in bench["argv"]]
+    assert main([*argv, "--ray", "--jobs", "2"]) == 0
+    timing = {"seconds", "wall_seconds"}
+    serial, on_ray = (sorted(({k: v for k, v in r.items() if k not in timing} for r in _rows(path / "results.csv")),
+                             key=lambda r: json.dumps(r, sort_keys=True)) for path in (bench["out"], tmp_path / "ray"))  # fmt: skip
+    assert on_ray == serial and len(on_ray) == 56
+    assert sorted(p.name for p in (tmp_path / "ray" / "policies").iterdir()) == ["nat-seed0.pt", "nat-seed1.pt"]
+    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert summary["config"]["ray"] is True and summary["jobs_run_this_invocation"] == 10

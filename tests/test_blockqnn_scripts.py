@@ -41,11 +41,37 @@ def test_evidence_script_runs_and_resumes(tmp_path):
     assert set(evidence["results"]) == {"qlearning/seed0", "random/seed0", "ppo/seed0", "qlearning-lr0.1/seed0"}
     for r in evidence["results"].values():
         assert r["sampled"] == 20 and r["best_reward"] >= r["mean_reward_last_tenth"] - 1e-9
-    assert set(evidence["final"]) == {"ResNet", "Inception", "best of qlearning", "best of random", "best of ppo",
-                                      "best of qlearning-lr0.1"}  # fmt: skip
-    assert "| qlearning |" in run.stdout and "| ResNet |" in run.stdout
+        assert 1 <= r["distinct_blocks"] <= 20 and r["hit_rate"] == 1 - r["distinct_blocks"] / 20
+        assert r["train_cpu_seconds"] > 0 and r["seconds"] > 0
+    ranking = evidence["cache_ranking"]
+    assert ranking["blocks"] == len(EvalCache(out / "evaluations.sqlite"))  # every block the searches evaluated
+    assert ranking["by_reward"][0]["reward"] == max(r["best_reward"] for r in evidence["results"].values())
+    assert ranking["by_accuracy"][0]["accuracy"] >= ranking["by_reward"][0]["accuracy"]
+    # each distinct block is trained once, under all the names that chose it
+    names = [name for label in evidence["final"] for name in label.split(" = ")]
+    assert sorted(names) == sorted(["ResNet", "Inception", "best of qlearning", "best of random", "best of ppo",
+                                    "best of qlearning-lr0.1", "most accurate in the cache"])  # fmt: skip
+    assert len({f["block"] for f in evidence["final"].values()}) == len(evidence["final"])
+    assert all(f["params"] > 0 and f["flops"] > 0 for f in evidence["final"].values())
+    assert "| qlearning |" in run.stdout and "| ResNet" in run.stdout and "| accuracy | `" in run.stdout
     rows = len(EvalCache(out / "evaluations.sqlite"))
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-2000:]
     assert len(EvalCache(out / "evaluations.sqlite")) == rows  # every search was reloaded, nothing trained again
     assert json.loads((out / "evidence.json").read_text())["results"].keys() == evidence["results"].keys()
+
+
+@pytest.mark.slow
+def test_bench_ray_reports_throughput_overhead_and_the_simulated_cluster(tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "figures.json"
+    cmd = [sys.executable, "scripts/bench_ray.py", "--rounds", "1", "--blocks", "2", "--dataset", "fake", "--epochs",
+           "1", "--tasks", "5", "--supernet-epochs", "0", "--json", str(out)]  # fmt: skip
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    for key in ("throughput_ray_2_workers_vs_serial", "ray_overhead_ms_per_task", "serial_seconds_per_block",
+                "simulated_speedup_32_workers_64_blocks"):  # fmt: skip
+        assert figures[key] > 0, key
+        assert key in run.stdout
+    assert 1 < figures["simulated_speedup_2_workers_64_blocks"] <= 2 <= figures["simulated_speedup_32_workers_64_blocks"]

@@ -143,7 +143,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policies", default=None,
                    help="folder of the trained policies that per-instance policy sampling uses (default: "
                         "OUT/policies, written by the amortised protocol)")  # fmt: skip
-    p.add_argument("--jobs", type=int_at_least(1), default=1, help="runs in parallel processes (default: 1)")
+    p.add_argument("--jobs", type=int_at_least(1), default=1,
+                   help="runs in parallel: processes, or Ray workers with --ray (default: 1)")
+    p.add_argument("--ray", action="store_true",
+                   help="spread the runs over --jobs Ray workers: a local Ray, or the cluster of --address / "
+                   "RAY_ADDRESS; their results are merged into OUT/results.csv here (needs the extra ray; "
+                   "--supernet must be a file every node can read, or the default, which each node builds once)")
+    p.add_argument("--address", default=None,
+                   help="with --ray: the Ray cluster (HOST:PORT of its head; default: RAY_ADDRESS, else this machine)")
     p.add_argument("--reps", type=int_at_least(1), default=1000, help="bootstrap replications of the CIs (default: 1000)")
     p.add_argument("--out", default="runs/bench", help="output folder (default: runs/bench)")
     p.add_argument("--report", metavar="DIR", default=None,
@@ -192,6 +199,16 @@ def _run_bench(ns: argparse.Namespace) -> int:
         empty = [p for p in protocols if not algos[p]]
         if empty:
             raise ConfigError(f"--algos: none of {ns.algos} runs in {empty}; choose --protocol or add algorithms")
+    if ns.address and not ns.ray:
+        raise ConfigError("--address: a Ray cluster's address; add --ray to run the benchmark on it")
+    if ns.ray:
+        from nat_gym.distributed import RAY_MISSING, ray_available
+
+        if not ray_available():  # the runs go to local processes instead
+            import sys
+
+            print(f"nat-gym bench: --ray: {RAY_MISSING}", file=sys.stderr)
+            ns.ray = False
     if ns.budget is None:
         raise ConfigError("--budget: required (reward evaluations per run), e.g. --budget amortised=2000 "
                           "per-instance=100")  # fmt: skip
@@ -206,7 +223,7 @@ def _run_bench(ns: argparse.Namespace) -> int:
         task_sets=parse_per_protocol(ns.tasks, "tasks", str, protocols, defaults["task_sets"].default_factory()),
         out=ns.out, env_id=ns.env, samples=ns.samples, cost_weight=ns.cost_weight, supernet=ns.supernet,
         hyperparams=parse_hyperparams(ns.hyperparams, ns.hyperparams_file, algos), policies=ns.policies,
-        jobs=ns.jobs, progress=not ns.no_progress, reps=ns.reps,
+        jobs=ns.jobs, progress=not ns.no_progress, reps=ns.reps, ray=ns.ray, address=ns.address,
     )  # fmt: skip
     info = run_bench(config)
     print(f"bench: {info['jobs_run_this_invocation']} runs in {info['seconds_this_invocation']:.0f} s; results in "

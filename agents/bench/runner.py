@@ -12,8 +12,12 @@ Layout of the output folder ``out``::
 A job that was interrupted is simply run again; jobs that finished are never redone, so an interrupted benchmark
 resumes where it stopped (``nat-gym bench`` with the same arguments); algorithms and seeds can be added to a folder
 later, but a finished job is never resumed under settings it did not run with (:meth:`BenchConfig.job_settings`).
-Jobs run in separate processes with ``jobs > 1`` (spawned; each loads the supernet once); their results do not
-depend on the order or the process (see :mod:`agents.bench.protocols`).
+Jobs run in separate processes with ``jobs > 1`` (spawned; each loads the supernet once), or on ``jobs`` Ray workers
+with ``ray`` (a local Ray, or the cluster of ``address`` / ``RAY_ADDRESS``: :class:`nat_gym.distributed.RayPool`; a
+killed worker's job is run again on another). On Ray a worker returns a job's rows, meta and trained policy to this
+process, which writes them into ``out`` (so the workers need no shared folder; the per-instance jobs that sample
+policies receive them the same way); their results do not depend on the order or the process (see
+:mod:`agents.bench.protocols`).
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +65,8 @@ class BenchConfig:
     jobs: int = 1
     progress: bool = True
     reps: int = 1000
+    ray: bool = False
+    address: str | None = None
 
     def __post_init__(self) -> None:
         from agents.bench.protocols import PROTOCOLS
@@ -120,6 +127,20 @@ def _context(config: BenchConfig, protocol: str, eval_workers: int | None):
 
 def _run_job(config: BenchConfig, protocol: str, algo: str, seed: int, eval_workers: int | None) -> dict[str, Any]:
     """Run one job, write its rows and meta; returns the meta."""
+    rows, meta = _job_result(config, protocol, algo, seed, eval_workers)
+    _write_job(config, rows, meta)
+    return meta
+
+
+def _write_job(config: BenchConfig, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    csv_path, meta_path = job_paths(config.out, meta["protocol"], meta["algo"], meta["seed"])
+    write_rows(csv_path, rows)
+    atomic_write_text(meta_path, json.dumps(meta, indent=1, default=str))  # the meta marks the job finished
+
+
+def _job_result(config: BenchConfig, protocol: str, algo: str, seed: int,
+                eval_workers: int | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
+    """Run one job; returns its rows and meta (an amortised job also saves its policy in the policies folder)."""
     import torch
 
     from agents.bench.protocols import run_amortised, run_per_instance
@@ -142,10 +163,52 @@ def _run_job(config: BenchConfig, protocol: str, algo: str, seed: int, eval_work
             "job_seconds": seconds, "algorithm_seconds": _algorithm_seconds(protocol, final),
             "evaluations": max(r["evaluations"] for r in rows), "rows": len(rows),
             "stops": sorted({r["stop"] for r in final}), "pin": ctx.pin, "hyperparams": hp}  # fmt: skip
-    csv_path, meta_path = job_paths(config.out, protocol, algo, seed)
-    write_rows(csv_path, rows)
-    atomic_write_text(meta_path, json.dumps(meta, indent=1, default=str))  # the meta marks the job finished
-    return meta
+    return rows, meta
+
+
+class _RayJobs:
+    """What a Ray worker builds once: ``(protocol, algo, seed, policy bytes or None) -> (rows, meta, policy bytes or
+    None)``, with a policies folder of its own (the driver sends and receives the policy files)."""
+
+    def __init__(self, config: BenchConfig) -> None:
+        self.folder = tempfile.mkdtemp(prefix="nat-gym-bench-")
+        self.config = replace(config, policies=self.folder, progress=False)
+
+    def __call__(self, job: tuple[str, str, int, bytes | None]) -> tuple[list, dict, bytes | None]:
+        protocol, algo, seed, policy = job
+        path = Path(self.folder) / f"{algo}-seed{seed}.pt"
+        if policy is not None:
+            _write_bytes(path, policy)
+        rows, meta = _job_result(self.config, protocol, algo, seed, 1)
+        trained = path.read_bytes() if protocol == "amortised" and path.is_file() else None
+        return rows, meta, trained
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    from nat_gym.supernet.checkpoint import atomic_write
+
+    atomic_write(path, lambda f: f.write(data))
+
+
+def _run_on_ray(config: BenchConfig, todo: list[tuple[str, str, int]], bar: Any) -> None:
+    """Run ``todo`` on ``config.jobs`` Ray workers; write each job's files here as it finishes."""
+    from functools import partial
+
+    from nat_gym.distributed import RayPool
+
+    policies = _policies_dir(config)
+    items = []
+    for protocol, algo, seed in todo:
+        path = policies / f"{algo}-seed{seed}.pt"
+        items.append((protocol, algo, seed, path.read_bytes() if protocol == "per-instance" and path.is_file()
+                      else None))  # fmt: skip
+    with RayPool(partial(_RayJobs, config), workers=config.jobs, address=config.address) as pool:
+        for (_, algo, seed, _), (rows, meta, trained) in pool.imap_unordered(items):
+            if trained is not None:
+                _write_bytes(policies / f"{algo}-seed{seed}.pt", trained)
+            _write_job(config, rows, meta)
+            bar.set_postfix_str(f"{algo} seed {seed} done")
+            bar.update(1)
 
 
 def _algorithm_seconds(protocol: str, final: list[dict[str, Any]]) -> float:
@@ -193,7 +256,9 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         bar = tqdm(total=done + len(todo), initial=done, desc=f"bench {protocol}", unit="run",
                    disable=not config.progress, dynamic_ncols=True)  # fmt: skip
         try:
-            if config.jobs == 1 or len(todo) <= 1:
+            if config.ray and todo:
+                _run_on_ray(config, todo, bar)
+            elif config.jobs == 1 or len(todo) <= 1:
                 for job in todo:
                     bar.set_postfix_str(f"{job[1]} seed {job[2]}")
                     _run_job(config, *job, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,7 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train a weight-sharing supernet by uniform architecture sampling (resumable)",
         description="Train the supernet that scores architectures: every SGD step samples one random input "
         "architecture (2 predecessors and 2 non-null ops per node) and trains that single path. Checkpoints are "
-        "written atomically with their configuration inside; --resume continues an interrupted run exactly.",
+        "written atomically with their configuration inside; --resume continues an interrupted run exactly. "
+        "Several processes (--nproc N, or torchrun --nproc-per-node N -m nat_gym.cli train-supernet ...): "
+        "DistributedDataParallel, each process training its own sampled architecture on its share of every "
+        "minibatch; the gradients are averaged (README, Scaling out).",
     )
     p.add_argument("--dataset", default="digits", help="digits (embedded, default), cifar10, cifar100 or fake")
     p.add_argument("--data-root", default=None, help="folder holding CIFAR's extracted files (default: the cache)")
@@ -60,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int_at_least(0), default=1,
                    help="CPU threads for the tiny convolutions (default: 1; 0 = torch's choice). One is as fast as "
                    "two on an idle 2-core machine and much faster on a busy one")
+    p.add_argument("--nproc", type=int_at_least(1), default=1,
+                   help="processes that train together with DistributedDataParallel (gloo on the CPU, NCCL with one "
+                   "GPU each), started by torchrun's launcher; --batch-size is split over them (default: 1)")
     p.add_argument("--out", default="runs/supernet", help="output folder: checkpoint, metrics.csv, TensorBoard, PNG")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from OUT/supernet.pt (which must "
                    "exist)")
@@ -68,11 +75,40 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from nat_gym.errors import ConfigError
+
+    ckpt = Path(args.out) / "supernet.pt"
+    if ckpt.exists() and not args.resume:
+        raise ConfigError(f"--out: {ckpt} exists; pass --resume to continue it or choose another --out")
+    if args.resume and not ckpt.is_file():
+        raise ConfigError(f"--resume: nothing to resume, {ckpt} does not exist; check --out or drop --resume")
+    if args.batch_size % args.nproc:
+        raise ConfigError(f"--batch-size: {args.batch_size} does not split evenly over --nproc {args.nproc} processes")
+    if args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        if args.download:
+            raise ConfigError("--download: not with --nproc above 1 (each process would download the files); "
+                              "download with one process first")  # fmt: skip
+        return _launch(args)
+    return _train(args)
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """Run :func:`_train` in ``args.nproc`` processes, as ``torchrun --standalone --nproc-per-node N`` would (its
+    launcher API: a local rendezvous on a free port, RANK / WORLD_SIZE / LOCAL_RANK set for each process)."""
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=args.nproc, run_id=f"nat-gym-{os.getpid()}",
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)  # fmt: skip
+    print(f"train-supernet: {args.nproc} processes (DistributedDataParallel)")
+    elastic_launch(config, _train)(args)  # raises ChildFailedError (with the failing rank's traceback) on failure
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
     import torch
 
     from nat_gym import rules
     from nat_gym.data import load_dataset
-    from nat_gym.errors import ConfigError
     from nat_gym.plotting import plot_learning_curves
     from nat_gym.supernet.config import SupernetConfig, SupernetTrainConfig
     from nat_gym.supernet.model import Supernet
@@ -80,10 +116,6 @@ def _run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     ckpt = out / "supernet.pt"
-    if ckpt.exists() and not args.resume:
-        raise ConfigError(f"--out: {ckpt} exists; pass --resume to continue it or choose another --out")
-    if args.resume and not ckpt.is_file():
-        raise ConfigError(f"--resume: nothing to resume, {ckpt} does not exist; check --out or drop --resume")
     data = load_dataset(args.dataset, root=args.data_root, download=args.download, seed=args.data_seed)
     cfg = SupernetConfig(C=args.channels, layers=args.layers, steps=args.steps, ops=rules.get(args.rules).ops,
                          num_classes=data.num_classes, in_channels=data.in_channels)  # fmt: skip
@@ -93,12 +125,18 @@ def _run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     trainer = SupernetTrainer(Supernet(cfg), data, train_cfg, device=args.device, checkpoint=ckpt, log_dir=out,
                               threads=args.threads or None)  # fmt: skip
+    ctx = trainer.ctx
     if args.resume:
-        trainer.resume()
-        print(f"resumed from {ckpt} at epoch {trainer.epoch}")
-    print(f"supernet: {cfg} on {data.name} ({len(data.train)} train / {len(data.valid)} valid images), "
-          f"device {trainer.device}")  # fmt: skip
+        trainer.resume(ckpt)
+        if ctx.is_main:
+            print(f"resumed from {ckpt} at epoch {trainer.epoch}")
+    if ctx.is_main:
+        print(f"supernet: {cfg} on {data.name} ({len(data.train)} train / {len(data.valid)} valid images), "
+              f"device {trainer.device}{f' x {ctx.world_size} processes' if ctx.distributed else ''}")  # fmt: skip
     trainer.train(progress=not args.no_progress)
+    ctx.close()  # every process leaves the group together; rank 0 (which saved the checkpoint) reports
+    if not ctx.is_main:
+        return 0
     trainer.supernet.eval()
     with torch_threads(args.threads or None, trainer.device):
         accs = evaluate_random_architectures(trainer.supernet, data.valid, args.final_archs, seed=args.seed + 1)

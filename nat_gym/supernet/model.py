@@ -346,9 +346,10 @@ class Supernet(nn.Module):
         self._version = f"{self._version_tag}:{next(_VERSIONS)}"
 
     # ------------------------------------------------------------------------------------------------- parameters
-    def path_parameters(self, genotype: Genotype) -> list[nn.Parameter]:
+    def path_parameters(self, *genotypes: Genotype) -> list[nn.Parameter]:
         """The parameters a single-path pass of ``genotype`` can use (stem, every cell's preprocessing, the ops on
         its edges, classifier), in the order of :meth:`parameters`; a training step gives gradients to these only.
+        Several genotypes: the union of their paths (a multi-process step, one path per process).
 
         Walking the whole supernet instead (``parameters()``: thousands of modules) costs several milliseconds of
         Python per step; this reads per-module lists cached on first use.
@@ -357,9 +358,10 @@ class Supernet(nn.Module):
             self._param_index = {p: i for i, p in enumerate(self.parameters())}
         used = [self.stem, self.classifier]
         for mod in self.cells:
-            cell = genotype.reduce if mod.reduction else genotype.normal
             used += [mod.preprocess0, mod.preprocess1]
-            used += [mod.edges[_slot(e.src, e.dst)][e.op] for e in cell.edges]
+            for genotype in genotypes:
+                cell = genotype.reduce if mod.reduction else genotype.normal
+                used += [mod.edges[_slot(e.src, e.dst)][e.op] for e in cell.edges]
         params = set()
         for module in used:
             cached = self._module_params.get(module)

@@ -4,6 +4,20 @@ Each SGD step samples one input architecture uniformly (two predecessors and two
 the weights of that single path on one minibatch. SGD with the paper's settings (lr 0.01, momentum 0.9, weight decay
 3e-4), gradient clipping at 5, cosine learning-rate decay over the run. Randomness is derived from ``seed`` and the
 epoch, so a run resumed from a checkpoint continues exactly as the uninterrupted run would.
+
+**Several processes** (``nat-gym train-supernet --nproc N``, or ``torchrun --nproc-per-node N -m nat_gym.cli
+train-supernet ...``; the process group of :mod:`nat_gym.final.distributed`: gloo on the CPU, NCCL on CUDA): the
+model is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`. ``batch_size`` stays global: each of the
+``W`` processes takes its ``batch_size / W`` share of every minibatch, and **samples its own architecture** per step
+(seeded by ``seed``, the epoch and its rank). DDP averages the gradients over the processes, so each process's path
+gets ``1/W`` of its gradient and a weight on ``k`` of the ``W`` paths moves by ``k/W`` of their mean gradient: the
+Monte-Carlo gradient of the expected loss over uniformly sampled architectures with ``W`` samples per step, which is
+what uniform sampling optimises (dividing by ``k`` instead would over-weight rarely sampled ops). Each process runs
+only its path, so DDP is told ``find_unused_parameters=True`` (it then marks the other weights ready instead of
+waiting for their gradients); the clipping and the optimiser step then cover the union of the ``W`` paths (every
+process can draw every process's architecture from the seeds, so all step the same weights: no momentum or weight
+decay reaches a weight no path used, as in one process). Rank 0 scores, logs and writes the checkpoint, in the same
+format as one process.
 """
 
 from __future__ import annotations
@@ -13,7 +27,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -104,9 +118,15 @@ class SupernetTrainer:
         log_dir: str | os.PathLike | None = None,
         threads: int | None = 1,
     ) -> None:
+        from nat_gym.final import distributed  # (it imports this module)
+
         self.config = config or SupernetTrainConfig()
         self.threads = threads
-        self.device = resolve_device(device)
+        self.ctx = distributed.setup(device)  # one process unless started by torchrun
+        if self.config.batch_size % self.ctx.world_size:
+            raise ConfigError(f"batch_size: {self.config.batch_size} does not split evenly over "
+                              f"{self.ctx.world_size} processes")  # fmt: skip
+        self.device = self.ctx.device
         self.supernet = supernet.to(self.device)
         cfg = supernet.config
         if (data.in_channels, data.num_classes) != (cfg.in_channels, cfg.num_classes):
@@ -116,7 +136,7 @@ class SupernetTrainer:
             )
         self.data = data
         self.checkpoint = Path(checkpoint) if checkpoint else None
-        self.log_dir = Path(log_dir) if log_dir else None
+        self.log_dir = Path(log_dir) if log_dir and self.ctx.is_main else None  # rank 0 logs
         c = self.config
         self.optimizer = torch.optim.SGD(
             supernet.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
@@ -126,6 +146,18 @@ class SupernetTrainer:
         self._sample_ops = [o for o in cfg.ops if o != "null"]
         self._grad_params: list[torch.nn.Parameter] = []  # the parameters the last training step gave gradients
         self._writer = None
+        self._model: torch.nn.Module = supernet  # what the training steps call: DDP over several processes
+        if self.ctx.distributed:
+            import warnings
+
+            from torch.nn.parallel import DistributedDataParallel
+
+            # a depthwise weight [C, 1, k, k] has two equally valid stride layouts; DDP warns that its gradient is
+            # copied instead of viewed (harmless, and once per process)
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+
+            self._model = DistributedDataParallel(supernet, device_ids=[self.device] if self.device.type == "cuda"
+                                                  else None, find_unused_parameters=True)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------------- state
     def lr_at(self, epoch: int) -> float:
@@ -159,39 +191,53 @@ class SupernetTrainer:
         with torch_threads(self.threads, self.device):
             return self._train_epoch()
 
-    def _train_epoch(self) -> dict[str, float]:
-        c, net, epoch = self.config, self.supernet, self.epoch
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(epoch)
+    def steps(self, epoch: int, world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[Genotype]]]:
+        """The minibatches and architectures of ``epoch``: ``(x, y, genotypes)`` per step, the whole minibatch and
+        one architecture per process (process ``r`` trains ``genotypes[r]`` on ``x[r::world_size]``). A function of
+        ``(seed, epoch, world_size)`` only, so every process knows every process's architecture."""
+        c = self.config
         rng = np.random.default_rng([c.seed, epoch])
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        # one process: the architectures continue the same stream (runs of earlier versions reproduce exactly)
+        rngs = [rng] if world_size == 1 else [np.random.default_rng([c.seed, epoch, r]) for r in range(world_size)]
+        for x, y in self.data.train.batches(c.batch_size, shuffle=True, generator=gen, drop_last=True):
+            yield x, y, [random_genotype(r, self.supernet.config.steps, self._sample_ops) for r in rngs]
+
+    def _train_epoch(self) -> dict[str, float]:
+        from nat_gym.final import distributed
+
+        c, net, epoch, ctx = self.config, self.supernet, self.epoch, self.ctx
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(epoch)
         net.train()
         # running sums stay on the device: no host synchronisation per step on CUDA (float64: the same sums as
         # Python floats would give)
         total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         seen = 0
-        steps = net.config.steps
-        self.optimizer.zero_grad(set_to_none=True)  # from here on, only the last step's path holds gradients
+        self.optimizer.zero_grad(set_to_none=True)  # from here on, only the last step's paths hold gradients
         self._grad_params = []
-        for x, y in self.data.train.batches(c.batch_size, shuffle=True, generator=gen, drop_last=True):
-            genotype = random_genotype(rng, steps, self._sample_ops)
+        for x, y, genotypes in self.steps(epoch, ctx.world_size):
+            x, y = x[ctx.rank :: ctx.world_size], y[ctx.rank :: ctx.world_size]
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            loss, logits = self.train_step(x, y, genotype)
+            loss, logits = self.train_step(x, y, genotypes[ctx.rank], step_genotypes=genotypes)
             total_loss += loss.double() * len(y)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
         self.epoch += 1
-        row = {"epoch": float(self.epoch), "lr": self.lr_at(epoch), "train_loss": float(total_loss) / max(seen, 1),
-               "train_acc": int(correct) / max(seen, 1)}  # fmt: skip
-        if c.eval_archs > 0:
+        total, right, seen = distributed.all_sum(ctx, [float(total_loss), float(correct), float(seen)])
+        row = {"epoch": float(self.epoch), "lr": self.lr_at(epoch), "train_loss": total / max(seen, 1),
+               "train_acc": right / max(seen, 1)}  # fmt: skip
+        if c.eval_archs > 0 and ctx.is_main:
             accs = evaluate_random_architectures(net, self.data.valid, c.eval_archs, seed=c.seed + 1)
             row.update(valid_acc_mean=float(accs.mean()), valid_acc_std=float(accs.std()))
         return row
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, genotype: Genotype) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, genotype: Genotype, *,
+                   step_genotypes: list[Genotype] | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """One SGD step on the path of ``genotype`` with the minibatch ``(x, y)``; returns the detached loss and
-        logits. (:meth:`train_epoch` calls it once per minibatch.)
+        logits. (:meth:`train_epoch` calls it once per minibatch.) Several processes: ``step_genotypes`` holds
+        every process's architecture of this step (this one's is ``genotype``); see the module docstring.
 
         The same maths as ``zero_grad(); loss.backward(); clip_grad_norm_(net.parameters()); optimizer.step()``
         over the whole supernet (equal weights and optimiser state, bit for bit: ``tests/test_supernet.py``), but
@@ -204,11 +250,11 @@ class SupernetTrainer:
             - returns: loss ``[]``, logits ``[B, num_classes]``
         """
         net, clip = self.supernet, self.config.grad_clip
-        logits = net(x, genotype)
+        logits = self._model(x, genotype)
         loss = F.cross_entropy(logits, y)
         for p in self._grad_params:  # zero_grad(set_to_none=True) of the only parameters that have gradients
             p.grad = None
-        params = self._grad_params = net.path_parameters(genotype)
+        params = self._grad_params = net.path_parameters(*(step_genotypes or [genotype]))
         loss.backward()
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(params, clip)
@@ -222,8 +268,8 @@ class SupernetTrainer:
         from tqdm.auto import tqdm
 
         c = self.config
-        bar = tqdm(total=c.epochs, initial=self.epoch, desc="supernet", unit="epoch", disable=not progress,
-                   dynamic_ncols=True)  # fmt: skip
+        bar = tqdm(total=c.epochs, initial=self.epoch, desc="supernet", unit="epoch",
+                   disable=not progress or not self.ctx.is_main, dynamic_ncols=True)  # fmt: skip
         start = time.perf_counter()
         try:
             while self.epoch < c.epochs:
@@ -236,7 +282,8 @@ class SupernetTrainer:
                                                                                   "valid_acc_mean")})  # fmt: skip
                 if callback is not None:
                     callback(row)
-                if self.checkpoint and (self.epoch % c.checkpoint_every == 0 or self.epoch == c.epochs):
+                if self.checkpoint and self.ctx.is_main and (self.epoch % c.checkpoint_every == 0
+                                                             or self.epoch == c.epochs):  # fmt: skip
                     self.save()
         finally:
             bar.close()

@@ -1,0 +1,218 @@
+"""The Ray-backed evaluator (issue 12 items 1-3) on a local Ray with 2 CPUs: asynchronous results tagged with their
+architecture and equal to the serial ones, a worker killed by its pid mid-evaluation retried with nothing lost, the
+persistent cache holding exactly the completed evaluations, a time limit per evaluation, the serial fallback, and
+BlockQNN searching with Ray workers exactly as serially."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nat_gym.block_evaluator import DatasetSpec, EarlyStopEvaluator, EarlyStopRecipe
+from nat_gym.blocks import Block, named
+from nat_gym.errors import ConfigError, EvaluationTimeout, WorkerLost
+from nat_gym.eval_cache import EvalCache
+from nat_gym.evaluator import CallableEvaluator
+from nat_gym.sampling import random_genotype
+
+ray = pytest.importorskip("ray")
+
+from nat_gym.distributed import RAY_MISSING, RayEvaluator, RayPool  # noqa: E402
+from nat_gym.distributed import ray_evaluator as ray_evaluator_module  # noqa: E402
+
+pytestmark = pytest.mark.slow
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+
+FAKE = DatasetSpec("fake", 0, (("n_train", 64), ("n_valid", 32), ("n_test", 16)))
+TINY = EarlyStopRecipe(C=2, N=1, epochs=1, batch_size=32, lr=0.01)
+# long enough (about a second per block on a loaded machine) to kill a worker while it trains
+SLOWER = DatasetSpec("fake", 0, (("n_train", 1024), ("n_valid", 32), ("n_test", 16)))
+BLOCKS = [named.get("ResNet"), Block.parse("max3:0,avg1:1"), Block.parse("identity:0,add:1:0"), Block(),
+          Block.parse("conv1:0,conv3:0,concat:2:1"), named.get("ResNet")]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _ray(local_ray):
+    """Every test here runs on the session's local Ray with 2 CPUs."""
+
+
+def _proxy(genotype) -> float:
+    return sum(map(ord, str(genotype))) / 1000.0
+
+
+def _kill_when_busy(pool_of, after: float = 0.3) -> tuple[threading.Thread, dict]:
+    """A thread that SIGKILLs the first worker found evaluating an item for ``after`` seconds; ``killed`` holds the
+    pid and the item."""
+    killed: dict = {}
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            pool = pool_of()
+            busy = pool.in_flight() if pool is not None else {}
+            if busy:
+                time.sleep(after)
+                still = [(pid, item) for pid, item in pool.in_flight().items() if busy.get(pid) == item]
+                if still:  # the same evaluation on the same worker for `after` seconds: mid-task
+                    pid, item = still[0]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.update(pid=pid, item=item)
+                    return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread, killed
+
+
+def test_async_results_are_tagged_and_equal_the_serial_evaluator():
+    rng = np.random.default_rng(0)
+    genotypes = [random_genotype(rng, 4, ["sep_conv_3x3", "max_pool_3x3", "skip_connect"]) for _ in range(12)]
+    genotypes.append(genotypes[0])  # a duplicate: evaluated once, reported for both
+    serial = CallableEvaluator(_proxy).evaluate(genotypes)
+    ev = RayEvaluator(partial(CallableEvaluator, _proxy), workers=2)
+    try:
+        assert ev.version == "callable:0" and ev.num_batches == 1
+        tagged = list(ev.as_completed(genotypes))
+        assert sorted(str(g) for g, _ in tagged) == sorted({str(g) for g in genotypes})
+        assert all(value == _proxy(g) for g, value in tagged)  # each value belongs to its architecture
+        np.testing.assert_array_equal(ev.evaluate(genotypes), serial)
+        assert len(set(ev.pool.pids())) == 2
+    finally:
+        ev.close()
+
+
+def test_block_evaluator_on_ray_equals_serial_and_caches_each_block_once(tmp_path):
+    serial = EarlyStopEvaluator(FAKE, TINY, cache=None).measure(BLOCKS)
+    ev = EarlyStopEvaluator(FAKE, TINY, cache=tmp_path / "c.sqlite", executor="ray", workers=2)
+    try:
+        out = ev.measure(BLOCKS)
+    finally:
+        ev.close()
+    assert [m.accuracy for m in out] == [m.accuracy for m in serial]
+    assert [m.reward for m in out] == [m.reward for m in serial]
+    assert len(EvalCache(tmp_path / "c.sqlite")) == len(set(BLOCKS)) == 5
+
+
+def test_killed_worker_is_retried_and_nothing_is_lost(tmp_path):
+    serial = EarlyStopEvaluator(SLOWER, TINY, cache=None).measure(BLOCKS)
+    ev = EarlyStopEvaluator(SLOWER, TINY, cache=tmp_path / "c.sqlite", executor="ray", workers=2)
+    try:
+        thread, killed = _kill_when_busy(lambda: ev._ray_pool)
+        out = ev.measure(BLOCKS)
+        thread.join()
+        pool = ev.ray_pool
+        assert killed and killed["pid"] not in pool.pids()  # the killed worker was replaced
+        assert pool.retried >= 1 and pool.replaced >= 1
+    finally:
+        ev.close()
+    assert [m.accuracy for m in out] == [m.accuracy for m in serial]
+    rows = EvalCache(tmp_path / "c.sqlite").rows()
+    assert sorted(r["subject"] for r in rows) == sorted({str(b.canonical()) for b in BLOCKS})
+
+
+def test_cache_holds_exactly_the_completed_evaluations_when_retries_run_out(tmp_path):
+    ev = EarlyStopEvaluator(SLOWER, TINY, cache=tmp_path / "c.sqlite", executor="ray", workers=2, max_retries=0)
+    try:
+        thread, killed = _kill_when_busy(lambda: ev._ray_pool)
+        with pytest.raises(WorkerLost, match="max_retries=0"):
+            ev.measure(BLOCKS)
+        thread.join()
+        cache = EvalCache(tmp_path / "c.sqlite")
+        subjects = {r["subject"] for r in cache.rows()}
+        assert len(subjects) == len(cache) == ev.ray_pool.completed  # every completed training, nothing else
+        assert str(killed["item"].canonical()) not in subjects
+        # the pool is usable afterwards: no dead or busy actor left behind
+        assert ev.measure([killed["item"]])[0].source == "trained"
+        assert len(cache) == len(subjects) + 1
+    finally:
+        ev.close()
+
+
+def test_timeout_per_evaluation_kills_and_reports_the_item():
+    def factory():
+        class Sleepy:
+            def evaluate(self, xs):
+                time.sleep(xs[0])
+                return [float(xs[0])]
+
+        return Sleepy()
+
+    ev = RayEvaluator(factory, workers=2, timeout=2.0, max_retries=1)
+    try:
+        start = time.monotonic()
+        with pytest.raises(EvaluationTimeout, match=r"evaluation of 60.*2 attempt"):
+            ev.evaluate([0.0, 60.0, 0.1])
+        assert time.monotonic() - start < 30  # never waits for the 60-second evaluation
+        assert ev.pool.retried == 1 and ev.pool.replaced == 2
+        np.testing.assert_array_equal(ev.evaluate([0.2, 0.0]), [0.2, 0.0])  # fresh workers took over
+    finally:
+        ev.close()
+
+
+def test_errors_of_the_evaluation_itself_are_raised_not_retried():
+    ev = RayEvaluator(partial(CallableEvaluator, lambda g: float("nan")), workers=1)
+    try:
+        rng = np.random.default_rng(1)
+        with pytest.raises(ConfigError, match="non-finite"):
+            ev.evaluate([random_genotype(rng, 2, ["skip_connect"])])
+        assert ev.pool.retried == 0
+    finally:
+        ev.close()
+
+
+def test_arguments_and_serial_fallback(monkeypatch, tmp_path):
+    for bad, match in (({"workers": 0}, "workers"), ({"timeout": -1}, "timeout"), ({"max_retries": -1}, "retries")):
+        with pytest.raises(ConfigError, match=match):
+            RayPool(_proxy, **bad)
+    with pytest.raises(ConfigError, match="executor"):
+        EarlyStopEvaluator(FAKE, TINY, cache=None, executor="threads")
+    with pytest.raises(ConfigError, match="address"):
+        EarlyStopEvaluator(FAKE, TINY, cache=None, executor="process", address="10.0.0.1:6379")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert EarlyStopEvaluator(FAKE, TINY, cache=None).executor == "process"
+    monkeypatch.setattr(ray_evaluator_module, "ray_available", lambda: False)
+    with pytest.warns(RuntimeWarning, match="Ray is not installed"):
+        ev = RayEvaluator(partial(CallableEvaluator, _proxy), workers=2)
+    rng = np.random.default_rng(2)
+    g = random_genotype(rng, 2, ["skip_connect", "max_pool_3x3"])
+    assert ev.pool is None and ev.evaluate([g, g]).tolist() == [_proxy(g)] * 2
+    with pytest.warns(RuntimeWarning, match="Ray is not installed") as record:
+        assert EarlyStopEvaluator(FAKE, TINY, cache=None, executor="ray", workers=2).executor == "process"
+    assert len(record) == 1 and str(record[0].message) == RAY_MISSING
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        EarlyStopEvaluator(FAKE, TINY, cache=None, workers=2)  # no Ray asked for: no message
+    assert Path(tmp_path).exists()
+
+
+def test_blockqnn_with_ray_workers_learns_what_the_serial_search_learns(tmp_path):
+    """``nat-gym train --algo blockqnn --executor ray --workers 2`` against ``--workers 1``: the same Q-table, replay
+    memory and metrics (blocks finish in any order on the workers; the replay order is the sampling order)."""
+    from agents.blockqnn_trainer import load_trainer_checkpoint
+    from agents.cli import main as cli_main
+
+    flags = ["--dataset", "fake", "--channels", "2", "--train-epochs", "1", "--train-batch-size", "64",
+             "--iterations", "10", "--blocks-per-iteration", "6", "--replay-batch", "6", "--max-index", "3",
+             "--device", "cpu", "--no-progress"]  # fmt: skip
+    for name, extra in (("serial", ["--workers", "1"]), ("ray", ["--workers", "2", "--executor", "ray"])):
+        assert cli_main(["train", "--algo", "blockqnn", *flags, *extra, "--out", str(tmp_path / name),
+                         "--cache", str(tmp_path / f"{name}.sqlite")]) == 0  # fmt: skip
+    serial, on_ray = (load_trainer_checkpoint(tmp_path / n / "checkpoint.pt") for n in ("serial", "ray"))
+    assert on_ray["q"] == serial["q"] and on_ray["replay"] == serial["replay"]
+    assert on_ray["blocks"] == serial["blocks"]
+    process = {"time", "sample_seconds", "eval_seconds", "train_seconds", "seconds_per_trained_block",
+               "iteration_seconds"}  # fmt: skip
+    assert [{k: v for k, v in r.items() if k not in process} for r in on_ray["history"]] == [
+        {k: v for k, v in r.items() if k not in process} for r in serial["history"]]  # fmt: skip
+    assert on_ray["args"]["executor"] == "ray"
+    assert len(EvalCache(tmp_path / "ray.sqlite")) == len(EvalCache(tmp_path / "serial.sqlite"))
