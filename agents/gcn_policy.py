@@ -24,6 +24,14 @@ Two variants (``variant=``):
     node: on fully-concat inputs (the env's random inputs) the vector gets no gradient and the policy computes
     and learns exactly what it did without it. The paper's design (``"faithful"``) does not see the outputs.
 
+Keep prior (``keep_prior=``, both variants; not in the papers): a learned logit per op, initialised to
+``keep_prior``, added to the logit of every edge's *current* op. With the reference initialisation
+(``keep_prior=0``: no such logit) the masked softmax starts near uniform over the valid targets, so the identity
+(keep every op, reward exactly 0) has probability :math:`\prod_e 1/|\mathrm{valid}_e|` (about :math:`10^{-12}` for a
+random 4-step genotype under NAT++: 32 edges with 6.2 valid targets on average); with ``keep_prior=b`` an edge with
+``v`` valid targets starts by keeping its op with probability :math:`e^b / (e^b + v - 1)` (``b = 3``: 80% on
+average), so REINFORCE starts next to the identity and learns which ops to change.
+
 A batch may mix cells of different sizes for :meth:`GCNPolicy.forward` (per-edge logits); the distributions
 (:meth:`GCNPolicy.distribution`, :meth:`~GCNPolicy.act`, :meth:`~GCNPolicy.evaluate_actions`) have one row of
 ``2E`` edges per observation and so need all cells of a batch to have the same number of edges.
@@ -31,6 +39,7 @@ A batch may mix cells of different sizes for :meth:`GCNPolicy.forward` (per-edge
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Literal
 
@@ -62,9 +71,11 @@ class GCNPolicy(CellEncoder):
         op_embed_dim (int, optional): Width of the op embedding. (default: :obj:`100`)
         lift_dim (int, optional): Width of the lifted node features. (default: :obj:`1024`)
         hidden_dim (int, optional): Width of the graph convolutions' output. (default: :obj:`100`)
+        keep_prior (float, optional): Initial value of the learned per-op logit added to every edge's current op
+            (see the module docstring); ``0`` = the reference design, without that logit. (default: :obj:`0.0`)
 
     Raises:
-        ConfigError: For a non-positive size or an unknown variant.
+        ConfigError: For a non-positive size, an unknown variant or a non-finite or negative ``keep_prior``.
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.Batch` of :math:`G` cell graphs from
@@ -83,8 +94,12 @@ class GCNPolicy(CellEncoder):
         op_embed_dim: int = 100,
         lift_dim: int = 1024,
         hidden_dim: int = 100,
+        keep_prior: float = 0.0,
     ) -> None:
         super().__init__(num_ops, variant, op_embed_dim=op_embed_dim, lift_dim=lift_dim, hidden_dim=hidden_dim)
+        if isinstance(keep_prior, bool) or not isinstance(keep_prior, (int, float)) or not 0 <= keep_prior < math.inf:
+            raise ConfigError(f"keep_prior: expected a finite number >= 0, got {keep_prior!r}")
+        self.keep_prior = float(keep_prior)
         if variant == "faithful":
             self.head = nn.Linear(self.hidden_dim, 2 * self.num_ops)  # both incoming edges of a node
         else:
@@ -92,9 +107,13 @@ class GCNPolicy(CellEncoder):
             # the output offset was added to the policy after the head: registered last, so the parameters of
             # older policies keep their order (e.g. in Adam's saved state)
             self._modules["non_output_embed"] = self._modules.pop("non_output_embed")
+        # [K]: added to the logit of each edge's current op (a parameter of the policy itself: listed first)
+        self.keep_logit: nn.Parameter | None = None
+        if self.keep_prior:
+            self.keep_logit = nn.Parameter(torch.full((self.num_ops,), self.keep_prior))
 
     def extra_repr(self) -> str:
-        return f"num_ops={self.num_ops}, variant={self.variant!r}"
+        return f"num_ops={self.num_ops}, variant={self.variant!r}, keep_prior={self.keep_prior}"
 
     # ---------------------------------------------------------------------------------------------------- forward
     def forward(self, batch: Batch) -> Tensor:
@@ -127,9 +146,13 @@ class GCNPolicy(CellEncoder):
         if self.variant == "faithful":
             h, _ = self.embed(batch)  # [V, hidden]
             pair_dst = batch.edge_index[1, 0::2]  # [M / 2]: the intermediate node fed by edges 2m, 2m + 1
-            return self.head(h[pair_dst]).reshape(-1, self.num_ops)  # [M/2, 2K] -> [M, K]
-        features, _ = self.edge_features(batch)
-        return self.head(features)  # [M, K]
+            logits = self.head(h[pair_dst]).reshape(-1, self.num_ops)  # [M/2, 2K] -> [M, K]
+        else:
+            logits = self.head(self.edge_features(batch)[0])  # [M, K]
+        if self.keep_logit is None:
+            return logits
+        own = batch.edge_op.unsqueeze(-1)  # [M, 1]
+        return logits.scatter_add(1, own, self.keep_logit[own])
 
     # --------------------------------------------------------------------------------------------- distributions
     def to_batch(self, obs_or_batch: Obs | Batch) -> Batch:

@@ -5,8 +5,9 @@ and stops after ``--evaluations`` reward evaluations (distinct architectures sco
 :mod:`nat_gym.budget`), then scores its policy on the 200 fresh inputs of ``scripts/evidence.py`` (summary.json's
 ``heldout``: argmax and sampled, next to the random-valid and identity floors):
 
-- ``nat``: REINFORCE on the fixed GCN (``NATCell-v0``), one input and one transformation per update, so
-  ``evaluations / 2`` updates (``--algo nat`` has no evaluation budget of its own yet: its count is measured);
+- ``nat``: REINFORCE on the fixed GCN (``NATCell-v0``) with the paper's settings (``PAPER_SETTINGS``: no keep prior,
+  one input and one transformation per update), so ``evaluations / 2`` updates (``--algo nat`` has no evaluation
+  budget of its own yet: its count is measured);
 - ``maskable_ppo``, ``ppo``, ``a2c`` on ``NATCell-v0`` and ``NATEdge-v0``, ``dqn`` on ``NATEdge-v0``, with the GCN
   features extractor and the defaults of ``agents/hyperparams/<algo>.yml``; ``maskable_ppo`` on ``NATCell-v0`` also
   with SB3's flattening policy (``mlp``).
@@ -44,13 +45,15 @@ def run_nat(evaluations: int, seed: int, out: Path, progress: bool) -> None:
     """The NAT policy for ``evaluations / 2`` updates; the evaluations it spent go into its summary.json."""
     import gymnasium as gym
 
-    from agents.nat_trainer import NATTrainer, NATTrainerArgs
+    from agents.nat_trainer import PAPER_SETTINGS, NATTrainer, NATTrainerArgs
     from nat_gym.budget import count_evaluations
 
     updates_per_epoch = 50
     epochs = max(1, math.ceil(evaluations / 2 / updates_per_epoch))
+    # the paper's policy (n = 1: one transformation per update, two evaluations)
     args = NATTrainerArgs(seed=seed, epochs=epochs, policy_updates_per_epoch=updates_per_epoch, reward_images=None,
-                          train_supernet=False, eval_inputs=0, out=str(out), progress=progress)  # fmt: skip
+                          train_supernet=False, eval_inputs=0, out=str(out), progress=progress,
+                          **PAPER_SETTINGS)  # fmt: skip
     env = gym.make("NATCell-v0", reward_images=None)
     counter = count_evaluations(env)
     spent: list[int] = []

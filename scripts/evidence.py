@@ -1,19 +1,30 @@
-"""Evidence for the NAT policy on the digits default: does a trained transformer beat random valid transformations?
+"""Evidence for the NAT policy on the digits default: does a trained transformer beat random valid transformations,
+and the identity?
 
-For each seed and GCN variant (faithful, fixed) it trains the NAT policy (REINFORCE, Algorithm 1's policy step) on the
-default digits supernet, then scores on 200 fresh input architectures and on the registered 4-step genotypes:
+For each seed and GCN variant it trains the NAT policy (``nat-gym train --algo nat`` with the given settings) on the
+default digits supernet, then scores it on ``--inputs`` fresh input architectures and on the registered 4-step
+genotypes:
 
-- ``policy``: one transformation sampled from pi(.|beta); ``argmax``: the most likely one;
-- ``random``: a uniformly random *valid* transformation (every edge picks uniformly among its allowed ops);
+- ``sampled``: one transformation sampled from pi(.|beta); ``argmax``: the most likely one;
+- ``best-of-10``: what ``nat-gym transform`` derives (the papers' protocol): 10 candidates sampled under the cost
+  guard, the one of best shared-weight accuracy on the validation split kept;
+- ``random``: a uniformly random *valid* transformation (every edge picks uniformly among its allowed ops), and the
+  best of 10 of them chosen the same way;
 - ``identity``: no change (reward 0, saving 0 by definition: the floor a useful policy must beat).
 
-Reward = acc(alpha) - acc(beta) on the whole validation split (360 held-out training images) with the shared
-weights; saving = relative MAdds saving of the stand-alone network at the supernet's shape. The supernet is the
-cached default one (trained by uniform sampling, Algorithm 1's supernet step) and stays frozen here so that 3 seeds
-x 2 variants fit in minutes on 2 CPU cores; ``--train-supernet`` alternates supernet epochs as in the paper.
+Reward = acc(alpha) - acc(beta) on the whole validation split (360 held-out *training* images; the test split is never
+used) with the shared weights; saving = relative MAdds saving of the stand-alone network at the supernet's shape;
+changed = the fraction of edges whose op changed. The supernet stays frozen so that many runs fit in minutes on 2
+CPU cores (``--set train_supernet=true`` alternates supernet epochs as in Algorithm 1).
 
-Usage: ``python scripts/evidence.py [--seeds 0 1 2] [--epochs 150] [--out runs/evidence]``; prints a Markdown table
-and writes ``evidence.json``.
+Training uses the trainer's defaults (keep prior 3, ``n = 4``) but for 150 epochs, 64-image rewards and the frozen
+supernet. ``--set KEY=VALUE`` (repeatable) overrides any :class:`~agents.nat_trainer.NATTrainerArgs` field (values
+are read as JSON, e.g. ``--set entropy_coef=0 --set reward_images=null``): one ablation arm per call; ``--set n=1
+--set keep_prior=0`` trains the papers' policy (:data:`~agents.nat_trainer.PAPER_SETTINGS`). ``--resume`` scores the
+finished runs already in ``--out`` (and continues unfinished ones) instead of refusing to overwrite them.
+
+Usage: ``python scripts/evidence.py [--seeds 0 1 2 3 4 5] [--epochs 150] [--set KEY=VALUE ...] [--out DIR] [--resume]``;
+prints a Markdown table and writes ``evidence.json``.
 """
 
 from __future__ import annotations
@@ -21,78 +32,183 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from agents.heldout import RANDOM_SEED, fresh_inputs, gcn_transform, score
 from agents.nat_trainer import NATTrainerArgs, make_env, train
+from agents.transform import transform
 from nat_gym import genotypes as named
+from nat_gym.cost import network_cost
+from nat_gym.evaluator import SupernetEvaluator
 from nat_gym.sampling import random_valid_action
 
 NAMED = ("DARTS_V1", "DARTS_V2", "VGG", "ResBlock", "MobileNetV2", "R1", "R2", "R3", "R4", "R5")
+MODES = ("sampled", "argmax", "best-of-10")
+
+
+def random_partial_action(rules, genotype, rng: np.random.Generator, rate: float) -> np.ndarray:
+    """Each edge changes with probability ``rate`` (to one of its *other* allowed ops, uniformly) and keeps its op
+    otherwise: the random floor of a policy that changes that fraction of the edges."""
+    action = rules.op_indices(genotype).astype(np.int64)
+    for e, row in enumerate(rules.mask(genotype)):
+        others = np.flatnonzero(row)
+        others = others[others != action[e]]
+        if len(others) and rng.random() < rate:
+            action[e] = rng.choice(others)
+    return action
+
+
+def summary(env, betas, alphas) -> dict[str, float]:
+    """Mean reward and relative MAdds saving (:func:`agents.heldout.score`) and the fraction of changed edges."""
+    rewards, savings = score(env.unwrapped.evaluator, env.unwrapped.cost_config, betas, alphas)
+    changed = [np.mean([x != y for x, y in zip(b.ops, a.ops)]) for b, a in zip(betas, alphas)]
+    return {"reward": float(rewards.mean()), "saving": float(savings.mean()), "changed": float(np.mean(changed))}
+
+
+def best_of(env, candidates, evaluator=None, batch=None) -> object:
+    """The candidate of best shared-weight accuracy (ties: fewer MAdds, then the first; :func:`agents.transform.transform`
+    breaks a tie of MAdds by parameters before order), by default on the env's whole validation split."""
+    acc = (evaluator or env.unwrapped.evaluator).evaluate(candidates, batch)
+    madds = [network_cost(c, **env.unwrapped.cost_config).madds for c in candidates]
+    return candidates[min(range(len(candidates)), key=lambda i: (-acc[i], madds[i], i))]
+
+
+def held_out_best_of(env, halves, betas, candidate_lists) -> float:
+    """Mean reward of the best candidate chosen on the first half of the validation split and scored on the
+    second half: best-of-10 without the optimism of choosing and scoring on the same images."""
+    picks = [best_of(env, cands, halves, 0) for cands in candidate_lists]
+    return float((halves.evaluate(picks, 1) - halves.evaluate(betas, 1)).mean())
+
+
+def policy_alphas(policy, env, betas, mode: str, seed: int) -> list:
+    """One transformation per input (:func:`agents.heldout.gcn_transform`); for ``best-of-10`` the
+    :class:`~agents.transform.TransformResult` of each (:func:`agents.transform.transform`)."""
+    if mode == "best-of-10":
+        return [transform(b, policy, env, samples=10, seed=seed) for b in betas]
+    return gcn_transform(policy, env.unwrapped.rules, seed)(betas, mode == "argmax")
+
+
+def parse_overrides(items: list[str]) -> dict:
+    known = {f.name for f in fields(NATTrainerArgs)}
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise SystemExit(f"--set: expected KEY=VALUE with KEY a NATTrainerArgs field, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
-    p.add_argument("--variants", nargs="+", default=["faithful", "fixed"], help="GCN variants (default: both)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5],
+                   help="training seeds (default: 0 1 2 3 4 5)")  # fmt: skip
+    p.add_argument("--variants", nargs="*", default=["fixed", "faithful"],
+                   help="GCN variants (default: both; none = only the floors)")
+    p.add_argument("--random-rates", type=float, nargs="*", default=[0.1, 0.3, 0.6],
+                   help="also score random valid changes of this fraction of the edges (default: 0.1 0.3 0.6): the "
+                        "floor of a policy that changes as many edges")  # fmt: skip
     p.add_argument("--epochs", type=int, default=150, help="policy epochs per run (default: 150)")
-    p.add_argument("--reward-images", type=int, default=64, help="images per training reward (default: 64)")
-    p.add_argument("--train-supernet", action="store_true", help="alternate supernet epochs (Algorithm 1)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a NATTrainerArgs field for every run (repeatable), e.g. entropy_coef=0")
+    p.add_argument("--supernet", default=None, help="supernet checkpoint (default: the cached digits default)")
     p.add_argument("--inputs", type=int, default=200, help="fresh input architectures to score (default: 200)")
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="how the policy is scored")
+    p.add_argument("--no-named", action="store_true", help="skip the registered genotypes")
     p.add_argument("--out", default="runs/evidence", help="output folder (default: runs/evidence)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the runs whose checkpoint is already in --out (a finished run trains nothing and "
+                        "is only scored) instead of refusing to overwrite them")  # fmt: skip
     args = p.parse_args()
+    overrides = parse_overrides(args.overrides)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
 
-    base_env = make_env(NATTrainerArgs(reward_images=None))
-    rules, evaluator, cost_config = base_env.unwrapped.rules, base_env.unwrapped.evaluator, base_env.unwrapped.cost_config
-    fresh = fresh_inputs(rules, 4, args.inputs)
-    named_betas = [named.get(n) for n in NAMED]
+    base_env = make_env(NATTrainerArgs(**{**overrides, "reward_images": None, "supernet": args.supernet}))
+    rules = base_env.unwrapped.rules
+    steps = base_env.unwrapped.steps
+    full = base_env.unwrapped.evaluator
+    halves = SupernetEvaluator(full.supernet, full.split, batch_size=(len(full.split) + 1) // 2)
+    sets = {"fresh": fresh_inputs(rules, steps, args.inputs)}
+    if not args.no_named:
+        sets["named"] = [named.get(n) for n in NAMED]
 
     results: dict[str, dict] = {}
     rand_rng = np.random.default_rng(RANDOM_SEED)
-    for label, betas in (("fresh", fresh), ("named", named_betas)):
-        alphas = [rules.apply_indices(b, random_valid_action(rules, b, rand_rng))[0] for b in betas]
-        r, s = score(evaluator, cost_config, betas, alphas)
-        results[f"random/{label}"] = {"reward": float(r.mean()), "saving": float(s.mean())}
-        results[f"identity/{label}"] = {"reward": 0.0, "saving": 0.0}
+    for label, betas in sets.items():
+        results[f"identity/{label}"] = {"reward": 0.0, "saving": 0.0, "changed": 0.0}
+        draws = [[rules.apply_indices(b, random_valid_action(rules, b, rand_rng))[0] for _ in range(10)]
+                 for b in betas]  # fmt: skip
+        results[f"random/{label}"] = summary(base_env, betas, [d[0] for d in draws])
+        results[f"random best-of-10/{label}"] = {**summary(base_env, betas, [best_of(base_env, d) for d in draws]),
+                                                 "held_out": held_out_best_of(base_env, halves, betas, draws)}
+        for rate in args.random_rates:
+            alphas = [rules.apply_indices(b, random_partial_action(rules, b, rand_rng, rate))[0] for b in betas]
+            results[f"random, {rate:.0%} of edges/{label}"] = summary(base_env, betas, alphas)
 
     for variant in args.variants:
         for seed in args.seeds:
             run = out / f"{variant}-seed{seed}"
-            targs = NATTrainerArgs(seed=seed, variant=variant, epochs=args.epochs, reward_images=args.reward_images,
-                                   train_supernet=args.train_supernet, out=str(run), progress=False,
-                                   eval_inputs=0, heldout_inputs=0)  # fmt: skip
+            settings = {"epochs": args.epochs, "reward_images": 64, "train_supernet": False, "eval_inputs": 0,
+                        "heldout_inputs": 0,
+                        **overrides, "seed": seed, "variant": variant, "out": str(run), "progress": False,
+                        "supernet": args.supernet}  # fmt: skip
+            resume = args.resume and (run / "checkpoint.pt").is_file()
             start = time.perf_counter()
-            policy, history = train(targs)
-            seconds = time.perf_counter() - start
-            transform = gcn_transform(policy.eval(), rules, seed)
-            for label, betas in (("fresh", fresh), ("named", named_betas)):
-                for mode, det in (("sampled", False), ("argmax", True)):
-                    r, s = score(evaluator, cost_config, betas, transform(betas, det))
-                    results[f"{variant}-{mode}/seed{seed}/{label}"] = {
-                        "reward": float(r.mean()), "saving": float(s.mean()), "train_seconds": seconds,
-                    }  # fmt: skip
-            print(f"{variant} seed {seed}: trained in {seconds:.0f} s; "
-                  f"fresh reward {results[f'{variant}-sampled/seed{seed}/fresh']['reward']:+.4f} (sampled), "
-                  f"{results[f'{variant}-argmax/seed{seed}/fresh']['reward']:+.4f} (argmax)", flush=True)  # fmt: skip
+            policy, history = train(NATTrainerArgs(**settings), resume=resume)
+            seconds = history[-1]["time"] if resume and history else time.perf_counter() - start
+            policy.eval()
+            for label, betas in sets.items():
+                for mode in args.modes:
+                    alphas = policy_alphas(policy, base_env, betas, mode, seed)
+                    r = {"train_seconds": seconds}
+                    if mode == "best-of-10":
+                        r["held_out"] = held_out_best_of(base_env, halves, betas, [t.candidates for t in alphas])
+                        alphas = [t.best for t in alphas]
+                    results[f"{variant} {mode}/seed{seed}/{label}"] = {**summary(base_env, betas, alphas), **r}
+            line = ", ".join(f"{m} {results[f'{variant} {m}/seed{seed}/fresh']['reward']:+.4f}" for m in args.modes)
+            print(f"{variant} seed {seed}: trained in {seconds:.0f} s; reward on fresh inputs: {line}", flush=True)
+            save(out, args, overrides, results)  # after every run: a long evidence run loses nothing
+    save(out, args, overrides, results)
+    print(table(results, args, list(sets)))
 
-    (out / "evidence.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    print()
-    print("| policy | seed | reward, 200 fresh inputs | MAdds saving | reward, named cells | MAdds saving | train s |")
-    print("|---|---|---|---|---|---|---|")
-    for key in ("identity", "random"):
-        f, n = results[f"{key}/fresh"], results[f"{key}/named"]
-        print(f"| {key} | - | {f['reward']:+.4f} | {f['saving']:.1%} | {n['reward']:+.4f} | {n['saving']:.1%} | - |")
+
+def save(out: Path, args, overrides: dict, results: dict) -> None:
+    payload = json.dumps({"args": vars(args), "settings": overrides, "results": results}, indent=2)
+    tmp = out / "evidence.json.tmp"
+    tmp.write_text(payload)
+    tmp.replace(out / "evidence.json")
+
+
+def table(results: dict, args, labels: list[str]) -> str:
+    """The Markdown table of ``results``: one row per policy, mean and per-seed figures per input set."""
+    head = "| policy | " + " | ".join(
+        f"reward, {label} (mean; per seed) | chosen on half, scored on the other | MAdds saving | edges changed"
+        for label in labels) + " |"  # fmt: skip
+    lines = ["", head, "|---|" + "---|---|---|---|" * len(labels)]
+
+    def cells(rows: list[dict]) -> str:
+        mean = np.mean([r["reward"] for r in rows])
+        per_seed = "; " + " / ".join(f"{r['reward']:+.3f}" for r in rows) if len(rows) > 1 else ""
+        held = f"{np.mean([r['held_out'] for r in rows]):+.4f}" if "held_out" in rows[0] else "-"
+        return (f"{mean:+.4f}{per_seed} | {held} | {np.mean([r['saving'] for r in rows]):.1%} | "
+                f"{np.mean([r['changed'] for r in rows]):.0%}")  # fmt: skip
+
+    for key in ("identity", "random", "random best-of-10", *(f"random, {r:.0%} of edges" for r in args.random_rates)):
+        lines.append(f"| {key} | " + " | ".join(cells([results[f"{key}/{lb}"]]) for lb in labels) + " |")
     for variant in args.variants:
-        for mode in ("sampled", "argmax"):
-            for seed in args.seeds:
-                f = results[f"{variant}-{mode}/seed{seed}/fresh"]
-                n = results[f"{variant}-{mode}/seed{seed}/named"]
-                print(f"| {variant} ({mode}) | {seed} | {f['reward']:+.4f} | {f['saving']:.1%} | "
-                      f"{n['reward']:+.4f} | {n['saving']:.1%} | {f['train_seconds']:.0f} |")  # fmt: skip
+        for mode in args.modes:
+            row = [cells([results[f"{variant} {mode}/seed{s}/{lb}"] for s in args.seeds]) for lb in labels]
+            lines.append(f"| {variant} {mode} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ TRAIN_CASES = [
     (["--epochs", "0"], "--epochs: expected an integer >= 1"), (["--epochs", "x"], "--epochs"),
     (["--m", "0"], "--m:"), (["--n", "0"], "--n:"), (["--steps", "0"], "--steps:"), (["--lr", "0"], "--lr:"),
     (["--lr", "nan"], "--lr:"), (["--lr", "-1e-3"], "--lr:"), (["--entropy-coef", "-0.1"], "--entropy-coef:"),
+    (["--keep-prior", "-1"], "--keep-prior:"), (["--keep-prior", "inf"], "--keep-prior:"),
     (["--cost-weight", "-1"], "--cost-weight:"), (["--cost-weight", "inf"], "--cost-weight:"),
     (["--weight-decay", "-1"], "--weight-decay:"), (["--baseline-decay", "1"], "--baseline-decay:"),
     (["--betas", "1", "0.5"], "--betas:"), (["--supernet-lr", "0"], "--supernet-lr:"),

@@ -214,6 +214,35 @@ def test_cells_share_weights_but_differ_by_structure():
     torch.testing.assert_close(logits[:8], logits[8:])
 
 
+# ----------------------------------------------------------------------------------------------------- keep prior
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_keep_prior_adds_a_learned_logit_to_each_edges_own_op(variant, darts_obs):
+    plain, kept = make(variant, seed=4), make(variant, seed=4, keep_prior=3.0, **SMALL)
+    assert plain.keep_logit is None and "keep_logit" not in plain.state_dict()  # the reference design: unchanged
+    missing, unexpected = kept.load_state_dict(plain.state_dict(), strict=False)
+    assert missing == ["keep_logit"] and not unexpected
+    batch = to_pyg_batch(darts_obs)
+    own = torch.nn.functional.one_hot(batch.edge_op, K).float()
+    torch.testing.assert_close(kept(batch) - plain(batch), 3.0 * own)
+    # it starts next to the identity: every edge keeps its op with probability e^3 / (e^3 + valid - 1) or more
+    probs = kept.distribution(darts_obs).probs[0].detach()
+    valid = torch.as_tensor(darts_obs["action_mask"].reshape(16, K)).sum(-1)
+    p_keep = probs.gather(1, batch.edge_op.unsqueeze(-1)).squeeze(-1)
+    assert (p_keep > 0.5 * np.exp(3) / (np.exp(3) + valid - 1)).all()
+    with torch.no_grad():
+        assert float(make(variant).distribution(darts_obs).probs[0].gather(1, batch.edge_op[:, None]).mean()) < 0.4
+    # it is learned: REINFORCE gradients reach it
+    _, log_prob, _ = kept.act(darts_obs)
+    log_prob.sum().backward()
+    assert kept.keep_logit.grad is not None and float(kept.keep_logit.grad.abs().sum()) > 0
+
+
+def test_keep_prior_is_validated():
+    for bad in (-1.0, float("nan"), float("inf"), True, "2"):
+        with pytest.raises(ConfigError, match="keep_prior"):
+            GCNPolicy(K, keep_prior=bad)  # type: ignore[arg-type]
+
+
 # ----------------------------------------------------------------------------------------------- learning smoke
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_reinforce_smoke_learns_skip_on_edge_0(variant, darts_obs):

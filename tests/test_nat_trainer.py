@@ -20,6 +20,7 @@ from agents.nat_trainer import (
     NATTrainerArgs,
     load_policy,
     supernet_from_checkpoint,
+    supernet_seed,
     train,
 )
 from nat_gym import rules as rule_sets
@@ -140,6 +141,66 @@ def test_resume_with_other_structure_names_the_field(tiny_ckpt, tmp_path, change
     assert name in STRUCTURAL_FIELDS
     with pytest.raises(CheckpointError, match=name):
         other.resume()
+
+
+def test_keep_prior_reaches_the_policy_and_its_checkpoint(tiny_ckpt, tmp_path):
+    args = tiny_args(tiny_ckpt, tmp_path / "keep", epochs=1, eval_inputs=0, policy_updates_per_epoch=1,
+                     train_supernet=False, keep_prior=2.5)  # fmt: skip
+    trainer = NATTrainer(args)
+    assert trainer.policy.keep_prior == 2.5 and trainer.policy.keep_logit is not None
+    trainer.train()
+    policy, saved = load_policy(tmp_path / "keep" / "checkpoint.pt")
+    assert saved.keep_prior == 2.5
+    torch.testing.assert_close(policy.keep_logit, trainer.policy.keep_logit)
+    with pytest.raises(CheckpointError, match="keep_prior"):
+        NATTrainer(dataclasses.replace(args, keep_prior=0.0)).resume()
+
+
+def test_checkpoint_saved_before_the_keep_prior_loads_as_the_papers_policy(tiny_ckpt, tmp_path):
+    """The default keep prior is 3, but a checkpoint whose arguments predate the field holds a policy without one:
+    it loads and resumes as ``keep_prior=0``, and a run with the new default refuses to resume it."""
+    args = tiny_args(tiny_ckpt, tmp_path / "old", epochs=2, eval_inputs=0, train_supernet=False, keep_prior=0.0)
+    assert NATTrainerArgs().keep_prior == 3.0 and NATTrainerArgs().n == 4  # the defaults (README)
+    first = NATTrainer(args)
+    first.train(until_epoch=1)
+    path = tmp_path / "old" / "checkpoint.pt"
+    payload = torch.load(path, weights_only=False)
+    del payload["args"]["keep_prior"]
+    torch.save(payload, path)
+    policy, saved = load_policy(path)
+    assert saved.keep_prior == 0.0 and policy.keep_logit is None
+    second = NATTrainer(args)
+    assert second.resume() and second.epoch == 1
+    with pytest.raises(CheckpointError, match="keep_prior"):
+        NATTrainer(dataclasses.replace(args, keep_prior=3.0)).resume()
+
+
+def test_supernet_trajectory_does_not_depend_on_the_policy(tiny_ckpt, tmp_path):
+    """The policy never trains the supernet and the supernet epochs draw from their own seeded streams: runs whose
+    policies differ (other sizes, more inputs and samples per update, other rewards seen) train the same weights."""
+    runs = []
+    for k, policy_side in enumerate([{}, {"m": 2, "n": 3, "lr": 1e-2, "keep_prior": 3.0, "hidden_dim": 12}]):
+        args = tiny_args(tiny_ckpt, tmp_path / str(k), epochs=2, eval_inputs=2, policy_updates_per_epoch=2,
+                         **policy_side)  # fmt: skip
+        trainer = NATTrainer(args, log=False)
+        trainer.train()
+        runs.append(trainer)
+    a, b = runs
+    assert [r["reward"] for r in a.history] != [r["reward"] for r in b.history]  # the policies did differ
+    assert [r["supernet_loss"] for r in a.history] == [r["supernet_loss"] for r in b.history]
+    for (k, x), y in zip(a.supernet.state_dict().items(), b.supernet.state_dict().values()):
+        assert torch.equal(x, y), k
+
+
+def test_supernet_epochs_never_replay_a_pretraining_stream(tiny_ckpt, tmp_path):
+    """A seed-s run draws its supernet architectures and minibatches from a stream of its own, not from the
+    ``[s, epoch]`` streams a supernet pretrained with seed s used (the default digits supernet: seed 0)."""
+    from nat_gym.supernet.config import DEFAULT_TRAIN_CONFIG
+
+    seeds = {s: NATTrainer(tiny_args(tiny_ckpt, tmp_path / str(s), seed=s), log=False).supernet_trainer.config.seed
+             for s in range(3)}  # fmt: skip
+    assert seeds[0] != DEFAULT_TRAIN_CONFIG.seed and all(v not in range(1000) for v in seeds.values())
+    assert len(set(seeds.values())) == 3 and seeds[0] == supernet_seed(0)
 
 
 def test_resume_of_missing_checkpoint_is_false(tiny_ckpt, tmp_path):

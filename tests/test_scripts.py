@@ -3,6 +3,7 @@ trains the default one) and write the figures they print; their plain baseline c
 
 from __future__ import annotations
 
+import csv
 import importlib
 import json
 import re
@@ -10,10 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from nat_gym import rules as rule_sets
+from nat_gym.sampling import random_genotype
 from nat_gym.supernet.checkpoint import save_checkpoint
 from nat_gym.supernet.config import SupernetConfig
 from nat_gym.supernet.model import Supernet
@@ -24,8 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def tiny_checkpoint(tmp_path) -> str:
     """A random-init tiny NAT++ supernet checkpoint for digits-shaped images."""
+    return _tiny_supernet(tmp_path)
+
+
+def _tiny_supernet(tmp_path, steps: int = 4) -> str:
     torch.manual_seed(0)
-    cfg = SupernetConfig(C=4, layers=3, ops=rule_sets.get("nat++").ops, num_classes=10, in_channels=1)
+    cfg = SupernetConfig(C=4, layers=3, steps=steps, ops=rule_sets.get("nat++").ops, num_classes=10, in_channels=1)
     return str(save_checkpoint(tmp_path / "tiny.pt", Supernet(cfg)))
 
 
@@ -183,3 +190,66 @@ def test_plain_training_step_equals_nat_gym_step_and_switches_no_modes(tiny_supe
     params = dict(net.named_parameters())
     for name, p in plain.named_parameters():
         torch.testing.assert_close(p, params[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_evidence_runs_and_reports(tmp_path):
+    net = _tiny_supernet(tmp_path, steps=2)
+    out = tmp_path / "evidence"
+    cmd = [sys.executable, "scripts/evidence.py", "--supernet", str(net), "--seeds", "0", "--variants", "fixed",
+           "--epochs", "1", "--inputs", "3", "--no-named", "--set", "steps=2", "--set", "keep_prior=2",
+           "--set", "policy_updates_per_epoch=1", "--random-rates", "0", "0.5", "--out", str(out)]  # fmt: skip
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = json.loads((out / "evidence.json").read_text())["results"]
+    assert results["identity/fresh"] == {"reward": 0.0, "saving": 0.0, "changed": 0.0}
+    for key in ("random/fresh", "random best-of-10/fresh", "fixed sampled/seed0/fresh", "fixed argmax/seed0/fresh",
+                "fixed best-of-10/seed0/fresh"):  # fmt: skip
+        assert -1 <= results[key]["reward"] <= 1 and 0 <= results[key]["changed"] <= 1, key
+        assert f"| {key.split('/')[0]} |" in run.stdout
+    assert "held_out" in results["fixed best-of-10/seed0/fresh"]
+    assert results["random, 0% of edges/fresh"] == results["identity/fresh"]  # rate 0 changes nothing
+    assert 0 < results["random, 50% of edges/fresh"]["changed"] < 1
+    # best of 10 by accuracy never loses to the single random draw it includes, on the images that chose it
+    assert results["random best-of-10/fresh"]["reward"] >= results["random/fresh"]["reward"]
+    # a finished run is never overwritten; --resume scores it again without training and gets the same figures
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode != 0 and "--resume" in again.stderr
+    again = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resumed" in again.stdout and "at epoch 1" in again.stdout
+    rescored = json.loads((out / "evidence.json").read_text())["results"]
+    for key, figures in results.items():
+        assert {k: v for k, v in rescored[key].items() if k != "train_seconds"} == {
+            k: v for k, v in figures.items() if k != "train_seconds"}, key  # fmt: skip
+
+
+def test_supernet_drift_runs_and_summarises(tmp_path, tiny_checkpoint):
+    net = tiny_checkpoint
+    out = tmp_path / "drift"
+    base = [sys.executable, "scripts/supernet_drift.py", "--supernet", str(net), "--out", str(out)]
+    cmd = base + ["--arms", "replay", "frozen", "--epochs", "2", "--probe-every", "1", "--probe-archs", "2",
+                  "--window", "1"]  # fmt: skip
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    with open(out / "frozen.csv", newline="") as f:
+        frozen = list(csv.DictReader(f))
+    assert [float(r["epoch"]) for r in frozen] == [0.0, 1.0, 2.0]
+    assert len({r["probe_train_loss"] for r in frozen}) == 1  # lr ~ 0, no weight decay: the weights do not move
+    assert "| replay | probe_valid_acc |" in run.stdout
+    again = subprocess.run(base + ["--summary-only", "--window", "1"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert again.returncode == 0 and run.stdout.split("| arm |")[1] == again.stdout.split("| arm |")[1]
+
+
+def test_reward_snr_landscape_scores_every_single_edge_change(tmp_path):
+    net = _tiny_supernet(tmp_path, steps=2)
+    figures, stdout = _run("reward_snr.py", tmp_path, "--supernet", net, "--archs", "3", "--sizes", "64",
+                           "--landscape", "2")  # fmt: skip
+    rules, rng = rule_sets.get("nat++"), np.random.default_rng(0)  # the script's default seed draws the inputs
+    betas = [random_genotype(rng, 2, [o for o in rules.ops if o != "null"]) for _ in range(3)]
+    expected = sum(int(row.sum()) - int(row[rules.index(op)])  # every allowed op but the current one, per edge
+                   for b in betas[:2] for op, row in zip(b.ops, rules.mask(b)))  # fmt: skip
+    assert figures["single_changes"] == expected and "single_changes" in stdout
+    assert 0 <= figures["single_reward_positive_fraction"] <= 1
+    assert -1 <= figures["single_reward_vs_saving_corr"] <= 1
+    assert 0 <= figures["best_single_change_positive_fraction"] <= 1

@@ -177,17 +177,18 @@ no held-out report (it would spend evaluations), one thread, CPU, and no epoch l
 class NATAgent(GCNTransformPolicy):
     """NAT's policy step of Algorithm 1 (:class:`~agents.nat_trainer.NATTrainer`, REINFORCE with a moving-average
     baseline) on the frozen pinned supernet; hyper-parameters are :class:`~agents.nat_trainer.NATTrainerArgs`
-    fields (defaults: the paper's, ``m = n = 1``)."""
+    fields (defaults: the paper's, ``m = n = 1`` and no keep prior: :data:`~agents.nat_trainer.PAPER_SETTINGS` under
+    the hyper-parameters given)."""
 
     def __init__(self, env: gym.Env, seed: int, hyperparams: dict[str, Any]) -> None:
-        from agents.nat_trainer import NATTrainer, NATTrainerArgs
+        from agents.nat_trainer import PAPER_SETTINGS, NATTrainer, NATTrainerArgs
 
         fixed = sorted(set(hyperparams) & (set(BENCH_NAT_DEFAULTS) | {"seed", "rules", "steps", "out", "dataset"}))
         if fixed:
             raise ConfigError(f"hyperparams: {fixed} are fixed by the bench (pinned task set, seed from --seeds)")
         base = env.unwrapped
-        args = NATTrainerArgs(**{**BENCH_NAT_DEFAULTS, **hyperparams, "seed": seed, "rules": base.rules.name,
-                                 "steps": base.steps, "out": ""})  # fmt: skip
+        args = NATTrainerArgs(**{**PAPER_SETTINGS, **BENCH_NAT_DEFAULTS, **hyperparams, "seed": seed,
+                                 "rules": base.rules.name, "steps": base.steps, "out": ""})  # fmt: skip
         self.trainer = NATTrainer(args, env=env, log=False)
         self.budget = base.evaluator
         super().__init__(self.trainer.policy, base.rules)
