@@ -51,7 +51,7 @@ from nat_gym.block_evaluator import (
 from nat_gym.errors import CheckpointError, ConfigError
 
 __all__ = ["BlockQNNArgs", "BlockQNNTrainer", "SCHEDULES", "CHECKPOINT_FORMAT", "make_env", "train",
-           "load_trainer_checkpoint"]  # fmt: skip
+           "load_trainer_checkpoint", "result_text"]  # fmt: skip
 
 CHECKPOINT_FORMAT = "nat-gym-blockqnn-trainer"
 CHECKPOINT_VERSION = 1
@@ -358,7 +358,7 @@ class BlockQNNTrainer:
         last = self.history[-max(1, len(self.history) // 10):]  # the last tenth of the run
         return {
             "iterations": self.iteration, "blocks_sampled": int(sampled), "blocks_trained": int(trained),
-            "distinct_blocks": len(self.blocks), "cache_hit_rate": 1.0 - trained / sampled if sampled else 0.0,
+            "distinct_blocks": len(self.blocks), "cache_hit_rate": (sampled - trained) / sampled if sampled else 0.0,
             "seconds": self.elapsed, "eval_seconds": eval_seconds,
             "seconds_per_trained_block": eval_seconds / trained if trained else None,
             "mean_reward_last_iterations": float(np.mean([r["mean_reward"] for r in last])) if last else None,
@@ -381,6 +381,7 @@ class BlockQNNTrainer:
         (self.out / "top_blocks.json").write_text(json.dumps(top, indent=2, default=float))
         titles = [f"#{i + 1}: reward {r['reward']:.4f}, acc {r['accuracy']:.3f}" for i, r in enumerate(top)]
         save_block_png(self.out / "top_blocks.png", [Block.parse(r["block"]) for r in top], titles)
+        print(result_text(summary))
 
     # -------------------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -439,6 +440,20 @@ def load_trainer_checkpoint(path: str | Path) -> dict[str, Any]:
 
     what = "a BlockQNN checkpoint (nat-gym train --algo blockqnn writes OUT/checkpoint.pt)"
     return read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, what)
+
+
+def result_text(summary: dict[str, Any]) -> str:
+    """The result of a search in one line: the best block found (reward and early-stop accuracy), the mean reward of
+    the last iterations, and how many blocks were sampled and trained (the rest came from the cache)."""
+    head = f"blockqnn: {summary['iterations']} iterations, {summary['blocks_sampled']} blocks sampled, " \
+           f"{summary['blocks_trained']} trained (cache hit rate {summary['cache_hit_rate']:.1%})"
+    top = summary.get("top_blocks") or []
+    if not top:
+        return head
+    best = top[0]
+    return (f"{head}; best block {best['block']}: reward {best['reward']:.4f}, early-stop accuracy "
+            f"{best['accuracy']:.3f}; mean reward of the last {summary['last_iterations']} iterations "
+            f"{summary['mean_reward_last_iterations']:.4f}")
 
 
 def train(args: BlockQNNArgs, *, resume: bool = False, env: gym.Env | None = None,

@@ -187,3 +187,8 @@ def test_command_line_end_to_end_killed_and_resumed(tmp_path):
     assert _metrics(out_b / "metrics.csv") == _metrics(tmp_path / "a" / "metrics.csv")
     summary = json.loads((out_b / "summary.json").read_text())
     assert summary["iterations"] == 10 and summary["top_blocks"]
+    # the run ends with its result in one line: the best block, its reward, blocks sampled and trained
+    best = summary["top_blocks"][0]
+    line = next(x for x in resumed.stdout.splitlines() if x.startswith("blockqnn: 10 iterations"))
+    assert f"best block {best['block']}: reward {best['reward']:.4f}" in line
+    assert f"{summary['blocks_sampled']} blocks sampled, {summary['blocks_trained']} trained" in line

@@ -264,6 +264,9 @@ def test_saved_model_predicts_the_same_masked_actions(tiny_ckpt, tmp_path):
             assert masks.reshape(16, -1)[np.arange(16), actions[0]].all()  # masked predictions are valid
     with pytest.raises(CheckpointError, match="not an SB3 run checkpoint"):
         load_model(tiny_ckpt)
+    # the zip is SB3's own file: the error says to give checkpoint.pt or use the class's load, both done above
+    with pytest.raises(CheckpointError, match=r"SB3's own model file; give the run's checkpoint.pt .* MaskablePPO.load"):
+        load_model(out / "model.zip")
 
 
 # ------------------------------------------------------------------------------------------------ budget, held-out

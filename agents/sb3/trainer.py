@@ -634,6 +634,9 @@ def load_model(path: str | Path, device: str = "auto") -> tuple[BaseAlgorithm, S
     """The trained model of a run checkpoint (``OUT/checkpoint.pt``) and its arguments (no env attached)."""
     from nat_gym.supernet.checkpoint import read_checkpoint
 
+    if Path(path).suffix == ".zip":
+        raise CheckpointError(f"checkpoint: {str(path)!r} is SB3's own model file; give the run's checkpoint.pt "
+                              f"next to it, or load the zip with the algorithm's class, e.g. MaskablePPO.load(path)")
     payload = read_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION,
                               "an SB3 run checkpoint (nat-gym train --algo maskable_ppo|ppo|a2c|dqn)")  # fmt: skip
     args = SB3Args.from_dict(payload["args"])
