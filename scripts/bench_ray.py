@@ -25,7 +25,7 @@ simulated cluster, and supernet training with 2 processes against 1.
 
 The machine's load average is printed before and after: on a shared machine the figures move with it.
 
-Usage: ``python scripts/bench_ray.py [--rounds 3] [--blocks 6] [--json figures.json]``.
+Usage: ``python scripts/bench_ray.py [--rounds 3] [--blocks 24] [--json figures.json]``.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def supernet_seconds(nproc: int, epochs: int, out: Path) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=3, help="timed rounds of each arm (default: 3)")
-    p.add_argument("--blocks", type=int, default=6, help="blocks per round (default: 6)")
+    p.add_argument("--blocks", type=int, default=24,
+                   help="blocks per round (default: 24; with few blocks the slowest one leaves a worker idle)")
     p.add_argument("--workers", type=int, default=2, help="Ray workers (default: 2, this machine's cores)")
     p.add_argument("--tasks", type=int, default=200, help="no-op tasks timing the overhead (default: 200)")
     p.add_argument("--dataset", default="digits", help="digits (default) or fake (a quick check of the script)")
