@@ -47,7 +47,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache, partial
 from multiprocessing import get_context
 from pathlib import Path
@@ -62,7 +62,7 @@ from nat_gym.blocks import named
 from nat_gym.blocks.cost import block_cost, check_stack_args, network_cost
 from nat_gym.blocks.nsc import Block
 from nat_gym.data import DATASETS, DatasetSplits, Split, load_dataset
-from nat_gym.errors import ConfigError
+from nat_gym.errors import ConfigError, dataclass_from_dict
 from nat_gym.eval_cache import EvalCache
 from nat_gym.supernet.default import cache_dir
 from nat_gym.supernet.train import resolve_device, torch_threads
@@ -135,11 +135,7 @@ class EarlyStopRecipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EarlyStopRecipe:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"recipe: unknown fields {unknown}; allowed: {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "recipe")
 
 
 PAPER_RECIPE = EarlyStopRecipe()

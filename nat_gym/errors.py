@@ -6,6 +6,9 @@ can catch either; messages name the field, the value received and what is allowe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
 __all__ = [
     "NatGymError",
     "InvalidOpError",
@@ -19,7 +22,10 @@ __all__ = [
     "EvaluationError",
     "EvaluationTimeout",
     "WorkerLost",
+    "dataclass_from_dict",
 ]
+
+T = TypeVar("T")
 
 
 class NatGymError(Exception):
@@ -68,3 +74,15 @@ class EvaluationTimeout(EvaluationError):
 
 class WorkerLost(EvaluationError):
     """The worker process running an evaluation died (killed, out of memory, its node lost) on every attempt."""
+
+
+def dataclass_from_dict(cls: type[T], data: Mapping[str, Any], what: str) -> T:
+    """``cls(**data)`` for a dataclass ``cls`` read back from a checkpoint or a file; a key that is not one of its
+    fields is a :class:`ConfigError` naming ``what``, the unknown keys and the allowed ones."""
+    from dataclasses import fields
+
+    allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{what}: unknown keys {unknown}; allowed: {sorted(allowed)}")
+    return cls(**data)

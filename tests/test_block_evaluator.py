@@ -121,7 +121,7 @@ def test_recipe_and_dataset_validation():
         EarlyStopRecipe(lr=-1.0)
     with pytest.raises(ConfigError, match="dataset"):
         DatasetSpec("mnist")
-    with pytest.raises(ConfigError, match="unknown fields"):
+    with pytest.raises(ConfigError, match="unknown keys"):
         EarlyStopRecipe.from_dict({"epochs": 1, "momentum": 0.9})
     assert EarlyStopRecipe.from_dict(TINY.to_dict()) == TINY
 

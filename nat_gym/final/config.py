@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from nat_gym.errors import ConfigError
+from nat_gym.errors import ConfigError, dataclass_from_dict
 
 __all__ = ["FinalTrainConfig", "PRESETS", "DIGITS", "DARTS_CIFAR10", "PRECISIONS"]
 
@@ -149,11 +149,7 @@ class FinalTrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FinalTrainConfig:
         """The config of :meth:`to_dict` (as stored in checkpoints); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"config: unknown keys {unknown}; allowed: {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "config")
 
 
 def _is_number(value: Any) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from nat_gym.errors import ConfigError
+from nat_gym.errors import ConfigError, dataclass_from_dict
 from nat_gym.ops import NAT_PLUS_PLUS_OPS, check_vocabulary
 
 __all__ = ["SupernetConfig", "SupernetTrainConfig", "DEFAULT_TRAIN_CONFIG"]
@@ -52,14 +52,10 @@ class SupernetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SupernetConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"supernet config: unknown keys {unknown}; allowed: {sorted(known)}")
         d = dict(data)
         if "ops" in d:
             d["ops"] = tuple(d["ops"])
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "supernet config")
 
     def diff(self, other: SupernetConfig) -> dict[str, tuple[Any, Any]]:
         """Fields that differ: ``{name: (self's, other's)}``."""
