@@ -48,7 +48,7 @@ from nat_gym.block_evaluator import (
     EarlyStopRecipe,
     RewardConfig,
 )
-from nat_gym.errors import CheckpointError, ConfigError
+from nat_gym.errors import CheckpointError, ConfigError, check_int
 
 __all__ = ["BlockQNNArgs", "BlockQNNTrainer", "SCHEDULES", "CHECKPOINT_FORMAT", "make_env", "train",
            "load_trainer_checkpoint", "result_text"]  # fmt: skip
@@ -160,9 +160,7 @@ class BlockQNNArgs:
             scaled_schedule(self.iterations)  # one iteration per epsilon phase at least (a ConfigError that says so)
         for name, low in (("iterations", 1), ("blocks_per_iteration", 1), ("replay_batch", 0), ("max_index", 1),
                           ("top_k", 1), ("workers", 1), ("checkpoint_every", 1)):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
+            check_int(name, getattr(self, name), low)
         if self.executor not in EXECUTORS:
             raise ConfigError(f"executor: expected one of {list(EXECUTORS)}, got {self.executor!r}")
         if self.eval_timeout is not None and not self.eval_timeout > 0:

@@ -69,7 +69,7 @@ from agents.heldout import fresh_inputs, gcn_transform, heldout_report
 from agents.run_log import run_checkpoint
 from nat_gym import rules as rule_sets
 from nat_gym.envs.observation import OBS_KEYS, encode
-from nat_gym.errors import CheckpointError, ConfigError
+from nat_gym.errors import CheckpointError, ConfigError, check_int
 from nat_gym.genotype import Genotype
 from nat_gym.sampling import random_valid_action
 
@@ -207,9 +207,7 @@ class NATTrainerArgs:
                           ("steps", 1), ("op_embed_dim", 1), ("lift_dim", 1), ("hidden_dim", 1),
                           ("supernet_batch_size", 1), ("checkpoint_every", 1), ("eval_inputs", 0),
                           ("eval_every", 1), ("heldout_inputs", 0)):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
+            check_int(name, getattr(self, name), low)
         for name in ("policy_updates_per_epoch", "reward_images", "threads"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

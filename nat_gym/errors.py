@@ -23,6 +23,7 @@ __all__ = [
     "EvaluationTimeout",
     "WorkerLost",
     "dataclass_from_dict",
+    "check_int",
 ]
 
 T = TypeVar("T")
@@ -86,3 +87,9 @@ def dataclass_from_dict(cls: type[T], data: Mapping[str, Any], what: str) -> T:
     if unknown:
         raise ConfigError(f"{what}: unknown keys {unknown}; allowed: {sorted(allowed)}")
     return cls(**data)
+
+
+def check_int(name: str, value: Any, low: int) -> None:
+    """A :class:`ConfigError` naming ``name`` unless ``value`` is a Python ``int`` (not a ``bool``) ``>= low``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")

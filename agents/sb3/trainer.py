@@ -73,7 +73,7 @@ from agents.sb3.hyperparams import (
     parse_assignments,
     policy_kwargs_value,
 )
-from nat_gym.errors import CheckpointError, ConfigError, NatGymError
+from nat_gym.errors import CheckpointError, ConfigError, NatGymError, check_int
 from nat_gym.genotype import Genotype
 from nat_gym.metrics_log import MetricsLog
 
@@ -175,9 +175,7 @@ class SB3Args:
             raise ConfigError(f"policy: expected one of {list(POLICIES)}, got {self.policy!r}")
         for name, low in (("checkpoint_every", 1), ("log_every", 1), ("eval_every", 1), ("eval_inputs", 0),
                           ("heldout_inputs", 0)):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
+            check_int(name, getattr(self, name), low)
         for name in ("n_timesteps", "evaluations", "threads"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

@@ -17,7 +17,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from nat_gym.errors import ConfigError, dataclass_from_dict
+from nat_gym.errors import ConfigError, check_int, dataclass_from_dict
 
 __all__ = ["FinalTrainConfig", "PRESETS", "DIGITS", "DARTS_CIFAR10", "PRECISIONS"]
 
@@ -115,10 +115,10 @@ class FinalTrainConfig:
         for name, low in (("channels", 1), ("layers", 3), ("epochs", 1), ("batch_size", 2), ("eval_batch_size", 1),
                           ("eval_every", 1), ("checkpoint_every", 1), ("cutout", 0), ("crop_padding", 0),
                           ("data_seed", 0), ("seed", 0)):  # fmt: skip
-            _check_int(name, getattr(self, name), low)
+            check_int(name, getattr(self, name), low)
         for name in ("image_size", "threads"):
             if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), 1)
+                check_int(name, getattr(self, name), 1)
         for name, low, high in (("drop_path_prob", 0.0, 1.0), ("train_fraction", 0.0, 1.0)):
             value = getattr(self, name)
             if not _is_number(value) or not (low <= value < high) or (name == "train_fraction" and value == 0):
@@ -155,11 +155,6 @@ class FinalTrainConfig:
 def _is_number(value: Any) -> bool:
     """A finite int or float (``nan`` and ``inf`` are not: they pass every ``<`` / ``>=`` check unnoticed)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
 
 
 DIGITS = FinalTrainConfig()

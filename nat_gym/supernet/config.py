@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from nat_gym.errors import ConfigError, dataclass_from_dict
+from nat_gym.errors import ConfigError, check_int, dataclass_from_dict
 from nat_gym.ops import NAT_PLUS_PLUS_OPS, check_vocabulary
 
 __all__ = ["SupernetConfig", "SupernetTrainConfig", "DEFAULT_TRAIN_CONFIG"]
@@ -37,9 +37,7 @@ class SupernetConfig:
         object.__setattr__(self, "ops", check_vocabulary(self.ops))
         for name, low in (("C", 1), ("layers", 3), ("steps", 1), ("num_classes", 2), ("in_channels", 1),
                           ("stem_multiplier", 1)):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
+            check_int(name, getattr(self, name), low)
 
     @property
     def reduction_layers(self) -> tuple[int, int]:
