@@ -178,6 +178,31 @@ def test_sb3_algorithms_stop_at_the_budget_validate_and_resume(bench, capsys):
     assert main([*argv, "--env", "NATCell-v0"]) == 2
     assert "dqn trains in NATEdge-v0, not NATCell-v0" in capsys.readouterr().err
 
+    # per-instance: best-of-K samples of the saved SB3 policies (dqn's played edge by edge in NATEdge-v0)
+    inputs = bench["root"] / "inputs.json"
+    assert main(["bench", "--protocol", "per-instance", "--algos", "maskable_ppo", "dqn", "--seeds", "0",
+                 "--budget", "per-instance=4", "--checkpoints", "per-instance=2", "--tasks", f"per-instance={inputs}",
+                 "--supernet", bench["supernet"], "--reps", "50", "--no-progress", "--out", str(out)]) == 0  # fmt: skip
+    per_instance = [r for r in _rows(out / "results.csv") if r["protocol"] == "per-instance"]
+    assert len(per_instance) == 2 * 2 * 2  # 2 algos x 2 checkpoints x 2 inputs
+    assert {r["algo"] for r in per_instance} == {"maskable_ppo", "dqn"}
+    for r in per_instance:
+        assert r["env_id"] == "NATCell-v0" and int(r["evaluations"]) <= 4 and float(r["reward"]) >= 0.0
+    assert main(["validate", str(out), "--supernet", bench["supernet"], "--no-progress"]) == 0
+    # the loaded policy is the trained one: its argmax repeats the amortised run's final argmax transformations
+    from agents.bench.algorithms import load_policy
+    from nat_gym.envs import tasks
+
+    task = tasks.get(str(inputs))
+    final = {(r["algo"], r["instance_name"]): r["result"] for r in rows if r["mode"] == "argmax" and r["checkpoint"] == "9"}
+    rules = rule_sets.get(task.rules)
+    for algo in ("maskable_ppo", "dqn"):
+        policy = load_policy(algo, out / "policies" / f"{algo}-seed0.pt", task)
+        actions = policy.actions(list(task.inputs), deterministic=True, rng=np.random.default_rng(0))
+        assert actions.shape == (2, task.inputs[0].num_edges) and actions.dtype == np.int64
+        got = [str(rules.apply_indices(g, a)[0]) for g, a in zip(task.inputs, actions)]
+        assert got == [final[(algo, name)] for name in task.input_names]
+
 
 def test_building_the_parser_imports_no_torch():
     code = "import sys; from nat_gym.cli import build_parser; build_parser(); " \

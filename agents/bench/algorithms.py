@@ -1,8 +1,8 @@
 """The algorithms of the *amortised* protocol: train on sampled inputs for a budget, then transform test inputs.
 
 :data:`AMORTISED` is the registry, one :class:`AmortisedSpec` per algorithm: the module and the name of a factory
-``make(env, seed, hyperparams) -> AmortisedAgent`` and of a loader ``load(path, rules) -> TransformPolicy`` (for the
-trained policies that the per-instance protocol samples best-of-K). An :class:`AmortisedAgent`:
+``make(env, seed, hyperparams) -> AmortisedAgent`` and of a loader ``load(path, task) -> TransformPolicy`` (for the
+trained policies that the per-instance protocol samples best-of-K; ``task``: the per-instance task set). An :class:`AmortisedAgent`:
 
 - ``learn(until)``: train in ``env`` until ``until`` reward evaluations are spent in all (the env's evaluator is a
   :class:`~nat_gym.budget.BudgetedEvaluator`; at the budget it raises :class:`~nat_gym.budget.BudgetExhausted`);
@@ -32,6 +32,7 @@ import numpy as np
 
 from agents.search.policy_search import TransformPolicy
 from nat_gym import rules as rule_sets
+from nat_gym.envs.tasks import TaskSet
 from nat_gym.errors import ConfigError
 from nat_gym.genotype import Genotype
 
@@ -48,7 +49,7 @@ class AmortisedAgent(TransformPolicy, Protocol):
 @dataclass(frozen=True)
 class AmortisedSpec:
     """One amortised algorithm: ``module.factory(env, seed, hyperparams)`` makes the agent; ``module.loader(path,
-    rules)`` (if any) loads a saved policy; ``trains``: whether it spends the training budget; ``envs``: the
+    task)`` (if any) loads a saved policy for task set ``task``; ``trains``: whether it spends the training budget; ``envs``: the
     environments it can train in (``nat-gym bench --env``)."""
 
     module: str
@@ -68,13 +69,14 @@ AMORTISED: dict[str, AmortisedSpec] = {
     "identity": AmortisedSpec("agents.bench.algorithms", "IdentityAgent",
                               "floor: no change (reward 0, no training)", trains=False, envs=("NATCell-v0", "NATEdge-v0")),
     "maskable_ppo": AmortisedSpec("agents.bench.sb3_agents", "MaskablePPOAgent", "sb3-contrib MaskablePPO (nat-gym "
-                                  "train --algo maskable_ppo, GCN extractor)", envs=("NATCell-v0", "NATEdge-v0")),
+                                  "train --algo maskable_ppo, GCN extractor)", loader="load_sb3_policy",
+                                  envs=("NATCell-v0", "NATEdge-v0")),
     "ppo": AmortisedSpec("agents.bench.sb3_agents", "PPOAgent", "SB3 PPO, no masks (nat-gym train --algo ppo, GCN "
-                         "extractor)", envs=("NATCell-v0", "NATEdge-v0")),
+                         "extractor)", loader="load_sb3_policy", envs=("NATCell-v0", "NATEdge-v0")),
     "a2c": AmortisedSpec("agents.bench.sb3_agents", "A2CAgent", "SB3 A2C, no masks (nat-gym train --algo a2c, GCN "
-                         "extractor)", envs=("NATCell-v0", "NATEdge-v0")),
+                         "extractor)", loader="load_sb3_policy", envs=("NATCell-v0", "NATEdge-v0")),
     "dqn": AmortisedSpec("agents.bench.sb3_agents", "DQNAgent", "SB3 DQN, no masks (nat-gym train --algo dqn, GCN "
-                         "extractor; trains in NATEdge-v0)", envs=("NATEdge-v0",)),
+                         "extractor; trains in NATEdge-v0)", loader="load_sb3_policy", envs=("NATEdge-v0",)),
 }  # fmt: skip
 """Amortised algorithms by name (``nat-gym bench --protocol amortised --algos ...``)."""
 
@@ -99,8 +101,12 @@ def train_env_id(name: str, requested: str | None, task_env_id: str) -> str:
     return requested
 
 
-def load_policy(name: str, path: str | Path, rules: rule_sets.TransitionRules) -> TransformPolicy:
-    """The trained policy that algorithm ``name`` saved at ``path``."""
+def load_policy(name: str, path: str | Path, task: TaskSet) -> TransformPolicy:
+    """The trained policy that algorithm ``name`` saved at ``path``, for the inputs of task set ``task``.
+
+    Raises:
+        ConfigError: ``name`` saves no policy, there is no file at ``path``, or it does not fit ``task``.
+    """
     spec = AMORTISED.get(name)
     if spec is None or spec.loader is None:
         raise ConfigError(f"algo: {name!r} saves no policy; policies: {[k for k, v in AMORTISED.items() if v.loader]}")
@@ -109,7 +115,7 @@ def load_policy(name: str, path: str | Path, rules: rule_sets.TransitionRules) -
             f"policies: no policy {str(path)!r}; run the amortised protocol first (nat-gym bench --protocol amortised "
             f"--algos {name} with the same --out and seeds) or point --policies at its output folder"
         )
-    return getattr(importlib.import_module(spec.module), spec.loader)(path, rules)
+    return getattr(importlib.import_module(spec.module), spec.loader)(path, task)
 
 
 # ====================================================================================================== floors
@@ -201,9 +207,12 @@ class NATAgent(GCNTransformPolicy):
         return self.trainer.save(path)
 
 
-def load_nat_policy(path: str | Path, rules: rule_sets.TransitionRules) -> TransformPolicy:
+def load_nat_policy(path: str | Path, task: TaskSet) -> TransformPolicy:
+    """The NAT policy (:func:`agents.nat_trainer.load_policy`) as a :class:`GCNTransformPolicy` on task set
+    ``task``'s rules (which must be the ones it trained with)."""
     from agents.nat_trainer import load_policy as load_gcn
 
+    rules = rule_sets.get(task.rules)
     policy, args = load_gcn(path)
     if rule_sets.get(args.rules) != rules:
         raise ConfigError(f"policies: {str(path)!r} was trained with rules {args.rules!r}, the task set has {rules.name!r}")

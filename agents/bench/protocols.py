@@ -192,7 +192,7 @@ def run_per_instance(ctx: Context, algo: str, seed: int, *, budget: int, num_che
         if ctx.policies is None:
             raise ConfigError(f"algos: {algo} samples a trained policy; give --policies (or run the amortised protocol)")
         args = PolicySearchArgs(**hyperparams)
-        extra = (load_policy(algo, ctx.policies / f"{algo}-seed{seed}.pt", ctx.env.unwrapped.rules),)
+        extra = (load_policy(algo, ctx.policies / f"{algo}-seed{seed}.pt", ctx.task),)
     else:
         raise ConfigError(f"algos: unknown per-instance algorithm {algo!r}; known: {', '.join(per_instance_algos())}")
     rows = []

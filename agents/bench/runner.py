@@ -117,7 +117,8 @@ _CONTEXTS: dict[tuple, Any] = {}
 
 
 def _context(config: BenchConfig, protocol: str, eval_workers: int | None):
-    """The process's :class:`~agents.bench.protocols.Context` of a protocol (made once per process)."""
+    """The process's :class:`~agents.bench.protocols.Context` of a protocol (its env made once per process; the
+    policies folder is this config's, so one process can run benchmarks into several folders)."""
     from agents.bench.protocols import Context
     from nat_gym.envs import tasks
 
@@ -125,7 +126,8 @@ def _context(config: BenchConfig, protocol: str, eval_workers: int | None):
     if key not in _CONTEXTS:
         _CONTEXTS[key] = Context.create(tasks.get(config.task_sets[protocol]), supernet=config.supernet,
                                         cost_weight=config.cost_weight, env_id=config.env_id,
-                                        eval_workers=eval_workers, policies=_policies_dir(config))  # fmt: skip
+                                        eval_workers=eval_workers)  # fmt: skip
+    _CONTEXTS[key].policies = _policies_dir(config)
     return _CONTEXTS[key]
 
 

@@ -1,8 +1,10 @@
-"""The SB3 baselines of ``nat-gym train`` as amortised entries of ``nat-gym bench`` (:mod:`agents.bench.algorithms`).
+"""The SB3 baselines of ``nat-gym train`` as entries of ``nat-gym bench`` (:mod:`agents.bench.algorithms`).
 
-Each is trained by the trainer's own run (:class:`~agents.sb3.trainer.SB3Run`) in the budgeted training env the
-protocol hands over (:func:`~agents.bench.protocols.run_amortised`); at the budget the env's
+Amortised: each is trained by the trainer's own run (:class:`~agents.sb3.trainer.SB3Run`) in the budgeted training
+env the protocol hands over (:func:`~agents.bench.protocols.run_amortised`); at the budget the env's
 :class:`~nat_gym.budget.BudgetedEvaluator` raises :class:`~nat_gym.budget.BudgetExhausted` out of SB3's ``learn``.
+Per-instance: :func:`load_sb3_policy` loads the policy an amortised run saved, and the protocol samples it best-of-K
+(:mod:`agents.search.policy_search`), as it samples NAT's.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.sb3.trainer import SB3Args, SB3Run
+from agents.sb3.trainer import SB3Args, SB3Run, load_model, model_transform
+from nat_gym.envs.tasks import TaskSet
 from nat_gym.errors import ConfigError
+from nat_gym.evaluator import CallableEvaluator
 from nat_gym.genotype import Genotype
 
-__all__ = ["BENCH_SB3_DEFAULTS", "SB3Agent", "MaskablePPOAgent", "PPOAgent", "A2CAgent", "DQNAgent"]
+__all__ = ["BENCH_SB3_DEFAULTS", "SB3TransformPolicy", "SB3Agent", "MaskablePPOAgent", "PPOAgent", "A2CAgent",
+           "DQNAgent", "load_sb3_policy"]  # fmt: skip
 
 BENCH_SB3_DEFAULTS: dict[str, Any] = {"device": "cpu", "threads": 1, "progress": False, "eval_inputs": 0,
                                       "heldout_inputs": 0}  # fmt: skip
@@ -35,7 +40,23 @@ class BenchRun(SB3Run):
         return None if path is None else super().save(path)
 
 
-class SB3Agent:
+class SB3TransformPolicy:
+    """A trained SB3 model as a :class:`~agents.search.policy_search.TransformPolicy`: ``actions`` plays each
+    input's episode in ``env`` with ``model.predict`` (:func:`~agents.sb3.trainer.model_transform`:
+    ``deterministic=True`` for argmax, sampled otherwise, every random stream seeded from ``rng``), one step in
+    NATCell-v0, one per edge in NATEdge-v0, and returns the transformations' op indices, ``[B, 2E]`` int64."""
+
+    def __init__(self, model: Any, algo: str, env: gym.Env) -> None:
+        self.model, self.algo, self.env = model, algo, env
+        self.rules = env.unwrapped.rules
+
+    def actions(self, genotypes: Sequence[Genotype], *, deterministic: bool, rng: np.random.Generator) -> np.ndarray:
+        alphas = model_transform(self.model, self.algo, self.env, list(genotypes), deterministic,
+                                 seed=int(rng.integers(2**32)))  # fmt: skip
+        return np.array([self.rules.op_indices(a) for a in alphas], dtype=np.int64)
+
+
+class SB3Agent(SB3TransformPolicy):
     """An SB3 baseline of ``nat-gym train`` trained by the trainer's own run (:class:`~agents.sb3.trainer.SB3Run`:
     the defaults of ``agents/hyperparams/ALGO.yml`` for the training env, the GCN extractor) in the budgeted env.
 
@@ -65,15 +86,12 @@ class SB3Agent:
         if self.run.n_envs != 1:
             raise ConfigError(f"hyperparams: n_envs: the bench trains in one budgeted env, the YAML has {self.run.n_envs}")
         self.run.build()
-        self.rules = base.rules
+        # the test-time episodes run in the run's evaluation env (its scores count in no budget)
+        super().__init__(self.run.model, self.algo, self.run.eval_env)
 
     def learn(self, until: int) -> None:
         self.run.args.evaluations = until
         self.run.learn()  # BudgetExhausted at the budget
-
-    def actions(self, genotypes: Sequence[Genotype], *, deterministic: bool, rng: np.random.Generator) -> np.ndarray:
-        alphas = self.run.transform(list(genotypes), deterministic, seed=int(rng.integers(2**32)))
-        return np.array([self.rules.op_indices(a) for a in alphas], dtype=np.int64)
 
     def save(self, path: Path) -> Path | None:
         return self.run.save(path)
@@ -93,3 +111,25 @@ class A2CAgent(SB3Agent):
 
 class DQNAgent(SB3Agent):
     algo = "dqn"
+
+
+def load_sb3_policy(path: str | Path, task: TaskSet) -> SB3TransformPolicy:
+    """The policy an amortised SB3 entry saved at ``path`` (an :class:`~agents.sb3.trainer.SB3Run` checkpoint), on
+    CPU, playing its episodes in task set ``task``'s environment of the kind it trained in (``NATCell-v0`` or
+    ``NATEdge-v0``). That env scores nothing (a constant evaluator): the episodes only produce the transformations,
+    which the per-instance protocol scores on the pinned env.
+
+    Raises:
+        CheckpointError: ``path`` is not an SB3 run checkpoint.
+        ConfigError: the model's observation or action space is not the task set's (other rules or cell size).
+    """
+    from stable_baselines3.common.utils import check_for_correct_spaces
+
+    model, args = load_model(path, device="cpu")
+    env = task.make_env(env_id=args.env, evaluator=CallableEvaluator(lambda g: 0.0, version="rollout-only"))
+    try:
+        check_for_correct_spaces(env, model.observation_space, model.action_space)
+    except ValueError as e:
+        raise ConfigError(f"policies: {str(path)!r} was trained on other spaces than task set {task.name!r}'s "
+                          f"{args.env} ({e})") from None  # fmt: skip
+    return SB3TransformPolicy(model, args.algo, env)

@@ -88,6 +88,7 @@ __all__ = [
     "train",
     "result_text",
     "load_model",
+    "model_transform",
 ]
 
 ALGORITHMS: dict[str, tuple[str, str]] = {
@@ -463,14 +464,8 @@ class SB3Run:
         """What the current model makes of each input (:func:`agents.heldout.rollout_alphas` in the evaluation
         env, whose scores count in no budget), with every random stream isolated (seed ``seed``, default
         ``eval_seed``, below 2**32)."""
-        masked = self.args.algo in _MASKED
-
-        def act(obs: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
-            action, _ = self.model.predict(obs, deterministic=deterministic, **({"action_masks": mask} if masked else {}))
-            return action
-
-        with _isolated_rng(self.args.eval_seed if seed is None else seed, self.model):
-            return rollout_alphas(self.eval_env, act, betas)
+        return model_transform(self.model, self.args.algo, self.eval_env, betas, deterministic,
+                               self.args.eval_seed if seed is None else seed)  # fmt: skip
 
     def evaluate_heldout(self) -> dict[str, float]:
         """Mean reward (sampled and argmax) on the ``eval_inputs`` fixed inputs, on the whole validation split: the
@@ -626,6 +621,23 @@ def result_text(algo: str, summary: dict[str, Any]) -> str:
             f"{h['sampled']['reward']:+.4f}; floors: random valid {h['random_valid']['reward']:+.4f}, identity "
             f"{h['identity']['reward']:+.4f}; MAdds saving {h['argmax']['madds_saving']:.1%} argmax vs "
             f"{h['random_valid']['madds_saving']:.1%} random valid")  # fmt: skip
+
+
+def model_transform(model: BaseAlgorithm, algo: str, env: gym.Env, betas: list[Genotype], deterministic: bool,
+                    seed: int) -> list[Genotype]:  # fmt: skip
+    """What ``model`` (of SB3 algorithm ``algo``) makes of each input: one episode per input in ``env`` (the env it
+    was trained in, or one with the same observation and action spaces; :func:`agents.heldout.rollout_alphas`),
+    actions from ``model.predict`` (``deterministic=True``: the most likely action; else sampled, DQN: SB3's
+    epsilon-greedy), MaskablePPO given the env's ``action_masks()``. Every random stream is seeded with ``seed``
+    (below 2**32) and put back afterwards (:func:`_isolated_rng`), so the result depends on ``seed`` only."""
+    masked = algo in _MASKED
+
+    def act(obs: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        action, _ = model.predict(obs, deterministic=deterministic, **({"action_masks": mask} if masked else {}))
+        return action
+
+    with _isolated_rng(seed, model):
+        return rollout_alphas(env, act, betas)
 
 
 def load_model(path: str | Path, device: str = "auto") -> tuple[BaseAlgorithm, SB3Args]:
