@@ -22,7 +22,7 @@ from nat_gym.errors import ConfigError, NatGymError
 from nat_gym.final.cli import register as register_final
 from nat_gym.supernet.cli import register as register_supernet
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "ignore_library_warnings"]
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -188,14 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def ignore_library_warnings() -> None:
+    """Silence the libraries' warnings that no user of nat-gym can act on, so that a command's stderr is kept for its
+    own messages: torch_geometric's import warns that ``torch.jit.script`` is deprecated. Worker processes that a
+    command spawns call it too (their warning filters are not inherited)."""
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``nat-gym`` with ``argv`` (default: the command line); returns the exit code. A user error is one line on
     stderr and exit code 2; argparse's own errors exit (``SystemExit(2)``) with one line too."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    # torch_geometric's import warns that torch.jit.script is deprecated: nothing a user of nat-gym can act on, and
-    # a command's stderr is kept for its own messages
-    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    ignore_library_warnings()
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # here, not at exit: a reader that went away is then caught below

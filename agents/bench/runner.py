@@ -272,7 +272,10 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             else:
                 import multiprocessing as mp
 
-                with ProcessPoolExecutor(config.jobs, mp_context=mp.get_context("spawn")) as pool:
+                from nat_gym.cli import ignore_library_warnings
+
+                with ProcessPoolExecutor(config.jobs, mp_context=mp.get_context("spawn"),
+                                         initializer=ignore_library_warnings) as pool:  # fmt: skip
                     futures = {pool.submit(_run_job, config, *job, 1): job for job in todo}
                     for f in as_completed(futures):
                         f.result()
