@@ -150,6 +150,29 @@ def test_train_final_bad_values(flags, fragment, tmp_path, capsys):
     assert not (tmp_path / "final").exists()
 
 
+BLOCKQNN = ["train", "--algo", "blockqnn", "--dataset", "fake", "--cache", "none", "--no-progress"]
+
+
+def test_blockqnn_ray_only_flags_without_ray(tmp_path, capsys, monkeypatch):
+    """``--eval-timeout`` is a time limit that only Ray workers have: without Ray (``--executor process``, or the
+    default ``auto`` without a cluster address) it is one line naming it and ``--executor ray``, as ``--address`` is
+    (it was silently ignored); before any work starts."""
+    from nat_gym.block_evaluator import EarlyStopEvaluator
+    from nat_gym.errors import ConfigError
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    out = str(tmp_path / "bq")
+    for executor, where in ((["--executor", "process"], "executor='process'"), ([], "executor='auto' without")):
+        assert_one_line_error([*BLOCKQNN, *executor, "--eval-timeout", "60", "--out", out], capsys,
+                              "timeout: a time limit per block (--eval-timeout 60) needs executor='ray' "
+                              "(--executor ray)", where)  # fmt: skip
+    assert_one_line_error([*BLOCKQNN, "--executor", "process", "--address", "10.0.0.1:6379", "--out", out], capsys,
+                          "--address: '10.0.0.1:6379'", "executor='process'")  # fmt: skip
+    assert not (tmp_path / "bq").exists()
+    with pytest.raises(ConfigError, match="needs executor='ray'"):  # the library says it too
+        EarlyStopEvaluator("fake", cache=None, executor="process", workers=2, timeout=5.0)
+
+
 def _offline(monkeypatch):
     from torchvision.datasets import CIFAR10, CIFAR100
 
