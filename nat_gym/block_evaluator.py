@@ -640,4 +640,5 @@ def _resolve_executor(executor: str, address: str | None, timeout: float | None 
         if not ray_evaluator.ray_available():
             warnings.warn(ray_evaluator.RAY_MISSING, RuntimeWarning, stacklevel=3)
             return "process"
+        ray_evaluator.check_cluster(address)  # now, not when the first blocks are sampled and Ray starts
     return executor

@@ -6,6 +6,7 @@ run the installed script as subprocesses, concurrently, to check the real proces
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -171,6 +172,48 @@ def test_blockqnn_ray_only_flags_without_ray(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "bq").exists()
     with pytest.raises(ConfigError, match="needs executor='ray'"):  # the library says it too
         EarlyStopEvaluator("fake", cache=None, executor="process", workers=2, timeout=5.0)
+
+
+def test_ray_cluster_address_errors_are_one_line(tmp_path, capsys, monkeypatch, closed_port):
+    """A malformed Ray address (``--address`` or ``RAY_ADDRESS``) is one line naming it and the forms Ray takes (it
+    was a ValueError traceback from ``ray.init``), and an address where nothing listens one line within seconds (it
+    never returned: Ray retried the GCS); both before any work starts. The unreachable cases run as processes under
+    a time limit, so a hang fails the test. The hint (drop --address, or unset RAY_ADDRESS) is then followed."""
+    pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    out = str(tmp_path / "run")
+    forms = "expected HOST:PORT (the head's address, as `ray start --head` prints it), auto, local or ray://HOST:PORT"
+    bench = ["bench", "--ray", "--budget", "5", "--out", out]
+    assert_one_line_error([*BLOCKQNN, "--executor", "ray", "--address", "garbage", "--out", out], capsys,
+                          f"--address: {forms}, got 'garbage'")  # fmt: skip
+    assert_one_line_error([*bench, "--address", "ray://head:port"], capsys, f"--address: {forms}, got 'ray://")
+    monkeypatch.setenv("RAY_ADDRESS", "garbage")
+    assert_one_line_error([*BLOCKQNN, "--out", out], capsys, f"RAY_ADDRESS: {forms}, got 'garbage'")
+    assert_one_line_error(bench, capsys, f"RAY_ADDRESS: {forms}, got 'garbage'")
+    monkeypatch.delenv("RAY_ADDRESS")
+
+    where = f"127.0.0.1:{closed_port}"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    cases = {  # argv, RAY_ADDRESS, the line's start
+        "blockqnn": ([*BLOCKQNN, "--address", where, "--out", out], None, "nat-gym train: error: --address:"),
+        "bench": ([*bench, "--address", where], None, "nat-gym bench: error: --address:"),
+        "env": ([*BLOCKQNN, "--executor", "ray", "--out", out], where, "nat-gym train: error: RAY_ADDRESS:"),
+    }
+    procs = {k: subprocess.Popen(NAT_GYM + argv, env=env if not ray_address else {**env, "RAY_ADDRESS": ray_address},
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k, (argv, ray_address, _) in cases.items()}  # fmt: skip
+    for key, p in procs.items():
+        _, err = p.communicate(timeout=120)
+        start = cases[key][2]
+        assert p.returncode == 2 and len(err.strip().splitlines()) == 1 and err.startswith(start), (key, err)
+        drop = "drop --address" if "--address" in start else "unset RAY_ADDRESS"
+        assert f"cannot reach a Ray cluster at '{where}' within 10 s (Connection refused); start one with `ray " \
+               f"start --head`, or {drop} to run on this machine" in err, (key, err)  # fmt: skip
+    assert not (tmp_path / "run").exists()
+    # the hint followed: without the address the search runs on this machine
+    tiny = ["--schedule", "random", "--iterations", "1", "--blocks-per-iteration", "2", "--replay-batch", "2",
+            "--max-index", "2", "--channels", "2", "--train-epochs", "1", "--train-batch-size", "64", "--workers", "1"]
+    assert run([*BLOCKQNN, *tiny, "--out", out], capsys)[0] == 0
 
 
 def _offline(monkeypatch):
