@@ -33,8 +33,8 @@ recipe, dataset) before training and writes each result to it as soon as it is f
 (``"ray"``, :class:`nat_gym.distributed.RayPool`: results as they finish, a killed worker's block retried on another,
 a time limit per block: ``timeout``, which local processes have not, so it is an error with them). ``"auto"``
 (the default) picks Ray when a cluster address is given (``address`` or ``RAY_ADDRESS``), else local processes.
-Either way the cache is written here, in the caller's process, by completed
-trainings only, and the results are the same.
+Either way the cache is written here, in the caller's process, by completed trainings only, and the results are the
+same.
 """
 
 from __future__ import annotations

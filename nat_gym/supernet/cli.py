@@ -111,7 +111,7 @@ def _check_device(device: str, nproc: int) -> None:
         dev = resolve_device(device)
     except ConfigError as e:
         raise ConfigError(as_flag(str(e), {"device"})) from None
-    if nproc > 1 and dev.type == "cuda" and nproc > torch.cuda.device_count():
+    if dev.type == "cuda" and nproc > torch.cuda.device_count():
         raise ConfigError(f"--nproc: {nproc} processes on CUDA need a GPU each, and this machine has "
                           f"{torch.cuda.device_count()}; --device cpu runs them on the CPU")  # fmt: skip
 
