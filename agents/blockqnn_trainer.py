@@ -137,8 +137,9 @@ class BlockQNNArgs:
     """A Ray cluster to train the blocks on (HOST:PORT of its head, as ray start prints it); none: RAY_ADDRESS if set,
     else this machine."""
     eval_timeout: float | None = None
-    """Ray only: seconds one block's training may take before its worker is killed and the block retried (twice,
-    then the run stops with an error; finished evaluations stay in the cache); none = no limit."""
+    """Seconds one block's training may take before its worker is killed and the block retried (twice, then the run
+    stops with an error; finished evaluations stay in the cache); needs --executor ray (or auto with a cluster
+    address): local processes have no time limit, so with them it is an error; none = no limit."""
     device: str = "auto"
     """auto (CUDA when available), cpu or cuda."""
     threads: int | None = 1

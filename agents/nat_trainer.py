@@ -213,12 +213,13 @@ class NATTrainerArgs:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}: expected a positive integer or None, got {value!r}")
         for name, low, high, what in (
-            ("lr", 0.0, None, "a positive learning rate"), ("supernet_lr", 0.0, None, "a positive learning rate"),
-            ("supernet_grad_clip", 0.0, None, "a positive gradient-norm bound"),
-            ("weight_decay", 0.0, "=", "a number >= 0"), ("entropy_coef", 0.0, "=", "a number >= 0"),
-            ("cost_weight", 0.0, "=", "a number >= 0"), ("supernet_weight_decay", 0.0, "=", "a number >= 0"),
-            ("supernet_lr_min", 0.0, "=", "a number >= 0"), ("baseline_decay", 0.0, 1.0, "a number in [0, 1)"),
-            ("supernet_momentum", 0.0, 1.0, "a number in [0, 1)"), ("keep_prior", 0.0, "=", "a number >= 0"),
+            ("lr", 0.0, None, "a finite learning rate > 0"), ("supernet_lr", 0.0, None, "a finite learning rate > 0"),
+            ("supernet_grad_clip", 0.0, None, "a finite gradient-norm bound > 0"),
+            ("weight_decay", 0.0, "=", "a finite number >= 0"), ("entropy_coef", 0.0, "=", "a finite number >= 0"),
+            ("cost_weight", 0.0, "=", "a finite number >= 0"),
+            ("supernet_weight_decay", 0.0, "=", "a finite number >= 0"),
+            ("supernet_lr_min", 0.0, "=", "a finite number >= 0"), ("baseline_decay", 0.0, 1.0, "a number in [0, 1)"),
+            ("supernet_momentum", 0.0, 1.0, "a number in [0, 1)"), ("keep_prior", 0.0, "=", "a finite number >= 0"),
         ):  # fmt: skip
             value = getattr(self, name)
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -31,9 +31,10 @@ recipe, dataset) before training and writes each result to it as soon as it is f
 **Where the trainings run** (``EarlyStopEvaluator(executor=...)``): in this process (``workers=1``), in a pool of
 ``workers`` local processes (``"process"``), or on a pool of ``workers`` Ray actors, local or on a cluster
 (``"ray"``, :class:`nat_gym.distributed.RayPool`: results as they finish, a killed worker's block retried on another,
-a time limit per block). ``"auto"`` (the default) picks Ray when a cluster address is given (``address`` or
-``RAY_ADDRESS``), else local processes. Either way the cache is written here, in the caller's process, by completed
-trainings only, and the results are the same.
+a time limit per block: ``timeout``, which local processes have not, so it is an error with them). ``"auto"``
+(the default) picks Ray when a cluster address is given (``address`` or ``RAY_ADDRESS``), else local processes.
+Either way the cache is written here, in the caller's process, by completed trainings only, and the results are the
+same.
 """
 
 from __future__ import annotations
@@ -486,7 +487,8 @@ class EarlyStopEvaluator(BlockEvaluatorBase):
         executor: ``"auto"``, ``"process"`` or ``"ray"`` (see the module docstring). ``"ray"`` without Ray
             installed says so once and uses local processes.
         address: a Ray cluster to train on (``HOST:PORT``; ``None``: ``RAY_ADDRESS`` if set, else a local Ray).
-        timeout: Ray only: seconds one block's training may take before its worker is killed and it is retried.
+        timeout: seconds one block's training may take before its worker is killed and it is retried; Ray only
+            (a :class:`~nat_gym.errors.ConfigError` when the trainings run on local processes).
         max_retries: Ray only: retries of a block whose worker died or timed out
             (:class:`~nat_gym.errors.WorkerLost` / :class:`~nat_gym.errors.EvaluationTimeout` after that).
         threads: torch CPU threads per training (1: the tiny networks gain nothing from more, and a busy machine
@@ -502,6 +504,7 @@ class EarlyStopEvaluator(BlockEvaluatorBase):
                  device: str = "cpu", workers: int = 1, threads: int | None = 1, progress: bool = False,
                  executor: str = "auto", address: str | None = None, timeout: float | None = None,
                  max_retries: int = 2) -> None:  # fmt: skip
+        self.executor = _resolve_executor(executor, address, timeout)
         self.dataset = dataset if isinstance(dataset, DatasetSpec) else DatasetSpec(dataset)
         if recipe is None:
             recipe = DIGITS_RECIPE if self.dataset.name in ("digits", "fake") else PAPER_RECIPE
@@ -518,7 +521,6 @@ class EarlyStopEvaluator(BlockEvaluatorBase):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"workers: expected an integer >= 1, got {workers!r}")
         self.workers, self.threads, self.progress = workers, threads, progress
-        self.executor = _resolve_executor(executor, address)
         self.address, self.timeout, self.max_retries = address, timeout, max_retries
         self._pool: ProcessPoolExecutor | None = None
         self._ray_pool: Any = None
@@ -616,19 +618,27 @@ class EarlyStopEvaluator(BlockEvaluatorBase):
                            recipe=self.recipe.to_dict(), dataset=self.dataset.to_dict())  # fmt: skip
 
 
-def _resolve_executor(executor: str, address: str | None) -> str:
-    """``"process"`` or ``"ray"`` for the ``executor`` and ``address`` arguments (see the module docstring)."""
+def _resolve_executor(executor: str, address: str | None, timeout: float | None = None) -> str:
+    """``"process"`` or ``"ray"`` for the ``executor``, ``address`` and ``timeout`` arguments (see the module
+    docstring)."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor: expected one of {list(EXECUTORS)}, got {executor!r}")
+    given = executor
     if executor == "auto":
         executor = "ray" if address or os.environ.get("RAY_ADDRESS") else "process"
     if executor == "process" and address:
         raise ConfigError(f"address: {address!r} is a Ray cluster's address, which executor='process' (this "
                           "machine's processes) cannot reach; executors that take an address: 'ray', 'auto'")  # fmt: skip
+    if executor == "process" and timeout is not None:
+        where = "executor='process'" if given == "process" else "executor='auto' without a cluster address"
+        raise ConfigError(f"timeout: a time limit per block (--eval-timeout {timeout:g}) needs executor='ray' "
+                          f"(--executor ray); {where} trains on this machine's processes, which run every training "
+                          "to its end")  # fmt: skip
     if executor == "ray":
         from nat_gym.distributed import ray_evaluator
 
         if not ray_evaluator.ray_available():
             warnings.warn(ray_evaluator.RAY_MISSING, RuntimeWarning, stacklevel=3)
             return "process"
+        ray_evaluator.check_cluster(address)  # now, not when the first blocks are sampled and Ray starts
     return executor

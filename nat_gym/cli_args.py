@@ -58,7 +58,7 @@ def _float(text: str, expected: str) -> float:
 
 def float_at_least(low: float, *, strict: bool = False) -> Callable[[str], float]:
     """An argparse ``type`` for a finite number ``>= low`` (``> low`` with ``strict``)."""
-    expected = f"a number {'>' if strict else '>='} {low:g}"
+    expected = f"a finite number {'>' if strict else '>='} {low:g}"
 
     def parse(text: str) -> float:
         value = _float(text, expected)

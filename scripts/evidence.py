@@ -24,7 +24,8 @@ are read as JSON, e.g. ``--set entropy_coef=0 --set reward_images=null``): one a
 finished runs already in ``--out`` (and continues unfinished ones) instead of refusing to overwrite them.
 
 Usage: ``python scripts/evidence.py [--seeds 0 1 2 3 4 5] [--epochs 150] [--set KEY=VALUE ...] [--out DIR] [--resume]``;
-prints a Markdown table and writes ``evidence.json``.
+prints a Markdown table and writes ``evidence.json``. A bad argument (a ``--set`` value, a missing supernet) is one
+line, ``evidence.py: error: ...``, and exit code 2, before any work starts.
 """
 
 from __future__ import annotations
@@ -38,11 +39,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agents.gcn_policy import VARIANTS
 from agents.heldout import RANDOM_SEED, fresh_inputs, gcn_transform, score
 from agents.nat_trainer import NATTrainerArgs, make_env, train
+from agents.run_log import run_checkpoint
 from agents.transform import transform
 from nat_gym import genotypes as named
+from nat_gym.cli_args import int_at_least
 from nat_gym.cost import network_cost
+from nat_gym.errors import ConfigError, NatGymError
 from nat_gym.evaluator import SupernetEvaluator
 from nat_gym.sampling import random_valid_action
 
@@ -93,12 +98,18 @@ def policy_alphas(policy, env, betas, mode: str, seed: int) -> list:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    known = {f.name for f in fields(NATTrainerArgs)}
+    """``--set KEY=VALUE`` items as ``{KEY: value}`` (values read as JSON, else kept as strings).
+
+    Raises:
+        ConfigError: an item that is not ``KEY=VALUE`` with ``KEY`` a :class:`NATTrainerArgs` field.
+    """
+    known = [f.name for f in fields(NATTrainerArgs)]
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or key not in known:
-            raise SystemExit(f"--set: expected KEY=VALUE with KEY a NATTrainerArgs field, got {item!r}")
+            raise ConfigError(f"--set: expected KEY=VALUE with KEY a NATTrainerArgs field ({', '.join(known)}), "
+                              f"got {item!r}")  # fmt: skip
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -106,33 +117,69 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def main() -> None:
+def trainer_args(**settings) -> NATTrainerArgs:
+    """``NATTrainerArgs(**settings)``; a value out of range (from ``--set``) is a :class:`ConfigError` naming
+    ``--set`` and the field."""
+    try:
+        return NATTrainerArgs(**settings)
+    except ConfigError as e:
+        raise ConfigError(f"--set {e}") from None
+
+
+def run_args(args: argparse.Namespace, overrides: dict, variant: str, seed: int) -> NATTrainerArgs:
+    """The :class:`NATTrainerArgs` of one training run, in ``--out/<variant>-seed<seed>``."""
+    return trainer_args(**{"epochs": args.epochs, "reward_images": 64, "train_supernet": False, "eval_inputs": 0,
+                           "heldout_inputs": 0, **overrides, "seed": seed, "variant": variant,
+                           "out": str(Path(args.out) / f"{variant}-seed{seed}"), "progress": False,
+                           "supernet": args.supernet})  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5],
+    p.add_argument("--seeds", type=int_at_least(0), nargs="+", default=[0, 1, 2, 3, 4, 5],
                    help="training seeds (default: 0 1 2 3 4 5)")  # fmt: skip
-    p.add_argument("--variants", nargs="*", default=["fixed", "faithful"],
-                   help="GCN variants (default: both; none = only the floors)")
+    p.add_argument("--variants", nargs="*", default=["fixed", "faithful"], choices=[*VARIANTS, "none"],
+                   help=f"GCN variants, some of {' '.join(VARIANTS)} (default: both); none (alone) = no policy, only "
+                        "the floors")  # fmt: skip
     p.add_argument("--random-rates", type=float, nargs="*", default=[0.1, 0.3, 0.6],
                    help="also score random valid changes of this fraction of the edges (default: 0.1 0.3 0.6): the "
                         "floor of a policy that changes as many edges")  # fmt: skip
-    p.add_argument("--epochs", type=int, default=150, help="policy epochs per run (default: 150)")
+    p.add_argument("--epochs", type=int_at_least(1), default=150, help="policy epochs per run (default: 150)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a NATTrainerArgs field for every run (repeatable), e.g. entropy_coef=0")
     p.add_argument("--supernet", default=None, help="supernet checkpoint (default: the cached digits default)")
-    p.add_argument("--inputs", type=int, default=200, help="fresh input architectures to score (default: 200)")
+    p.add_argument("--inputs", type=int_at_least(1), default=200,
+                   help="fresh input architectures to score (default: 200)")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="how the policy is scored")
     p.add_argument("--no-named", action="store_true", help="skip the registered genotypes")
     p.add_argument("--out", default="runs/evidence", help="output folder (default: runs/evidence)")
     p.add_argument("--resume", action="store_true",
                    help="continue the runs whose checkpoint is already in --out (a finished run trains nothing and "
                         "is only scored) instead of refusing to overwrite them")  # fmt: skip
-    args = p.parse_args()
-    overrides = parse_overrides(args.overrides)
+    args = p.parse_args(argv)
+    if "none" in args.variants:
+        if args.variants != ["none"]:
+            p.error(f"argument --variants: none means no policy, so it comes alone; got {' '.join(args.variants)}")
+        args.variants = []
+    try:
+        run(args)
+    except NatGymError as e:  # a bad --set value, a missing supernet, a run that exists without --resume
+        p.error(" ".join(str(e).split()))
+    return 0
+
+
+def run(args: argparse.Namespace) -> None:
+    """Score the floors, train and score every (variant, seed) run, print the table (see the module docstring)."""
+    overrides = parse_overrides(args.overrides)  # every argument is checked before any work starts
+    base = trainer_args(**{**overrides, "reward_images": None, "supernet": args.supernet})
+    runs = {(v, s): run_args(args, overrides, v, s) for v in args.variants for s in args.seeds}
+    resume = {key: args.resume and (Path(r.out) / "checkpoint.pt").is_file() for key, r in runs.items()}
+    for key, r in runs.items():
+        run_checkpoint(r.out, resume[key])  # a finished run is never overwritten
+    torch.set_num_threads(1)
+    base_env = make_env(base)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
-
-    base_env = make_env(NATTrainerArgs(**{**overrides, "reward_images": None, "supernet": args.supernet}))
     rules = base_env.unwrapped.rules
     steps = base_env.unwrapped.steps
     full = base_env.unwrapped.evaluator
@@ -156,15 +203,9 @@ def main() -> None:
 
     for variant in args.variants:
         for seed in args.seeds:
-            run = out / f"{variant}-seed{seed}"
-            settings = {"epochs": args.epochs, "reward_images": 64, "train_supernet": False, "eval_inputs": 0,
-                        "heldout_inputs": 0,
-                        **overrides, "seed": seed, "variant": variant, "out": str(run), "progress": False,
-                        "supernet": args.supernet}  # fmt: skip
-            resume = args.resume and (run / "checkpoint.pt").is_file()
             start = time.perf_counter()
-            policy, history = train(NATTrainerArgs(**settings), resume=resume)
-            seconds = history[-1]["time"] if resume and history else time.perf_counter() - start
+            policy, history = train(runs[variant, seed], resume=resume[variant, seed])
+            seconds = history[-1]["time"] if resume[variant, seed] and history else time.perf_counter() - start
             policy.eval()
             for label, betas in sets.items():
                 for mode in args.modes:
@@ -212,4 +253,4 @@ def table(results: dict, args, labels: list[str]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -20,6 +20,8 @@ is looked at once per run, after its last epoch, and never for any choice.
 
 Usage: ``python scripts/science.py [--policy runs/nat/checkpoint.pt] [--seeds 0 1 2] [--epochs 20] [--out
 runs/science]``; prints a Markdown table and writes ``OUT/table.md``, ``OUT/science.json`` and ``OUT/science.png``.
+A bad argument (an unknown architecture, a ``--set`` that is not ``FIELD=VALUE`` or out of range) is one line,
+``science.py: error: ...``, and exit code 2, before any work starts.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from typing import Any
 import torch
 
 from nat_gym import genotypes as named
+from nat_gym.cli_args import int_at_least
+from nat_gym.errors import ConfigError, GenotypeError, NatGymError
 from nat_gym.final import FinalTrainConfig, FinalTrainer
 from nat_gym.final.stats import compare, mean_ci
 from nat_gym.genotype import Genotype
@@ -173,41 +177,74 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     fig.savefig(path, format="png", facecolor="white")
 
 
+def registered(name: str) -> str:
+    """An argparse ``type``: ``name`` if it is a registered genotype (``nat-gym list``)."""
+    try:
+        named.get(name)
+    except GenotypeError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("name: ")) from None
+    return name
+
+
+def training_config(args: argparse.Namespace) -> FinalTrainConfig:
+    """The digits preset changed by ``--dataset``, ``--epochs``, ``--channels``, ``--layers`` and ``--set
+    FIELD=VALUE`` (values read as JSON; ``none`` or nothing after ``=``: None).
+
+    Raises:
+        ConfigError: a ``--set`` item that is not ``FIELD=VALUE`` with ``FIELD`` a :class:`FinalTrainConfig` field,
+            or whose value is out of range (the flags' own types check theirs).
+    """
+    changes: dict[str, Any] = {"dataset": args.dataset}
+    for key in ("epochs", "channels", "layers"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
+    known = [f.name for f in fields(FinalTrainConfig)]
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise ConfigError(f"--set: expected FIELD=VALUE with FIELD one of {', '.join(known)}; got {item!r}")
+        try:
+            changes[key] = json.loads(value) if value not in ("", "none") else None
+        except json.JSONDecodeError:
+            changes[key] = value
+    try:
+        return FinalTrainConfig().replace(**changes)
+    except ConfigError as e:
+        raise ConfigError(f"--set {e}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--archs", nargs="+", default=list(ARCHS), help="architectures (default: the 9 of issue 13)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
+    p.add_argument("--archs", nargs="+", type=registered, default=list(ARCHS),
+                   help="architectures, registered names (nat-gym list; default: the 9 of issue 13)")  # fmt: skip
+    p.add_argument("--seeds", type=int_at_least(0), nargs="+", default=[0, 1, 2],
+                   help="training seeds (default: 0 1 2)")  # fmt: skip
     p.add_argument("--policy", default=None, help="NAT policy checkpoint (nat-gym train --algo nat) for the policy "
                    "column; omitted: no policy column")  # fmt: skip
     p.add_argument("--supernet", default=None, help="supernet that scores the policy's candidates (default: the "
                    "one the policy checkpoint names)")  # fmt: skip
-    p.add_argument("--samples", type=int, default=10, help="policy candidates per architecture (default: 10)")
-    p.add_argument("--policy-seed", type=int, default=0, help="seed of the policy's sampling (default: 0)")
+    p.add_argument("--samples", type=int_at_least(1), default=10,
+                   help="policy candidates per architecture (default: 10)")
+    p.add_argument("--policy-seed", type=int_at_least(0), default=0, help="seed of the policy's sampling (default: 0)")
     p.add_argument("--dataset", default="digits", help="digits (default) or fake (tests)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the digits preset's)")
-    p.add_argument("--channels", type=int, default=None, help="initial channels (default: the digits preset's)")
-    p.add_argument("--layers", type=int, default=None, help="cells (default: the digits preset's)")
+    p.add_argument("--epochs", type=int_at_least(1), default=None, help="training epochs (default: the digits preset's)")
+    p.add_argument("--channels", type=int_at_least(1), default=None,
+                   help="initial channels (default: the digits preset's)")
+    p.add_argument("--layers", type=int_at_least(3), default=None, help="cells, >= 3 (default: the digits preset's)")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                    help="other FinalTrainConfig fields, e.g. --set drop_path_prob=0.1 cutout=0")  # fmt: skip
     p.add_argument("--out", default="runs/science", help="output folder (default: runs/science)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
+    try:
+        return run(args, training_config(args))
+    except NatGymError as e:  # a bad --set, an error of the run (a policy checkpoint that does not load, ...)
+        p.error(" ".join(str(e).split()))
 
-    changes: dict[str, Any] = {"dataset": args.dataset}
-    for key in ("epochs", "channels", "layers"):
-        if getattr(args, key) is not None:
-            changes[key] = getattr(args, key)
-    types = {f.name: f.type for f in fields(FinalTrainConfig)}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        if key not in types:
-            p.error(f"--set: unknown field {key!r}; allowed: {', '.join(types)}")
-        try:
-            changes[key] = json.loads(value) if value not in ("", "none") else None
-        except json.JSONDecodeError:
-            changes[key] = value
-    base_config = FinalTrainConfig().replace(**changes)
+
+def run(args: argparse.Namespace, base_config: FinalTrainConfig) -> int:
+    """Train every (architecture, variant, seed), write and print the table (see the module docstring)."""
+    torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

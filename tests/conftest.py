@@ -44,6 +44,16 @@ def tiny_supernet(tiny_supernet_config):
     return Supernet(tiny_supernet_config)
 
 
+@pytest.fixture
+def closed_port() -> int:
+    """A local TCP port nobody listens on (bound, then closed): the address of a Ray cluster that is not there."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def fake_data():
     """The synthetic ``fake`` dataset, small: 64 train / 32 valid / 16 test images of 1 x 8 x 8, 10 classes."""

@@ -6,6 +6,7 @@ run the installed script as subprocesses, concurrently, to check the real proces
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -67,8 +68,9 @@ TRAIN_CASES = [
     (["--epochs", "0"], "--epochs: expected an integer >= 1"), (["--epochs", "x"], "--epochs"),
     (["--m", "0"], "--m:"), (["--n", "0"], "--n:"), (["--steps", "0"], "--steps:"), (["--lr", "0"], "--lr:"),
     (["--lr", "nan"], "--lr:"), (["--lr", "-1e-3"], "--lr:"), (["--entropy-coef", "-0.1"], "--entropy-coef:"),
-    (["--keep-prior", "-1"], "--keep-prior:"), (["--keep-prior", "inf"], "--keep-prior:"),
-    (["--cost-weight", "-1"], "--cost-weight:"), (["--cost-weight", "inf"], "--cost-weight:"),
+    (["--keep-prior", "-1"], "--keep-prior:"), (["--keep-prior", "inf"], "--keep-prior: expected a finite number >= 0"),
+    (["--cost-weight", "-1"], "--cost-weight:"), (["--cost-weight", "inf"], "--cost-weight: expected a finite number"),
+    (["--lr", "inf"], "--lr: expected a finite learning rate > 0"),
     (["--weight-decay", "-1"], "--weight-decay:"), (["--baseline-decay", "1"], "--baseline-decay:"),
     (["--betas", "1", "0.5"], "--betas:"), (["--supernet-lr", "0"], "--supernet-lr:"),
     (["--supernet-lr-min", "-1"], "--supernet-lr-min:"), (["--supernet-lr-min", "0.5"], "--supernet-lr-min:"),
@@ -116,7 +118,8 @@ def test_train_never_overwrites_a_run(tmp_path, capsys):
 SUPERNET_CASES = [
     (["--threads", "-1"], "--threads"), (["--channels", "0"], "--channels"), (["--layers", "2"], "--layers"),
     (["--steps", "0"], "--steps"), (["--epochs", "0"], "--epochs"), (["--batch-size", "0"], "--batch-size"),
-    (["--lr", "0"], "--lr"), (["--lr", "nan"], "--lr"), (["--momentum", "1"], "--momentum"),
+    (["--lr", "0"], "--lr"), (["--lr", "nan"], "--lr"), (["--lr", "inf"], "--lr: expected a finite number > 0"),
+    (["--momentum", "1"], "--momentum"),
     (["--weight-decay", "-1"], "--weight-decay"), (["--eval-archs", "-1"], "--eval-archs"),
     (["--final-archs", "0"], "--final-archs"), (["--seed", "-1"], "--seed"), (["--data-seed", "-1"], "--data-seed"),
     (["--rules", "bogus"], "'bogus'"), (["--dataset", "mnist"], "'mnist'"), (["--device", "tpu"], "device"),
@@ -146,6 +149,71 @@ def test_train_final_bad_values(flags, fragment, tmp_path, capsys):
     assert_one_line_error(["train-final", "DARTS_V2", "--out", str(tmp_path / "final"), "--no-progress", *flags],
                           capsys, fragment)  # fmt: skip
     assert not (tmp_path / "final").exists()
+
+
+BLOCKQNN = ["train", "--algo", "blockqnn", "--dataset", "fake", "--cache", "none", "--no-progress"]
+
+
+def test_blockqnn_ray_only_flags_without_ray(tmp_path, capsys, monkeypatch):
+    """``--eval-timeout`` is a time limit that only Ray workers have: without Ray (``--executor process``, or the
+    default ``auto`` without a cluster address) it is one line naming it and ``--executor ray``, as ``--address`` is
+    (it was silently ignored); before any work starts."""
+    from nat_gym.block_evaluator import EarlyStopEvaluator
+    from nat_gym.errors import ConfigError
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    out = str(tmp_path / "bq")
+    for executor, where in ((["--executor", "process"], "executor='process'"), ([], "executor='auto' without")):
+        assert_one_line_error([*BLOCKQNN, *executor, "--eval-timeout", "60", "--out", out], capsys,
+                              "timeout: a time limit per block (--eval-timeout 60) needs executor='ray' "
+                              "(--executor ray)", where)  # fmt: skip
+    assert_one_line_error([*BLOCKQNN, "--executor", "process", "--address", "10.0.0.1:6379", "--out", out], capsys,
+                          "--address: '10.0.0.1:6379'", "executor='process'")  # fmt: skip
+    assert not (tmp_path / "bq").exists()
+    with pytest.raises(ConfigError, match="needs executor='ray'"):  # the library says it too
+        EarlyStopEvaluator("fake", cache=None, executor="process", workers=2, timeout=5.0)
+
+
+def test_ray_cluster_address_errors_are_one_line(tmp_path, capsys, monkeypatch, closed_port):
+    """A malformed Ray address (``--address`` or ``RAY_ADDRESS``) is one line naming it and the forms Ray takes (it
+    was a ValueError traceback from ``ray.init``), and an address where nothing listens one line within seconds (it
+    never returned: Ray retried the GCS); both before any work starts. The unreachable cases run as processes under
+    a time limit, so a hang fails the test. The hint (drop --address, or unset RAY_ADDRESS) is then followed."""
+    pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    out = str(tmp_path / "run")
+    forms = "expected HOST:PORT (the head's address, as `ray start --head` prints it), auto, local or ray://HOST:PORT"
+    bench = ["bench", "--ray", "--budget", "5", "--out", out]
+    assert_one_line_error([*BLOCKQNN, "--executor", "ray", "--address", "garbage", "--out", out], capsys,
+                          f"--address: {forms}, got 'garbage'")  # fmt: skip
+    assert_one_line_error([*bench, "--address", "ray://head:port"], capsys, f"--address: {forms}, got 'ray://")
+    monkeypatch.setenv("RAY_ADDRESS", "garbage")
+    assert_one_line_error([*BLOCKQNN, "--out", out], capsys, f"RAY_ADDRESS: {forms}, got 'garbage'")
+    assert_one_line_error(bench, capsys, f"RAY_ADDRESS: {forms}, got 'garbage'")
+    monkeypatch.delenv("RAY_ADDRESS")
+
+    where = f"127.0.0.1:{closed_port}"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    cases = {  # argv, RAY_ADDRESS, the line's start
+        "blockqnn": ([*BLOCKQNN, "--address", where, "--out", out], None, "nat-gym train: error: --address:"),
+        "bench": ([*bench, "--address", where], None, "nat-gym bench: error: --address:"),
+        "env": ([*BLOCKQNN, "--executor", "ray", "--out", out], where, "nat-gym train: error: RAY_ADDRESS:"),
+    }
+    procs = {k: subprocess.Popen(NAT_GYM + argv, env=env if not ray_address else {**env, "RAY_ADDRESS": ray_address},
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k, (argv, ray_address, _) in cases.items()}  # fmt: skip
+    for key, p in procs.items():
+        _, err = p.communicate(timeout=120)
+        start = cases[key][2]
+        assert p.returncode == 2 and len(err.strip().splitlines()) == 1 and err.startswith(start), (key, err)
+        drop = "drop --address" if "--address" in start else "unset RAY_ADDRESS"
+        assert f"cannot reach a Ray cluster at '{where}' within 10 s (Connection refused); start one with `ray " \
+               f"start --head`, or {drop} to run on this machine" in err, (key, err)  # fmt: skip
+    assert not (tmp_path / "run").exists()
+    # the hint followed: without the address the search runs on this machine
+    tiny = ["--schedule", "random", "--iterations", "1", "--blocks-per-iteration", "2", "--replay-batch", "2",
+            "--max-index", "2", "--channels", "2", "--train-epochs", "1", "--train-batch-size", "64", "--workers", "1"]
+    assert run([*BLOCKQNN, *tiny, "--out", out], capsys)[0] == 0
 
 
 def _offline(monkeypatch):

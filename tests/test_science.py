@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_scripts import _script_module  # tests/test_scripts.py: imports a script of scripts/
 
 from nat_gym import rules as rule_sets
 
@@ -64,3 +65,24 @@ def test_science_table_end_to_end_and_resumable(tmp_path, tiny_policy):
     assert again.returncode == 0, again.stderr[-3000:]
     assert [p.stat().st_mtime_ns for p in results] == stamps  # finished runs are read, not retrained
     assert (out / "table.md").read_text() == table
+
+
+def test_science_argument_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    """An unknown architecture, a ``--set`` without ``=VALUE`` or out of range, ``--epochs 0``: argparse's
+    ``science.py: error: ...`` line and exit code 2, before any work starts (they were tracebacks)."""
+    science = _script_module("science")
+    monkeypatch.setattr(sys, "argv", ["science.py"])  # argparse's prog
+    out = tmp_path / "science"
+    cases = [
+        (["--archs", "VGG", "BOGUS"], "argument --archs: unknown genotype 'BOGUS'; registered: "),
+        (["--set", "cutout"], "--set: expected FIELD=VALUE with FIELD one of dataset, "),
+        (["--set", "bogus=1"], "got 'bogus=1'"),
+        (["--set", "cutout=-1"], "--set cutout: expected an integer >= 0, got -1"),
+        (["--epochs", "0"], "argument --epochs: expected an integer >= 1, got '0'"),
+    ]  # fmt: skip
+    for flags, fragment in cases:
+        with pytest.raises(SystemExit) as exit_:
+            science.main(["--dataset", "fake", "--out", str(out), "--no-progress", *flags])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert exit_.value.code == 2 and err.startswith("science.py: error: ") and fragment in err, (flags, err)
+    assert not out.exists()

@@ -223,6 +223,36 @@ def test_evidence_runs_and_reports(tmp_path):
             k: v for k, v in figures.items() if k != "train_seconds"}, key  # fmt: skip
 
 
+def test_evidence_argument_errors_and_variants_none(tmp_path, capsys, monkeypatch):
+    """A bad argument of scripts/evidence.py is argparse's ``evidence.py: error: ...`` line and exit code 2 before any
+    work starts (they were tracebacks; ``--set bogus=1`` an unprefixed line with exit code 1), and ``--variants
+    none`` scores only the floors, as its help says (it was an error)."""
+    evidence = _script_module("evidence")
+    monkeypatch.setattr(sys, "argv", ["evidence.py"])  # argparse's prog
+    out = tmp_path / "evidence"
+    base = ["--supernet", _tiny_supernet(tmp_path, steps=2), "--seeds", "0", "--epochs", "1", "--inputs", "2",
+            "--no-named", "--set", "steps=2", "--out", str(out)]  # fmt: skip
+    cases = [
+        (["--set", "n=0"], "--set n: expected an integer >= 1, got 0"),
+        (["--set", "keep_prior=-1"], "--set keep_prior: expected a finite number >= 0, got -1"),
+        (["--set", "bogus=1"], "--set: expected KEY=VALUE with KEY a NATTrainerArgs field"),
+        (["--variants", "bogus"], "argument --variants: invalid choice: 'bogus'"),
+        (["--variants", "none", "fixed"], "argument --variants: none means no policy, so it comes alone"),
+        (["--supernet", str(tmp_path / "missing.pt")], "no such file"),
+    ]  # fmt: skip
+    for flags, fragment in cases:
+        with pytest.raises(SystemExit) as exit_:
+            evidence.main([*base, *flags])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert exit_.value.code == 2 and err.startswith("evidence.py: error: ") and fragment in err, (flags, err)
+    assert not out.exists()
+    assert evidence.main([*base, "--variants", "none", "--random-rates", "0.5"]) == 0
+    results = json.loads((out / "evidence.json").read_text())["results"]
+    assert sorted(results) == ["identity/fresh", "random best-of-10/fresh", "random, 50% of edges/fresh", "random/fresh"]
+    table = capsys.readouterr().out
+    assert "| random best-of-10 |" in table and "fixed" not in table and "faithful" not in table
+
+
 def test_supernet_drift_runs_and_summarises(tmp_path, tiny_checkpoint):
     net = tiny_checkpoint
     out = tmp_path / "drift"

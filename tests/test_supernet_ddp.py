@@ -71,3 +71,30 @@ def test_batch_size_must_split_over_the_processes(tmp_path, capsys):
 
     assert main(["train-supernet", *FLAGS, "--batch-size", "33", "--nproc", "2", "--out", str(tmp_path / "x")]) == 2
     assert "--batch-size: 33 does not split evenly over --nproc 2" in capsys.readouterr().err
+
+
+def test_the_device_is_checked_before_any_process_starts(tmp_path, capsys, monkeypatch):
+    """``--nproc 2 --device cuda`` on a machine without CUDA is the one line the single-process path gives (it was
+    some 40 lines of torch-elastic traceback from the launched processes), and more processes than GPUs is one line
+    naming --nproc; nothing is launched, nothing written."""
+    import nat_gym.supernet.cli as supernet_cli
+    from nat_gym.cli import main
+
+    def launched(args):
+        raise AssertionError("the processes were launched")
+
+    monkeypatch.setattr(supernet_cli, "_launch", launched)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "x"
+    for nproc in ("1", "2"):
+        assert main(["train-supernet", *FLAGS, "--device", "cuda", "--nproc", nproc, "--out", str(out)]) == 2
+        assert capsys.readouterr().err == ("nat-gym train-supernet: error: --device: 'cuda' requested but CUDA is not "
+                                           "available here; use 'auto' or 'cpu'\n")  # fmt: skip
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # one GPU for two processes
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for device in ("cuda", "auto"):
+        assert main(["train-supernet", *FLAGS, "--device", device, "--nproc", "2", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("nat-gym train-supernet: error: --nproc: 2 processes on CUDA need a GPU each, and this "
+                              "machine has 1; --device cpu") and len(err.splitlines()) == 1, err  # fmt: skip
+    assert not out.exists()

@@ -203,13 +203,19 @@ def _run_bench(ns: argparse.Namespace) -> int:
     if ns.address and not ns.ray:
         raise ConfigError("--address: a Ray cluster's address; add --ray to run the benchmark on it")
     if ns.ray:
-        from nat_gym.distributed import RAY_MISSING, ray_available
+        from nat_gym.cli_args import as_flag
+        from nat_gym.distributed import RAY_MISSING, check_cluster, ray_available
 
         if not ray_available():  # the runs go to local processes instead
             import sys
 
             print(f"nat-gym bench: --ray: {RAY_MISSING}", file=sys.stderr)
             ns.ray = False
+        else:
+            try:
+                check_cluster(ns.address)  # before any run starts
+            except ConfigError as e:
+                raise ConfigError(as_flag(str(e), {"address"})) from None
     if ns.budget is None:
         raise ConfigError("--budget: required (reward evaluations per run), e.g. --budget amortised=2000 "
                           "per-instance=100")  # fmt: skip

@@ -4,6 +4,13 @@ See :mod:`nat_gym.distributed.ray_evaluator`. (The torchrun / DistributedDataPar
 :mod:`nat_gym.final.distributed`.)
 """
 
-from nat_gym.distributed.ray_evaluator import RAY_MISSING, RayEvaluator, RayPool, connect, ray_available
+from nat_gym.distributed.ray_evaluator import (
+    RAY_MISSING,
+    RayEvaluator,
+    RayPool,
+    check_cluster,
+    connect,
+    ray_available,
+)
 
-__all__ = ["RAY_MISSING", "RayEvaluator", "RayPool", "connect", "ray_available"]
+__all__ = ["RAY_MISSING", "RayEvaluator", "RayPool", "check_cluster", "connect", "ray_available"]

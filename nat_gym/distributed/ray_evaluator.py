@@ -19,7 +19,11 @@ that on Ray (https://docs.ray.io, core API: actors, ``ray.wait``) rather than on
 ``RAY_ADDRESS`` environment variable joins that cluster, in the order Ray documents for ``ray.init`` ("Starting
 Ray": ``RAY_ADDRESS``, then the address passed, then the latest ``ray start`` instance of this machine); without
 either, a local Ray with this machine's cores (``num_cpus`` to use fewer). If Ray is already initialised in this
-process, that session is used as it is.
+process, that session is used as it is. A cluster address is checked first (:func:`check_cluster`, no Ray needed):
+its form (``HOST:PORT``, ``auto``, ``local`` or ``ray://HOST:PORT``), then, for ``HOST:PORT``, that something
+accepts a connection there within :data:`CONNECT_TIMEOUT` seconds (``ray.init`` would retry an unreachable GCS for
+minutes); a :class:`~nat_gym.errors.ConfigError` names ``address`` or ``RAY_ADDRESS``, and so does an error of
+``ray.init`` itself.
 
 **Faults**: each actor runs one evaluation at a time, so the driver always knows which item is where.
 
@@ -54,6 +58,7 @@ from __future__ import annotations
 
 import collections
 import os
+import socket
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -64,7 +69,8 @@ import numpy as np
 
 from nat_gym.errors import ConfigError, EvaluationError, EvaluationTimeout, WorkerLost
 
-__all__ = ["RAY_MISSING", "RayPool", "RayEvaluator", "Job", "connect", "ray_available", "call", "evaluate_one"]
+__all__ = ["RAY_MISSING", "CONNECT_TIMEOUT", "RayPool", "RayEvaluator", "Job", "check_cluster", "connect",
+           "ray_available", "call", "evaluate_one"]  # fmt: skip
 
 RAY_MISSING = ("Ray is not installed (pip install 'nat-gym[ray]'), so evaluation runs on this machine without it; "
                "install the extra to evaluate on a pool of Ray workers or a cluster")  # fmt: skip
@@ -80,28 +86,96 @@ def ray_available() -> bool:
     return True
 
 
+CONNECT_TIMEOUT = 10.0
+"""Seconds :func:`check_cluster` waits for a cluster's ``HOST:PORT`` to accept a TCP connection."""
+
+_FORMS = "HOST:PORT (the head's address, as `ray start --head` prints it), auto, local or ray://HOST:PORT"
+
+
+def _host_port(address: str, name: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``HOST:PORT`` address, ``None`` for the other forms Ray takes (``auto``, ``local``,
+    ``ray://HOST[:PORT]``); a :class:`ConfigError` naming ``name`` for anything else."""
+    if address in ("auto", "local"):
+        return None
+    client = address.startswith("ray://")
+    rest = address[len("ray://") :] if client else address
+    host, sep, port = rest.rpartition(":")
+    if client and not sep:  # ray://HOST: the Ray client's default port
+        host, port = rest, "10001"
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [IPv6]:PORT
+    valid = host and not any(c in host for c in "/[] \t") and port.isdigit() and 0 < int(port) < 65536
+    if not valid:
+        raise ConfigError(f"{name}: expected {_FORMS}, got {address!r}")
+    return None if client else (host, int(port))
+
+
+def check_cluster(address: str | None = None, *, timeout: float = CONNECT_TIMEOUT) -> tuple[str, str] | None:
+    """Check the Ray cluster that ``ray.init(address=address)`` would join, without Ray: its address has one of the
+    forms Ray takes and, for ``HOST:PORT``, something there accepts a TCP connection within ``timeout`` seconds.
+
+    Args:
+        address: as for :func:`connect`; ``None`` or ``"auto"`` read ``RAY_ADDRESS`` first, as ``ray.init`` does.
+        timeout: seconds to wait for the connection.
+
+    Returns:
+        ``(where, address)``: the address that will be joined and where it came from (``"address"`` or
+        ``"RAY_ADDRESS"``); ``None`` when no cluster is named (a local Ray starts).
+
+    Raises:
+        ConfigError: naming ``address`` or ``RAY_ADDRESS``: a malformed address, or nothing accepts a connection at
+            its ``HOST:PORT`` in time.
+    """
+    env = os.environ.get("RAY_ADDRESS")
+    if env and address in (None, "auto"):
+        where, address = "RAY_ADDRESS", env
+    elif address:
+        where = "address"
+    else:
+        return None
+    target = _host_port(address, where)
+    if target is not None:
+        try:
+            socket.create_connection(target, timeout=timeout).close()
+        except OSError as err:
+            raise ConfigError(f"{where}: cannot reach a Ray cluster at {address!r} within {timeout:g} s "
+                              f"({err.strerror or type(err).__name__}); start one with `ray start --head`, or "
+                              f"{'drop --address' if where == 'address' else 'unset RAY_ADDRESS'} to run on this "
+                              "machine") from None  # fmt: skip
+    return where, address
+
+
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     """Start or join Ray (see the module docstring); returns whether this call started it (then the caller may
     ``ray.shutdown()`` it when done).
 
     Args:
-        address: a cluster's ``HOST:PORT`` (or ``"auto"``, ``"ray://HOST:10001"``); ``None``: ``RAY_ADDRESS`` if set,
-            else a local Ray.
+        address: a cluster's ``HOST:PORT`` (or ``"auto"``, ``"local"``, ``"ray://HOST:10001"``); ``None``:
+            ``RAY_ADDRESS`` if set, else a local Ray.
         num_cpus: CPUs of a local Ray (default: all of this machine's); ignored when joining a cluster.
 
     Raises:
         ImportError: Ray is not installed.
-        ConnectionError: no cluster answers at the address (Ray's error).
+        ConfigError: the cluster's address is malformed or nothing answers there (:func:`check_cluster`), or
+            ``ray.init`` cannot join it (Ray's message); it names ``address`` or ``RAY_ADDRESS``.
     """
     import ray
 
     if ray.is_initialized():
         return False
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning"}
-    if address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=address, **options)
-    else:
+    cluster = check_cluster(address)
+    if cluster is None:
         ray.init(num_cpus=num_cpus, **options)
+        return True
+    where, joined = cluster
+    with warnings.catch_warnings(record=True) as said:  # Ray's warnings are given once it has joined, else dropped
+        warnings.simplefilter("always")
+        try:
+            ray.init(address=address, **options)
+        except (ValueError, ConnectionError, TimeoutError) as err:  # Ray's errors for a cluster it cannot join
+            raise ConfigError(f"{where}: cannot join the Ray cluster at {joined!r}: {err}") from None
+    for w in said:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return True
 
 
@@ -169,7 +243,8 @@ class RayPool:
         retried: items resubmitted after a fault. replaced: actors replaced. completed: items yielded.
 
     Raises:
-        ConfigError: an argument out of range. ImportError: Ray is not installed.
+        ConfigError: an argument out of range, or a cluster address that is malformed or unreachable
+            (:func:`connect`). ImportError: Ray is not installed.
     """
 
     def __init__(self, factory: Callable[[], Any], *, workers: int | None = None,

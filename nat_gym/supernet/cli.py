@@ -84,12 +84,36 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--resume: nothing to resume, {ckpt} does not exist; check --out or drop --resume")
     if args.batch_size % args.nproc:
         raise ConfigError(f"--batch-size: {args.batch_size} does not split evenly over --nproc {args.nproc} processes")
+    _check_device(args.device, args.nproc)
     if args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         if args.download:
             raise ConfigError("--download: not with --nproc above 1 (each process would download the files); "
                               "download with one process first")  # fmt: skip
         return _launch(args)
     return _train(args)
+
+
+def _check_device(device: str, nproc: int) -> None:
+    """The trainer's own device check (:func:`~nat_gym.supernet.train.resolve_device`), made here before anything
+    starts, processes included (a process that fails it after torchrun's launch ends the run with every process's
+    traceback); on CUDA each of the ``nproc`` processes takes a GPU of its own (``cuda:LOCAL_RANK``).
+
+    Raises:
+        ConfigError: naming ``--device`` or ``--nproc``.
+    """
+    import torch
+
+    from nat_gym.cli_args import as_flag
+    from nat_gym.errors import ConfigError
+    from nat_gym.supernet.train import resolve_device
+
+    try:
+        dev = resolve_device(device)
+    except ConfigError as e:
+        raise ConfigError(as_flag(str(e), {"device"})) from None
+    if dev.type == "cuda" and nproc > torch.cuda.device_count():
+        raise ConfigError(f"--nproc: {nproc} processes on CUDA need a GPU each, and this machine has "
+                          f"{torch.cuda.device_count()}; --device cpu runs them on the CPU")  # fmt: skip
 
 
 def _launch(args: argparse.Namespace) -> int:
