@@ -305,4 +305,7 @@ def _print_tables(a: argparse.Namespace, results: dict, ranking: dict, final: di
 
 
 if __name__ == "__main__":
+    from nat_gym.cli import ignore_library_warnings
+
+    ignore_library_warnings()  # torch_geometric's import warning, as the nat-gym command does
     main()

@@ -253,4 +253,7 @@ def table(results: dict, args, labels: list[str]) -> str:
 
 
 if __name__ == "__main__":
+    from nat_gym.cli import ignore_library_warnings
+
+    ignore_library_warnings()  # torch_geometric's import warning, as the nat-gym command does
     raise SystemExit(main())

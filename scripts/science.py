@@ -301,4 +301,7 @@ def run(args: argparse.Namespace, base_config: FinalTrainConfig) -> int:
 
 
 if __name__ == "__main__":
+    from nat_gym.cli import ignore_library_warnings
+
+    ignore_library_warnings()  # torch_geometric's import warning, as the nat-gym command does
     raise SystemExit(main())

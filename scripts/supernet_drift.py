@@ -166,4 +166,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from nat_gym.cli import ignore_library_warnings
+
+    ignore_library_warnings()  # torch_geometric's import warning, as the nat-gym command does
     main()
