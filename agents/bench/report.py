@@ -151,6 +151,8 @@ def _aggregates_png(s: ProtocolStats, path: Path) -> None:
     unit = _score_unit(s)
     panels = [("iqm", f"IQM {unit}"), ("mean", f"mean {unit}"), ("gap", "optimality gap"),
               ("reward", "mean reward (points)"), ("saving", "MAdds saving (%)")]  # fmt: skip
+    if s.protocol == "amortised":  # its scores are rewards already: the mean panel is the mean reward
+        panels.remove(("reward", "mean reward (points)"))
     fig, axes = _figure(len(panels) + 1, width=3.2, height=0.5 * len(labels) + 1.4)
     y = np.arange(len(labels))
     for ax, (key, title) in zip(axes, panels):
