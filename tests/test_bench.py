@@ -308,3 +308,25 @@ def test_jobs_in_parallel_processes_give_the_same_rows_and_a_quiet_stderr(bench,
     serial = [r for r in _rows(bench["out"] / "results.csv")
               if r["protocol"] == "per-instance" and r["algo"] in ("random", "nat")]  # fmt: skip
     assert len(serial) == 16 and key(_rows(out / "results.csv")) == key(serial)
+
+
+@pytest.mark.slow
+def test_nat_defaults_entry_trains_with_the_train_commands_defaults(bench):
+    """``nat`` keeps the papers' n = 1 and no keep prior; ``nat-defaults`` trains with ``nat-gym train --algo nat``'s
+    defaults (n = 4, keep prior 3), stops at the budget, and its saved policy is sampled per instance."""
+    from agents.nat_trainer import NATTrainerArgs, load_policy
+
+    out = bench["root"] / "nat-defaults"
+    inputs = bench["root"] / "inputs.json"
+    assert main(["bench", "--algos", "nat-defaults", "--seeds", "0", "--budget", "amortised=12", "per-instance=4",
+                 "--checkpoints", "amortised=1", "per-instance=2", "--samples", "2", "--tasks", f"amortised={inputs}",
+                 f"per-instance={inputs}", "--supernet", bench["supernet"], "--hyperparams", "nat-defaults.lift_dim=16",
+                 "nat-defaults.hidden_dim=8", "--reps", "50", "--no-progress", "--out", str(out)]) == 0  # fmt: skip
+    _, saved = load_policy(out / "policies" / "nat-defaults-seed0.pt")
+    defaults = NATTrainerArgs()
+    assert (saved.n, saved.keep_prior) == (defaults.n, defaults.keep_prior) and defaults.keep_prior > 0
+    _, paper = load_policy(bench["out"] / "policies" / "nat-seed0.pt")
+    assert (paper.n, paper.keep_prior) == (1, 0.0)
+    rows = _rows(out / "results.csv")
+    assert {r["protocol"] for r in rows} == {"amortised", "per-instance"}
+    assert all(r["evaluations"] == "12" and r["stop"] == "budget" for r in rows if r["protocol"] == "amortised")

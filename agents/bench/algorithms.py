@@ -37,7 +37,7 @@ from nat_gym.errors import ConfigError
 from nat_gym.genotype import Genotype
 
 __all__ = ["AMORTISED", "AmortisedSpec", "AmortisedAgent", "make_agent", "load_policy", "train_env_id", "NATAgent",
-           "FloorAgent"]
+           "NATDefaultsAgent", "FloorAgent"]
 
 
 class AmortisedAgent(TransformPolicy, Protocol):
@@ -62,7 +62,9 @@ class AmortisedSpec:
 
 AMORTISED: dict[str, AmortisedSpec] = {
     "nat": AmortisedSpec("agents.bench.algorithms", "NATAgent", "NAT/NAT++ REINFORCE on the GCN policy (Algorithm 1's "
-                         "policy step; frozen supernet)", loader="load_nat_policy"),
+                         "policy step; frozen supernet; the papers' n = 1, no keep prior)", loader="load_nat_policy"),
+    "nat-defaults": AmortisedSpec("agents.bench.algorithms", "NATDefaultsAgent", "nat with the defaults of nat-gym "
+                                  "train --algo nat (n = 4, keep prior 3)", loader="load_nat_policy"),
     "random-valid": AmortisedSpec("agents.bench.algorithms", "RandomValidAgent",
                                   "floor: a uniformly random valid transformation (no training)", trains=False,
                                   envs=("NATCell-v0", "NATEdge-v0")),
@@ -186,6 +188,9 @@ class NATAgent(GCNTransformPolicy):
     fields (defaults: the paper's, ``m = n = 1`` and no keep prior: :data:`~agents.nat_trainer.PAPER_SETTINGS` under
     the hyper-parameters given)."""
 
+    paper = True
+    """Start from the papers' settings (:data:`~agents.nat_trainer.PAPER_SETTINGS`); else from nat-gym's defaults."""
+
     def __init__(self, env: gym.Env, seed: int, hyperparams: dict[str, Any]) -> None:
         from agents.nat_trainer import PAPER_SETTINGS, NATTrainer, NATTrainerArgs
 
@@ -193,7 +198,8 @@ class NATAgent(GCNTransformPolicy):
         if fixed:
             raise ConfigError(f"hyperparams: {fixed} are fixed by the bench (pinned task set, seed from --seeds)")
         base = env.unwrapped
-        args = NATTrainerArgs(**{**PAPER_SETTINGS, **BENCH_NAT_DEFAULTS, **hyperparams, "seed": seed,
+        start = PAPER_SETTINGS if self.paper else {}
+        args = NATTrainerArgs(**{**start, **BENCH_NAT_DEFAULTS, **hyperparams, "seed": seed,
                                  "rules": base.rules.name, "steps": base.steps, "out": ""})  # fmt: skip
         self.trainer = NATTrainer(args, env=env, log=False)
         self.budget = base.evaluator
@@ -205,6 +211,14 @@ class NATAgent(GCNTransformPolicy):
 
     def save(self, path: Path) -> Path | None:
         return self.trainer.save(path)
+
+
+class NATDefaultsAgent(NATAgent):
+    """NAT as ``nat-gym train --algo nat`` runs it by default (:class:`~agents.nat_trainer.NATTrainerArgs`'
+    defaults: ``n = 4`` sampled transformations per input and a learned keep prior of 3), everything else as
+    :class:`NATAgent`."""
+
+    paper = False
 
 
 def load_nat_policy(path: str | Path, task: TaskSet) -> TransformPolicy:
