@@ -275,9 +275,19 @@ def test_statistics_find_the_better_algorithm():
 @pytest.mark.slow
 def test_bench_on_ray_merges_the_same_rows_into_one_csv(bench, local_ray, tmp_path):
     """``--ray --jobs 2``: the runs spread over 2 Ray workers (the per-instance ``nat`` runs sample the policies the
-    amortised ones trained there, sent back and forth); one results.csv with the rows of the serial benchmark."""
+    amortised ones trained there, sent back and forth); one results.csv with the rows of the serial benchmark; no
+    temporary folder is left behind."""
+    import tempfile
+
+    from agents.bench.runner import RAY_JOB_FOLDER_PREFIX
+
+    def job_folders():
+        return set(Path(tempfile.gettempdir()).glob(RAY_JOB_FOLDER_PREFIX + "*"))
+
+    before = job_folders()
     argv = [a if a != str(bench["out"]) else str(tmp_path / "ray") for a in bench["argv"]]
     assert main([*argv, "--ray", "--jobs", "2"]) == 0
+    assert job_folders() <= before  # the workers' temporary policy folders are gone
     timing = {"seconds", "wall_seconds"}
     serial, on_ray = (sorted(({k: v for k, v in r.items() if k not in timing} for r in _rows(path / "results.csv")),
                              key=lambda r: json.dumps(r, sort_keys=True)) for path in (bench["out"], tmp_path / "ray"))  # fmt: skip

@@ -172,21 +172,25 @@ def _job_result(config: BenchConfig, protocol: str, algo: str, seed: int,
     return rows, meta
 
 
+RAY_JOB_FOLDER_PREFIX = "nat-gym-ray-job-"
+
+
 class _RayJobs:
     """What a Ray worker builds once: ``(protocol, algo, seed, policy bytes or None) -> (rows, meta, policy bytes or
-    None)``, with a policies folder of its own (the driver sends and receives the policy files)."""
+    None)``. Each job gets a temporary policies folder of its own, removed when it ends (the driver sends and
+    receives the policy files)."""
 
     def __init__(self, config: BenchConfig) -> None:
-        self.folder = tempfile.mkdtemp(prefix="nat-gym-bench-")
-        self.config = replace(config, policies=self.folder, progress=False)
+        self.config = replace(config, progress=False)
 
     def __call__(self, job: tuple[str, str, int, bytes | None]) -> tuple[list, dict, bytes | None]:
         protocol, algo, seed, policy = job
-        path = Path(self.folder) / f"{algo}-seed{seed}.pt"
-        if policy is not None:
-            _write_bytes(path, policy)
-        rows, meta = _job_result(self.config, protocol, algo, seed, 1)
-        trained = path.read_bytes() if protocol == "amortised" and path.is_file() else None
+        with tempfile.TemporaryDirectory(prefix=RAY_JOB_FOLDER_PREFIX) as folder:
+            path = Path(folder) / f"{algo}-seed{seed}.pt"
+            if policy is not None:
+                _write_bytes(path, policy)
+            rows, meta = _job_result(replace(self.config, policies=folder), protocol, algo, seed, 1)
+            trained = path.read_bytes() if protocol == "amortised" and path.is_file() else None
         return rows, meta, trained
 
 
