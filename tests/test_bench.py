@@ -340,3 +340,21 @@ def test_nat_defaults_entry_trains_with_the_train_commands_defaults(bench):
     rows = _rows(out / "results.csv")
     assert {r["protocol"] for r in rows} == {"amortised", "per-instance"}
     assert all(r["evaluations"] == "12" and r["stop"] == "budget" for r in rows if r["protocol"] == "amortised")
+
+
+def test_the_leaderboard_command_runs_every_algorithm():
+    """docs/leaderboard.md's regenerating command parses and names every amortised and per-instance algorithm (an
+    algorithm added to the bench must be added to the board)."""
+    import re
+    import shlex
+
+    from agents.bench.algorithms import AMORTISED
+    from agents.bench.protocols import per_instance_algos
+    from nat_gym.cli import build_parser
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "leaderboard.md").read_text()
+    command = re.search(r"```bash\n(nat-gym bench .*?)\n(?=nat-gym validate)", text, re.S).group(1)
+    argv = shlex.split(command.replace("\\\n", " "))[1:]
+    ns = build_parser().parse_args(argv)
+    assert sorted(ns.algos) == sorted(set(AMORTISED) | set(per_instance_algos()))
+    assert ns.seeds == [0, 1, 2, 3, 4]
