@@ -231,6 +231,32 @@ def test_bench_arguments_are_checked(tmp_path):
             _run_bench(build_parser().parse_args([*argv, "--out", str(tmp_path)]))
 
 
+def test_per_instance_hyperparams_are_checked_before_any_run(tmp_path):
+    """A per-instance key that is unknown or out of range is one line before the amortised runs start (policy
+    sampling with chunk=0 looped for ever, other keys were a TypeError traceback)."""
+    from agents.bench.cli import _run_bench
+    from nat_gym.cli import build_parser
+
+    for hp, message in (("ppo.chunk=0", "chunk: expected an integer >= 1, got 0"),
+                        ("ppo.chunk=1.5", "chunk: expected an integer >= 1"),
+                        ("ppo.argmax_first=2", "argmax_first: expected true or false"),
+                        ("nat.bogus=1", r"per-instance nat: unknown keys \['bogus'\]; allowed: \['argmax_first', 'chunk'\]"),
+                        ("evolution.population=3", r"per-instance evolution: unknown keys \['population'\]")):  # fmt: skip
+        argv = ["bench", "--algos", "ppo", "nat", "evolution", "--budget", "5", "--hyperparams", f"per-instance:{hp}",
+                "--out", str(tmp_path / "out")]  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            _run_bench(build_parser().parse_args(argv))
+        assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_nat_hyperparameter_is_one_line(bench, tmp_path, capsys):
+    argv = ["bench", "--protocol", "amortised", "--algos", "nat", "--seeds", "0", "--budget", "4", "--tasks",
+            f"amortised={bench['root'] / 'inputs.json'}", "--supernet", bench["supernet"], "--hyperparams",
+            "nat.bogus=1", "--no-progress", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    assert "hyperparams: nat: unknown keys ['bogus']; allowed: [" in capsys.readouterr().err
+
+
 def test_statistics_find_the_better_algorithm():
     """Rows whose answer is known: 'good' beats 'bad' on every input and seed."""
     from agents.bench.stats import protocol_stats

@@ -33,7 +33,7 @@ import numpy as np
 from agents.search.policy_search import TransformPolicy
 from nat_gym import rules as rule_sets
 from nat_gym.envs.tasks import TaskSet
-from nat_gym.errors import ConfigError
+from nat_gym.errors import ConfigError, dataclass_from_dict
 from nat_gym.genotype import Genotype
 
 __all__ = ["AMORTISED", "AmortisedSpec", "AmortisedAgent", "make_agent", "load_policy", "train_env_id", "NATAgent",
@@ -193,8 +193,9 @@ class NATAgent(GCNTransformPolicy):
         if fixed:
             raise ConfigError(f"hyperparams: {fixed} are fixed by the bench (pinned task set, seed from --seeds)")
         base = env.unwrapped
-        args = NATTrainerArgs(**{**PAPER_SETTINGS, **BENCH_NAT_DEFAULTS, **hyperparams, "seed": seed,
-                                 "rules": base.rules.name, "steps": base.steps, "out": ""})  # fmt: skip
+        args = dataclass_from_dict(NATTrainerArgs, {**PAPER_SETTINGS, **BENCH_NAT_DEFAULTS, **hyperparams, "seed": seed,
+                                                    "rules": base.rules.name, "steps": base.steps, "out": ""},
+                                   "hyperparams: nat")  # fmt: skip
         self.trainer = NATTrainer(args, env=env, log=False)
         self.budget = base.evaluator
         super().__init__(self.trainer.policy, base.rules)

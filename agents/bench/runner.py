@@ -69,7 +69,7 @@ class BenchConfig:
     address: str | None = None
 
     def __post_init__(self) -> None:
-        from agents.bench.protocols import PROTOCOLS
+        from agents.bench.protocols import PROTOCOLS, per_instance_args
 
         bad = [p for p in self.protocols if p not in PROTOCOLS]
         if bad or not self.protocols:
@@ -86,6 +86,9 @@ class BenchConfig:
             raise ConfigError(f"jobs: expected an integer >= 1, got {self.jobs!r}")
         if self.samples < 0:
             raise ConfigError(f"samples: expected an integer >= 0, got {self.samples!r}")
+        if "per-instance" in self.protocols:  # checked here, not when the per-instance runs start (after amortised)
+            for algo in self.algos["per-instance"]:
+                per_instance_args(algo, self.hyperparams.get("per-instance", {}).get(algo))
 
     def job_settings(self, protocol: str, algo: str) -> dict[str, Any]:
         """What makes a job of ``protocol`` and ``algo`` what it is (a finished job with other values is not
