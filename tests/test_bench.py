@@ -202,6 +202,12 @@ def test_sb3_algorithms_stop_at_the_budget_validate_and_resume(bench, capsys):
         assert actions.shape == (2, task.inputs[0].num_edges) and actions.dtype == np.int64
         got = [str(rules.apply_indices(g, a)[0]) for g, a in zip(task.inputs, actions)]
         assert got == [final[(algo, name)] for name in task.input_names]
+    # another algorithm's policy under this one's name is refused (it was sampled and its rows labelled maskable_ppo)
+    renamed = bench["root"] / "renamed" / "maskable_ppo-seed0.pt"
+    renamed.parent.mkdir()
+    renamed.write_bytes((out / "policies" / "dqn-seed0.pt").read_bytes())
+    with pytest.raises(ConfigError, match="holds a dqn policy, not a maskable_ppo one"):
+        load_policy("maskable_ppo", renamed, task)
 
 
 def test_building_the_parser_imports_no_torch():

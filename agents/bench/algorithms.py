@@ -105,7 +105,8 @@ def load_policy(name: str, path: str | Path, task: TaskSet) -> TransformPolicy:
     """The trained policy that algorithm ``name`` saved at ``path``, for the inputs of task set ``task``.
 
     Raises:
-        ConfigError: ``name`` saves no policy, there is no file at ``path``, or it does not fit ``task``.
+        ConfigError: ``name`` saves no policy, there is no file at ``path``, it is another algorithm's policy, or
+            it does not fit ``task``.
     """
     spec = AMORTISED.get(name)
     if spec is None or spec.loader is None:
@@ -115,7 +116,12 @@ def load_policy(name: str, path: str | Path, task: TaskSet) -> TransformPolicy:
             f"policies: no policy {str(path)!r}; run the amortised protocol first (nat-gym bench --protocol amortised "
             f"--algos {name} with the same --out and seeds) or point --policies at its output folder"
         )
-    return getattr(importlib.import_module(spec.module), spec.loader)(path, task)
+    policy = getattr(importlib.import_module(spec.module), spec.loader)(path, task)
+    trained = getattr(policy, "algo", name)  # the SB3 loader serves four algorithms: the file says which one it holds
+    if trained != name:
+        raise ConfigError(f"policies: {str(path)!r} holds a {trained} policy, not a {name} one; point --policies at "
+                          f"the folder where the amortised {name} runs saved theirs")  # fmt: skip
+    return policy
 
 
 # ====================================================================================================== floors
