@@ -320,6 +320,22 @@ def test_bench_on_ray_merges_the_same_rows_into_one_csv(bench, local_ray, tmp_pa
 
 
 @pytest.mark.slow
+def test_ray_workers_keep_stderr_quiet(bench, tmp_path):
+    """``--ray``: the Ray workers silence torch_geometric's jit warning as the main process and the ``--jobs``
+    processes do (each worker printed it when the GCN policy was loaded). A command of its own: its own Ray."""
+    pytest.importorskip("ray")
+    argv = ["bench", "--ray", "--jobs", "1", "--protocol", "per-instance", "--algos", "nat", "--seeds", "0",
+            "--budget", "per-instance=2", "--checkpoints", "per-instance=1", "--tasks",
+            f"per-instance={bench['root'] / 'inputs.json'}", "--supernet", bench["supernet"], "--policies",
+            str(bench["out"] / "policies"), "--reps", "50", "--no-progress", "--out", str(tmp_path / "ray")]  # fmt: skip
+    run = subprocess.run([sys.executable, "-m", "nat_gym.cli", *argv], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "Warning" not in run.stderr, run.stderr
+    assert len(_rows(tmp_path / "ray" / "results.csv")) == 2
+
+
+@pytest.mark.slow
 def test_jobs_in_parallel_processes_give_the_same_rows_and_a_quiet_stderr(bench, tmp_path):
     """``--jobs 2`` (spawned worker processes) writes the rows ``--jobs 1`` wrote (seeds derive from the seed and the
     input only; only wall-clock differs), and the workers' stderr carries no library warning."""

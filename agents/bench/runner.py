@@ -180,6 +180,9 @@ class _RayJobs:
     None)``, with a policies folder of its own (the driver sends and receives the policy files)."""
 
     def __init__(self, config: BenchConfig) -> None:
+        from nat_gym.cli import ignore_library_warnings
+
+        ignore_library_warnings()  # as in the main process and the --jobs processes (a Ray worker's filters are its own)
         self.folder = tempfile.mkdtemp(prefix="nat-gym-bench-")
         self.config = replace(config, policies=self.folder, progress=False)
 
