@@ -20,9 +20,9 @@ that on Ray (https://docs.ray.io, core API: actors, ``ray.wait``) rather than on
 Ray": ``RAY_ADDRESS``, then the address passed, then the latest ``ray start`` instance of this machine); without
 either, a local Ray with this machine's cores (``num_cpus`` to use fewer). If Ray is already initialised in this
 process, that session is used as it is. A cluster address is checked first (:func:`check_cluster`, no Ray needed):
-its form (``HOST:PORT``, ``auto``, ``local`` or ``ray://HOST:PORT``), then, for ``HOST:PORT``, that something
-accepts a connection there within :data:`CONNECT_TIMEOUT` seconds (``ray.init`` would retry an unreachable GCS for
-minutes); a :class:`~nat_gym.errors.ConfigError` names ``address`` or ``RAY_ADDRESS``, and so does an error of
+its form (``HOST:PORT``, ``auto``, ``local`` or ``ray://HOST:PORT``), then, for ``HOST:PORT`` and
+``ray://HOST:PORT``, that something accepts a connection there within :data:`CONNECT_TIMEOUT` seconds (``ray.init``
+would retry an unreachable GCS for minutes, the Ray client for 30 s); a :class:`~nat_gym.errors.ConfigError` names ``address`` or ``RAY_ADDRESS``, and so does an error of
 ``ray.init`` itself.
 
 **Faults**: each actor runs one evaluation at a time, so the driver always knows which item is where.
@@ -87,14 +87,15 @@ def ray_available() -> bool:
 
 
 CONNECT_TIMEOUT = 10.0
-"""Seconds :func:`check_cluster` waits for a cluster's ``HOST:PORT`` to accept a TCP connection."""
+"""Seconds :func:`check_cluster` waits for a cluster's ``HOST:PORT`` (GCS or Ray client server) to accept a TCP
+connection."""
 
 _FORMS = "HOST:PORT (the head's address, as `ray start --head` prints it), auto, local or ray://HOST:PORT"
 
 
 def _host_port(address: str, name: str) -> tuple[str, int] | None:
-    """``(host, port)`` of a ``HOST:PORT`` address, ``None`` for the other forms Ray takes (``auto``, ``local``,
-    ``ray://HOST[:PORT]``); a :class:`ConfigError` naming ``name`` for anything else."""
+    """``(host, port)`` of a ``HOST:PORT`` or ``ray://HOST[:PORT]`` address (the Ray client's port defaults to
+    10001), ``None`` for ``auto`` and ``local``; a :class:`ConfigError` naming ``name`` for anything else."""
     if address in ("auto", "local"):
         return None
     client = address.startswith("ray://")
@@ -106,12 +107,13 @@ def _host_port(address: str, name: str) -> tuple[str, int] | None:
     valid = host and not any(c in host for c in "/[] \t") and port.isdigit() and 0 < int(port) < 65536
     if not valid:
         raise ConfigError(f"{name}: expected {_FORMS}, got {address!r}")
-    return None if client else (host, int(port))
+    return host, int(port)
 
 
 def check_cluster(address: str | None = None, *, timeout: float = CONNECT_TIMEOUT) -> tuple[str, str] | None:
     """Check the Ray cluster that ``ray.init(address=address)`` would join, without Ray: its address has one of the
-    forms Ray takes and, for ``HOST:PORT``, something there accepts a TCP connection within ``timeout`` seconds.
+    forms Ray takes and, for ``HOST:PORT`` and ``ray://HOST:PORT``, something there accepts a TCP connection within
+    ``timeout`` seconds.
 
     Args:
         address: as for :func:`connect`; ``None`` or ``"auto"`` read ``RAY_ADDRESS`` first, as ``ray.init`` does.
@@ -123,7 +125,7 @@ def check_cluster(address: str | None = None, *, timeout: float = CONNECT_TIMEOU
 
     Raises:
         ConfigError: naming ``address`` or ``RAY_ADDRESS``: a malformed address, or nothing accepts a connection at
-            its ``HOST:PORT`` in time.
+            its ``HOST:PORT`` (or the Ray client's) in time.
     """
     env = os.environ.get("RAY_ADDRESS")
     if env and address in (None, "auto"):
