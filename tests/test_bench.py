@@ -255,6 +255,19 @@ def test_per_instance_hyperparams_are_checked_before_any_run(tmp_path):
         assert not (tmp_path / "out").exists()
 
 
+def test_policies_pointing_at_a_benchmark_folder_get_a_hint_that_works(bench, tmp_path, capsys):
+    """``--policies OUT`` (the amortised benchmark's folder, not its OUT/policies): the error names the folder that
+    holds the policies (the hint said "its output folder", which is what was given), and following it works."""
+    argv = ["bench", "--protocol", "per-instance", "--algos", "nat", "--seeds", "0", "--budget", "per-instance=2",
+            "--checkpoints", "per-instance=1", "--tasks", f"per-instance={bench['root'] / 'inputs.json'}",
+            "--supernet", bench["supernet"], "--reps", "50", "--no-progress", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main([*argv, "--policies", str(bench["out"])]) == 2
+    hint = f"--policies {bench['out'] / 'policies'}"
+    assert capsys.readouterr().err.strip().endswith(hint)
+    assert main([*argv, *hint.split(" ", 1)]) == 0
+    assert len(_rows(tmp_path / "out" / "results.csv")) == 2
+
+
 def test_an_unknown_nat_hyperparameter_is_one_line(bench, tmp_path, capsys):
     argv = ["bench", "--protocol", "amortised", "--algos", "nat", "--seeds", "0", "--budget", "4", "--tasks",
             f"amortised={bench['root'] / 'inputs.json'}", "--supernet", bench["supernet"], "--hyperparams",

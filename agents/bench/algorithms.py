@@ -111,10 +111,16 @@ def load_policy(name: str, path: str | Path, task: TaskSet) -> TransformPolicy:
     spec = AMORTISED.get(name)
     if spec is None or spec.loader is None:
         raise ConfigError(f"algo: {name!r} saves no policy; policies: {[k for k, v in AMORTISED.items() if v.loader]}")
-    if not Path(path).is_file():
+    path = Path(path)
+    if not path.is_file():
+        inside = path.parent / "policies"  # --policies named a benchmark's --out, not its policies folder
+        if (inside / path.name).is_file():
+            raise ConfigError(f"policies: no policy {str(path)!r}; that benchmark saved its policies in "
+                              f"{str(inside)!r}: --policies {inside}")  # fmt: skip
         raise ConfigError(
             f"policies: no policy {str(path)!r}; run the amortised protocol first (nat-gym bench --protocol amortised "
-            f"--algos {name} with the same --out and seeds) or point --policies at its output folder"
+            f"--algos {name} with the same --out and seeds) or point --policies at the policies folder of a "
+            f"benchmark that did (its OUT/policies)"
         )
     policy = getattr(importlib.import_module(spec.module), spec.loader)(path, task)
     trained = getattr(policy, "algo", name)  # the SB3 loader serves four algorithms: the file says which one it holds
