@@ -208,6 +208,17 @@ def test_sb3_algorithms_stop_at_the_budget_validate_and_resume(bench, capsys):
     renamed.write_bytes((out / "policies" / "dqn-seed0.pt").read_bytes())
     with pytest.raises(ConfigError, match="holds a dqn policy, not a maskable_ppo one"):
         load_policy("maskable_ppo", renamed, task)
+    # a task set of another cell size: one short line saying which (it was both spaces printed in full)
+    from nat_gym.sampling import random_genotype
+
+    ops = [o for o in rule_sets.get("nat++").ops if o != "null"]
+    small = bench["root"] / "steps3.json"
+    small.write_text(json.dumps({"inputs": [str(random_genotype(k, 3, ops)) for k in range(2)], "steps": 3}))
+    with pytest.raises(ConfigError) as err:
+        load_policy("maskable_ppo", out / "policies" / "maskable_ppo-seed0.pt", tasks.get(str(small)))
+    assert str(err.value).endswith(f"maskable_ppo-seed0.pt' was trained on cells of 8 edges and 13 candidate ops; "
+                                   f"task set file:{small} has cells of 6 edges and 13 candidate ops (NATCell-v0, "
+                                   "3 steps, rules nat++)")  # fmt: skip
 
 
 def test_building_the_parser_imports_no_torch():
