@@ -274,7 +274,8 @@ def test_policies_pointing_at_a_benchmark_folder_get_a_hint_that_works(bench, tm
             "--supernet", bench["supernet"], "--reps", "50", "--no-progress", "--out", str(tmp_path / "out")]  # fmt: skip
     assert main([*argv, "--policies", str(bench["out"])]) == 2
     hint = f"--policies {bench['out'] / 'policies'}"
-    assert capsys.readouterr().err.strip().endswith(hint)
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nat-gym bench: error: --policies: no policy") and err.endswith(hint), err
     assert main([*argv, *hint.split(" ", 1)]) == 0
     assert len(_rows(tmp_path / "out" / "results.csv")) == 2
 
@@ -284,7 +285,7 @@ def test_an_unknown_nat_hyperparameter_is_one_line(bench, tmp_path, capsys):
             f"amortised={bench['root'] / 'inputs.json'}", "--supernet", bench["supernet"], "--hyperparams",
             "nat.bogus=1", "--no-progress", "--out", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == 2
-    assert "hyperparams: nat: unknown keys ['bogus']; allowed: [" in capsys.readouterr().err
+    assert "error: --hyperparams: nat: unknown keys ['bogus']; allowed: [" in capsys.readouterr().err
 
 
 def test_statistics_find_the_better_algorithm():
