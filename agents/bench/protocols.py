@@ -33,7 +33,7 @@ from agents.bench.algorithms import AMORTISED, load_policy, make_agent, train_en
 from agents.bench.results import PIN_COLUMNS
 from nat_gym.budget import BudgetedEvaluator, BudgetExhausted
 from nat_gym.envs.tasks import ExcludeInputs, TaskSet, reserved_inputs
-from nat_gym.errors import ConfigError
+from nat_gym.errors import ConfigError, dataclass_from_dict
 from nat_gym.genotype import Genotype
 
 __all__ = ["PROTOCOLS", "Context", "checkpoints", "run_amortised", "run_per_instance", "per_instance_algos",
@@ -64,7 +64,6 @@ def per_instance_args(algo: str, hyperparams: dict[str, Any] | None = None) -> A
     from agents.search import SEARCHES
     from agents.search import load as load_search
     from agents.search.policy_search import PolicySearchArgs
-    from nat_gym.errors import dataclass_from_dict
 
     if algo in SEARCHES:
         args_cls = load_search(algo)[1]

@@ -22,8 +22,8 @@ either, a local Ray with this machine's cores (``num_cpus`` to use fewer). If Ra
 process, that session is used as it is. A cluster address is checked first (:func:`check_cluster`, no Ray needed):
 its form (``HOST:PORT``, ``auto``, ``local`` or ``ray://HOST:PORT``), then, for ``HOST:PORT`` and
 ``ray://HOST:PORT``, that something accepts a connection there within :data:`CONNECT_TIMEOUT` seconds (``ray.init``
-would retry an unreachable GCS for minutes, the Ray client for 30 s); a :class:`~nat_gym.errors.ConfigError` names ``address`` or ``RAY_ADDRESS``, and so does an error of
-``ray.init`` itself.
+would retry an unreachable GCS for minutes, the Ray client for 30 s); a :class:`~nat_gym.errors.ConfigError` names
+``address`` or ``RAY_ADDRESS``, and so does an error of ``ray.init`` itself.
 
 **Faults**: each actor runs one evaluation at a time, so the driver always knows which item is where.
 
