@@ -37,7 +37,9 @@ would retry an unreachable GCS for minutes, the Ray client for 30 s); a :class:`
 - A dead actor never blocks the pool: it is replaced as soon as its death is seen, and a consumer that stops
   reading (an exception, ``break``) kills the workers still busy for it, so the next call starts from idle ones.
 - An exception raised by the evaluation itself (bad input, a bug) is not a fault: it is re-raised as it is (Ray's
-  ``RayTaskError`` is also an instance of the original exception's class).
+  ``RayTaskError`` is also an instance of the original exception's class); nat-gym's own errors
+  (:class:`~nat_gym.errors.NatGymError`, e.g. a :class:`~nat_gym.errors.ConfigError`) are re-raised as the original
+  exception, whose message is one line (Ray's adds the worker's traceback).
 
 Nothing is lost or double-counted: only completed evaluations are yielded, and callers that keep a persistent cache
 write it from what is yielded (in the driver), so a retried item is written once, when it completes.
@@ -67,7 +69,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from nat_gym.errors import ConfigError, EvaluationError, EvaluationTimeout, WorkerLost
+from nat_gym.errors import ConfigError, EvaluationError, EvaluationTimeout, NatGymError, WorkerLost
 
 __all__ = ["RAY_MISSING", "CONNECT_TIMEOUT", "RayPool", "RayEvaluator", "Job", "check_cluster", "connect",
            "ray_available", "call", "evaluate_one"]  # fmt: skip
@@ -344,6 +346,10 @@ class RayPool:
                         idle.append(task.slot)
                         self._retry(queue, task, WorkerLost, f"its worker died ({type(err).__name__})")
                         continue
+                    except ray.exceptions.RayTaskError as err:  # nat-gym's own errors read as they do in a process
+                        if isinstance(err.cause, NatGymError):
+                            raise err.cause from None
+                        raise
                     idle.append(task.slot)
                     self.completed += 1
                     yield task.item, result
