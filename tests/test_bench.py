@@ -280,6 +280,20 @@ def test_policies_pointing_at_a_benchmark_folder_get_a_hint_that_works(bench, tm
     assert len(_rows(tmp_path / "out" / "results.csv")) == 2
 
 
+def test_a_missing_policy_on_ray_names_this_machine_s_folder(bench, tmp_path, capsys):
+    """``--ray`` per-instance without the amortised policy: the error names OUT/policies here (it named the worker's
+    temporary folder, inside Ray's traceback), before any worker starts."""
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    argv = ["bench", "--ray", "--protocol", "per-instance", "--algos", "ppo", "--seeds", "0", "--budget", "2",
+            "--tasks", f"per-instance={bench['root'] / 'inputs.json'}", "--supernet", bench["supernet"],
+            "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"nat-gym bench: error: --policies: no policy '{out / 'policies' / 'ppo-seed0.pt'}'; run "
+                          "the amortised protocol first") and len(err.splitlines()) == 1, err  # fmt: skip
+
+
 def test_an_unknown_nat_hyperparameter_is_one_line(bench, tmp_path, capsys):
     argv = ["bench", "--protocol", "amortised", "--algos", "nat", "--seeds", "0", "--budget", "4", "--tasks",
             f"amortised={bench['root'] / 'inputs.json'}", "--supernet", bench["supernet"], "--hyperparams",

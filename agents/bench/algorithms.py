@@ -36,8 +36,8 @@ from nat_gym.envs.tasks import TaskSet
 from nat_gym.errors import ConfigError, dataclass_from_dict
 from nat_gym.genotype import Genotype
 
-__all__ = ["AMORTISED", "AmortisedSpec", "AmortisedAgent", "make_agent", "load_policy", "train_env_id", "NATAgent",
-           "FloorAgent"]
+__all__ = ["AMORTISED", "AmortisedSpec", "AmortisedAgent", "make_agent", "check_policy_file", "load_policy",
+           "train_env_id", "NATAgent", "FloorAgent"]
 
 
 class AmortisedAgent(TransformPolicy, Protocol):
@@ -101,12 +101,11 @@ def train_env_id(name: str, requested: str | None, task_env_id: str) -> str:
     return requested
 
 
-def load_policy(name: str, path: str | Path, task: TaskSet) -> TransformPolicy:
-    """The trained policy that algorithm ``name`` saved at ``path``, for the inputs of task set ``task``.
+def check_policy_file(name: str, path: str | Path) -> Path:
+    """``path``, where algorithm ``name``'s trained policy should be.
 
     Raises:
-        ConfigError: ``name`` saves no policy, there is no file at ``path``, it is another algorithm's policy, or
-            it does not fit ``task``.
+        ConfigError: ``name`` saves no policy, or there is no file at ``path`` (the message says how to get one).
     """
     spec = AMORTISED.get(name)
     if spec is None or spec.loader is None:
@@ -122,6 +121,18 @@ def load_policy(name: str, path: str | Path, task: TaskSet) -> TransformPolicy:
             f"--algos {name} with the same --out and seeds) or point --policies at the policies folder of a "
             f"benchmark that did (its OUT/policies)"
         )
+    return path
+
+
+def load_policy(name: str, path: str | Path, task: TaskSet) -> TransformPolicy:
+    """The trained policy that algorithm ``name`` saved at ``path``, for the inputs of task set ``task``.
+
+    Raises:
+        ConfigError: ``name`` saves no policy, there is no file at ``path`` (:func:`check_policy_file`), it is
+            another algorithm's policy, or it does not fit ``task``.
+    """
+    path = check_policy_file(name, path)
+    spec = AMORTISED[name]
     policy = getattr(importlib.import_module(spec.module), spec.loader)(path, task)
     trained = getattr(policy, "algo", name)  # the SB3 loader serves four algorithms: the file says which one it holds
     if trained != name:

@@ -206,12 +206,15 @@ def _run_on_ray(config: BenchConfig, todo: list[tuple[str, str, int]], bar: Any)
     """Run ``todo`` on ``config.jobs`` Ray workers; write each job's files here as it finishes."""
     from functools import partial
 
+    from agents.bench.algorithms import AMORTISED, check_policy_file
     from nat_gym.distributed import RayPool
 
     policies = _policies_dir(config)
     items = []
     for protocol, algo, seed in todo:
         path = policies / f"{algo}-seed{seed}.pt"
+        if protocol == "per-instance" and algo in AMORTISED:  # here, not in a worker (which names its own folder)
+            check_policy_file(algo, path)
         items.append((protocol, algo, seed, path.read_bytes() if protocol == "per-instance" and path.is_file()
                       else None))  # fmt: skip
     with RayPool(partial(_RayJobs, config), workers=config.jobs, address=config.address) as pool:
