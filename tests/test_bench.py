@@ -280,9 +280,9 @@ def test_policies_pointing_at_a_benchmark_folder_get_a_hint_that_works(bench, tm
     assert len(_rows(tmp_path / "out" / "results.csv")) == 2
 
 
-def test_a_missing_policy_on_ray_names_this_machine_s_folder(bench, tmp_path, capsys):
-    """``--ray`` per-instance without the amortised policy: the error names OUT/policies here (it named the worker's
-    temporary folder, inside Ray's traceback), before any worker starts."""
+def test_missing_policies_are_found_before_any_run(bench, tmp_path, capsys):
+    """Per-instance without the amortised policy: on ``--ray`` the error names OUT/policies here (it named the
+    worker's temporary folder, inside Ray's traceback); every seed's policy is checked before any run starts."""
     pytest.importorskip("ray")
     out = tmp_path / "out"
     argv = ["bench", "--ray", "--protocol", "per-instance", "--algos", "ppo", "--seeds", "0", "--budget", "2",
@@ -292,6 +292,12 @@ def test_a_missing_policy_on_ray_names_this_machine_s_folder(bench, tmp_path, ca
     err = capsys.readouterr().err
     assert err.startswith(f"nat-gym bench: error: --policies: no policy '{out / 'policies' / 'ppo-seed0.pt'}'; run "
                           "the amortised protocol first") and len(err.splitlines()) == 1, err  # fmt: skip
+    # without Ray too, every seed's policy is checked before the first run (seed 0 ran, then seed 5 failed)
+    argv = ["bench", "--protocol", "per-instance", "--algos", "nat", "--seeds", "0", "5", *argv[8:],
+            "--policies", str(bench["out"] / "policies")]  # fmt: skip
+    assert main(argv) == 2
+    assert f"--policies: no policy '{bench['out'] / 'policies' / 'nat-seed5.pt'}'" in capsys.readouterr().err
+    assert not (out / "runs").exists()
 
 
 def test_an_unknown_nat_hyperparameter_is_one_line(bench, tmp_path, capsys):

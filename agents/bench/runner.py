@@ -206,15 +206,12 @@ def _run_on_ray(config: BenchConfig, todo: list[tuple[str, str, int]], bar: Any)
     """Run ``todo`` on ``config.jobs`` Ray workers; write each job's files here as it finishes."""
     from functools import partial
 
-    from agents.bench.algorithms import AMORTISED, check_policy_file
     from nat_gym.distributed import RayPool
 
     policies = _policies_dir(config)
     items = []
     for protocol, algo, seed in todo:
         path = policies / f"{algo}-seed{seed}.pt"
-        if protocol == "per-instance" and algo in AMORTISED:  # here, not in a worker (which names its own folder)
-            check_policy_file(algo, path)
         items.append((protocol, algo, seed, path.read_bytes() if protocol == "per-instance" and path.is_file()
                       else None))  # fmt: skip
     with RayPool(partial(_RayJobs, config), workers=config.jobs, address=config.address) as pool:
@@ -267,6 +264,12 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     for protocol in sorted(config.protocols, key=["amortised", "per-instance"].index):
         todo = [(protocol, a, s) for a in config.algos[protocol] for s in config.seeds
                 if not job_paths(config.out, protocol, a, s)[1].is_file()]  # fmt: skip
+        if protocol == "per-instance":  # the policies it samples, before any run (a Ray worker names its own folder)
+            from agents.bench.algorithms import AMORTISED, check_policy_file
+
+            for _, algo, seed in todo:
+                if algo in AMORTISED:
+                    check_policy_file(algo, _policies_dir(config) / f"{algo}-seed{seed}.pt")
         done = len(config.algos[protocol]) * len(config.seeds) - len(todo)
         bar = tqdm(total=done + len(todo), initial=done, desc=f"bench {protocol}", unit="run",
                    disable=not config.progress, dynamic_ncols=True)  # fmt: skip
