@@ -202,6 +202,23 @@ def test_sb3_algorithms_stop_at_the_budget_validate_and_resume(bench, capsys):
         assert actions.shape == (2, task.inputs[0].num_edges) and actions.dtype == np.int64
         got = [str(rules.apply_indices(g, a)[0]) for g, a in zip(task.inputs, actions)]
         assert got == [final[(algo, name)] for name in task.input_names]
+    # another algorithm's policy under this one's name is refused (it was sampled and its rows labelled maskable_ppo)
+    renamed = bench["root"] / "renamed" / "maskable_ppo-seed0.pt"
+    renamed.parent.mkdir()
+    renamed.write_bytes((out / "policies" / "dqn-seed0.pt").read_bytes())
+    with pytest.raises(ConfigError, match="holds a dqn policy, not a maskable_ppo one"):
+        load_policy("maskable_ppo", renamed, task)
+    # a task set of another cell size: one short line saying which (it was both spaces printed in full)
+    from nat_gym.sampling import random_genotype
+
+    ops = [o for o in rule_sets.get("nat++").ops if o != "null"]
+    small = bench["root"] / "steps3.json"
+    small.write_text(json.dumps({"inputs": [str(random_genotype(k, 3, ops)) for k in range(2)], "steps": 3}))
+    with pytest.raises(ConfigError) as err:
+        load_policy("maskable_ppo", out / "policies" / "maskable_ppo-seed0.pt", tasks.get(str(small)))
+    assert str(err.value).endswith(f"maskable_ppo-seed0.pt' was trained on cells of 8 edges and 13 candidate ops; "
+                                   f"task set file:{small} has cells of 6 edges and 13 candidate ops (NATCell-v0, "
+                                   "3 steps, rules nat++)")  # fmt: skip
 
 
 def test_building_the_parser_imports_no_torch():
@@ -229,6 +246,66 @@ def test_bench_arguments_are_checked(tmp_path):
             from nat_gym.cli import build_parser
 
             _run_bench(build_parser().parse_args([*argv, "--out", str(tmp_path)]))
+
+
+def test_per_instance_hyperparams_are_checked_before_any_run(tmp_path):
+    """A per-instance key that is unknown or out of range is one line before the amortised runs start (policy
+    sampling with chunk=0 looped for ever, other keys were a TypeError traceback)."""
+    from agents.bench.cli import _run_bench
+    from nat_gym.cli import build_parser
+
+    for hp, message in (("ppo.chunk=0", "chunk: expected an integer >= 1, got 0"),
+                        ("ppo.chunk=1.5", "chunk: expected an integer >= 1"),
+                        ("ppo.argmax_first=2", "argmax_first: expected true or false"),
+                        ("nat.bogus=1", r"per-instance nat: unknown keys \['bogus'\]; allowed: \['argmax_first', 'chunk'\]"),
+                        ("evolution.population=3", r"per-instance evolution: unknown keys \['population'\]")):  # fmt: skip
+        argv = ["bench", "--algos", "ppo", "nat", "evolution", "--budget", "5", "--hyperparams", f"per-instance:{hp}",
+                "--out", str(tmp_path / "out")]  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            _run_bench(build_parser().parse_args(argv))
+        assert not (tmp_path / "out").exists()
+
+
+def test_policies_pointing_at_a_benchmark_folder_get_a_hint_that_works(bench, tmp_path, capsys):
+    """``--policies OUT`` (the amortised benchmark's folder, not its OUT/policies): the error names the folder that
+    holds the policies (the hint said "its output folder", which is what was given), and following it works."""
+    argv = ["bench", "--protocol", "per-instance", "--algos", "nat", "--seeds", "0", "--budget", "per-instance=2",
+            "--checkpoints", "per-instance=1", "--tasks", f"per-instance={bench['root'] / 'inputs.json'}",
+            "--supernet", bench["supernet"], "--reps", "50", "--no-progress", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main([*argv, "--policies", str(bench["out"])]) == 2
+    hint = f"--policies {bench['out'] / 'policies'}"
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nat-gym bench: error: --policies: no policy") and err.endswith(hint), err
+    assert main([*argv, *hint.split(" ", 1)]) == 0
+    assert len(_rows(tmp_path / "out" / "results.csv")) == 2
+
+
+def test_missing_policies_are_found_before_any_run(bench, tmp_path, capsys):
+    """Per-instance without the amortised policy: on ``--ray`` the error names OUT/policies here (it named the
+    worker's temporary folder, inside Ray's traceback); every seed's policy is checked before any run starts."""
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    argv = ["bench", "--ray", "--protocol", "per-instance", "--algos", "ppo", "--seeds", "0", "--budget", "2",
+            "--tasks", f"per-instance={bench['root'] / 'inputs.json'}", "--supernet", bench["supernet"],
+            "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"nat-gym bench: error: --policies: no policy '{out / 'policies' / 'ppo-seed0.pt'}'; run "
+                          "the amortised protocol first") and len(err.splitlines()) == 1, err  # fmt: skip
+    # without Ray too, every seed's policy is checked before the first run (seed 0 ran, then seed 5 failed)
+    argv = ["bench", "--protocol", "per-instance", "--algos", "nat", "--seeds", "0", "5", *argv[8:],
+            "--policies", str(bench["out"] / "policies")]  # fmt: skip
+    assert main(argv) == 2
+    assert f"--policies: no policy '{bench['out'] / 'policies' / 'nat-seed5.pt'}'" in capsys.readouterr().err
+    assert not (out / "runs").exists()
+
+
+def test_an_unknown_nat_hyperparameter_is_one_line(bench, tmp_path, capsys):
+    argv = ["bench", "--protocol", "amortised", "--algos", "nat", "--seeds", "0", "--budget", "4", "--tasks",
+            f"amortised={bench['root'] / 'inputs.json'}", "--supernet", bench["supernet"], "--hyperparams",
+            "nat.bogus=1", "--no-progress", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    assert "error: --hyperparams: nat: unknown keys ['bogus']; allowed: [" in capsys.readouterr().err
 
 
 def test_statistics_find_the_better_algorithm():
@@ -295,6 +372,22 @@ def test_bench_on_ray_merges_the_same_rows_into_one_csv(bench, local_ray, tmp_pa
     assert sorted(p.name for p in (tmp_path / "ray" / "policies").iterdir()) == ["nat-seed0.pt", "nat-seed1.pt"]
     summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
     assert summary["config"]["ray"] is True and summary["jobs_run_this_invocation"] == 10
+
+
+@pytest.mark.slow
+def test_ray_workers_keep_stderr_quiet(bench, tmp_path):
+    """``--ray``: the Ray workers silence torch_geometric's jit warning as the main process and the ``--jobs``
+    processes do (each worker printed it when the GCN policy was loaded). A command of its own: its own Ray."""
+    pytest.importorskip("ray")
+    argv = ["bench", "--ray", "--jobs", "1", "--protocol", "per-instance", "--algos", "nat", "--seeds", "0",
+            "--budget", "per-instance=2", "--checkpoints", "per-instance=1", "--tasks",
+            f"per-instance={bench['root'] / 'inputs.json'}", "--supernet", bench["supernet"], "--policies",
+            str(bench["out"] / "policies"), "--reps", "50", "--no-progress", "--out", str(tmp_path / "ray")]  # fmt: skip
+    run = subprocess.run([sys.executable, "-m", "nat_gym.cli", *argv], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "Warning" not in run.stderr, run.stderr
+    assert len(_rows(tmp_path / "ray" / "results.csv")) == 2
 
 
 @pytest.mark.slow

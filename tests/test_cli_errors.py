@@ -198,6 +198,8 @@ def test_ray_cluster_address_errors_are_one_line(tmp_path, capsys, monkeypatch, 
         "blockqnn": ([*BLOCKQNN, "--address", where, "--out", out], None, "nat-gym train: error: --address:"),
         "bench": ([*bench, "--address", where], None, "nat-gym bench: error: --address:"),
         "env": ([*BLOCKQNN, "--executor", "ray", "--out", out], where, "nat-gym train: error: RAY_ADDRESS:"),
+        # the Ray client's address too (its connection timed out after 30 s, once blockqnn had started its search)
+        "client": ([*BLOCKQNN, "--address", f"ray://{where}", "--out", out], None, "nat-gym train: error: --address:"),
     }
     procs = {k: subprocess.Popen(NAT_GYM + argv, env=env if not ray_address else {**env, "RAY_ADDRESS": ray_address},
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -207,7 +209,8 @@ def test_ray_cluster_address_errors_are_one_line(tmp_path, capsys, monkeypatch, 
         start = cases[key][2]
         assert p.returncode == 2 and len(err.strip().splitlines()) == 1 and err.startswith(start), (key, err)
         drop = "drop --address" if "--address" in start else "unset RAY_ADDRESS"
-        assert f"cannot reach a Ray cluster at '{where}' within 10 s (Connection refused); start one with `ray " \
+        at = f"ray://{where}" if key == "client" else where
+        assert f"cannot reach a Ray cluster at '{at}' within 10 s (Connection refused); start one with `ray " \
                f"start --head`, or {drop} to run on this machine" in err, (key, err)  # fmt: skip
     assert not (tmp_path / "run").exists()
     # the hint followed: without the address the search runs on this machine

@@ -432,6 +432,7 @@ FOLLOWED = {
     "pass either a config or keyword arguments": "test_supernet_hints",
     "use torch.no_grad()": "test_supernet_hints",
     "use 'auto' or 'cpu'": "test_supernet_hints",
+    "use 'cuda' or an index below": "tests/test_supernet_ddp.py::test_the_device_is_checked_before_any_process_starts",
     "resume with the same values": "test_train_final_resume_hint",
     "pass --supernet with the checkpoint the benchmark used":
         "tests/test_bench.py::test_validate_accepts_the_rows_and_flags_tampered_ones",

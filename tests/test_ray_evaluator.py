@@ -165,9 +165,11 @@ def test_errors_of_the_evaluation_itself_are_raised_not_retried():
     ev = RayEvaluator(partial(CallableEvaluator, lambda g: float("nan")), workers=1)
     try:
         rng = np.random.default_rng(1)
-        with pytest.raises(ConfigError, match="non-finite"):
+        with pytest.raises(ConfigError, match="non-finite") as err:
             ev.evaluate([random_genotype(rng, 2, ["skip_connect"])])
         assert ev.pool.retried == 0
+        # nat-gym's own error, one line as in a process (Ray's RayTaskError carried the worker's traceback)
+        assert type(err.value) is ConfigError and "ray::" not in str(err.value) and "\n" not in str(err.value)
     finally:
         ev.close()
 
@@ -198,10 +200,13 @@ def test_arguments_and_serial_fallback(monkeypatch, tmp_path):
 
 
 def test_cluster_addresses_are_checked_and_never_hang(closed_port):
-    """A malformed address is one ConfigError naming it and the forms Ray takes; a HOST:PORT where nothing listens
-    is one within CONNECT_TIMEOUT (``ray.init`` retried the GCS for minutes); an error of ``ray.init`` itself (the
-    Ray client's, for ``ray://``) is one too, without Ray's warning. In a fresh process (connect() would use this
-    module's Ray, already up), under a time limit: a hang fails the test."""
+    """A malformed address is one ConfigError naming it and the forms Ray takes; a HOST:PORT or ray://HOST:PORT where
+    nothing listens is one within CONNECT_TIMEOUT (``ray.init`` retried the GCS for minutes, the Ray client for 30 s);
+    an error of ``ray.init`` itself (the Ray client's, at a port that accepts connections but is no Ray client
+    server) is one too, without Ray's warning. In a fresh process (connect() would use this module's Ray, already
+    up), under a time limit: a hang fails the test."""
+    import socket
+
     script = textwrap.dedent("""
         import sys
         from nat_gym.distributed import connect
@@ -216,14 +221,20 @@ def test_cluster_addresses_are_checked_and_never_hang(closed_port):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S="1", RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S="1")  # 3 tries of 1 s
     where = f"127.0.0.1:{closed_port}"
-    run = subprocess.run([sys.executable, "-c", script, "garbage", "head:6379x", where, f"ray://{where}"], env=env,
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    with socket.socket() as mute:  # accepts connections (the kernel's backlog), never answers
+        mute.bind(("127.0.0.1", 0))
+        mute.listen()
+        silent = f"127.0.0.1:{mute.getsockname()[1]}"
+        run = subprocess.run([sys.executable, "-c", script, "garbage", "head:6379x", where, f"ray://{where}",
+                              f"ray://{silent}"], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     forms = "expected HOST:PORT (the head's address, as `ray start --head` prints it), auto, local or ray://HOST:PORT"
+    unreachable = "within 10 s (Connection refused); start one with `ray start --head`, or drop --address to run on " \
+                  "this machine"  # fmt: skip
     assert run.stdout.splitlines() == [
         f"address: {forms}, got 'garbage'", f"address: {forms}, got 'head:6379x'",
-        f"address: cannot reach a Ray cluster at '{where}' within 10 s (Connection refused); start one with "
-        "`ray start --head`, or drop --address to run on this machine",
-        f"address: cannot join the Ray cluster at 'ray://{where}': ray client connection timeout",
+        f"address: cannot reach a Ray cluster at '{where}' {unreachable}",
+        f"address: cannot reach a Ray cluster at 'ray://{where}' {unreachable}",
+        f"address: cannot join the Ray cluster at 'ray://{silent}': ray client connection timeout",
     ], run.stderr  # fmt: skip
     assert "Ray Client connection timed out" not in run.stderr  # Ray's warning for what the error says
 

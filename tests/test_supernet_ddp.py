@@ -14,7 +14,7 @@ from nat_gym.data import load_dataset
 from nat_gym.supernet.checkpoint import load_checkpoint, read_checkpoint
 from nat_gym.supernet.config import SupernetConfig, SupernetTrainConfig
 from nat_gym.supernet.model import Supernet
-from nat_gym.supernet.train import SupernetTrainer
+from nat_gym.supernet.train import SupernetTrainer, resolve_device
 
 FLAGS = ["--dataset", "fake", "--channels", "4", "--layers", "3", "--steps", "2", "--epochs", "1",
          "--batch-size", "32", "--lr", "0.05", "--eval-archs", "0", "--final-archs", "2", "--seed", "3", "--no-progress"]  # fmt: skip
@@ -97,4 +97,16 @@ def test_the_device_is_checked_before_any_process_starts(tmp_path, capsys, monke
         err = capsys.readouterr().err
         assert err.startswith("nat-gym train-supernet: error: --nproc: 2 processes on CUDA need a GPU each, and this "
                               "machine has 1; --device cpu") and len(err.splitlines()) == 1, err  # fmt: skip
+    # a GPU this machine does not have, and device types nat-gym does not run on (mps was a traceback, from every
+    # launched process with --nproc 2)
+    for nproc in ("1", "2"):
+        assert main(["train-supernet", *FLAGS, "--device", "cuda:1", "--nproc", nproc, "--out", str(out)]) == 2
+        assert capsys.readouterr().err == ("nat-gym train-supernet: error: --device: 'cuda:1' requested but this "
+                                           "machine has 1 GPU(s); use 'cuda' or an index below 1\n")  # fmt: skip
+        for followed in ("cuda", "cuda:0"):  # the hint followed (the device itself is not used here)
+            assert resolve_device(followed).type == "cuda"
+        for device in ("mps", "xpu"):
+            assert main(["train-supernet", *FLAGS, "--device", device, "--nproc", nproc, "--out", str(out)]) == 2
+            assert capsys.readouterr().err == ("nat-gym train-supernet: error: --device: expected 'auto', 'cpu', "
+                                               f"'cuda' or 'cuda:N', got '{device}'\n")  # fmt: skip
     assert not out.exists()

@@ -33,11 +33,11 @@ import numpy as np
 from agents.search.policy_search import TransformPolicy
 from nat_gym import rules as rule_sets
 from nat_gym.envs.tasks import TaskSet
-from nat_gym.errors import ConfigError
+from nat_gym.errors import ConfigError, dataclass_from_dict
 from nat_gym.genotype import Genotype
 
-__all__ = ["AMORTISED", "AmortisedSpec", "AmortisedAgent", "make_agent", "load_policy", "train_env_id", "NATAgent",
-           "NATDefaultsAgent", "FloorAgent"]
+__all__ = ["AMORTISED", "AmortisedSpec", "AmortisedAgent", "make_agent", "check_policy_file", "load_policy",
+           "train_env_id", "NATAgent", "NATDefaultsAgent", "FloorAgent"]  # fmt: skip
 
 
 class AmortisedAgent(TransformPolicy, Protocol):
@@ -103,21 +103,44 @@ def train_env_id(name: str, requested: str | None, task_env_id: str) -> str:
     return requested
 
 
-def load_policy(name: str, path: str | Path, task: TaskSet) -> TransformPolicy:
-    """The trained policy that algorithm ``name`` saved at ``path``, for the inputs of task set ``task``.
+def check_policy_file(name: str, path: str | Path) -> Path:
+    """``path``, where algorithm ``name``'s trained policy should be.
 
     Raises:
-        ConfigError: ``name`` saves no policy, there is no file at ``path``, or it does not fit ``task``.
+        ConfigError: ``name`` saves no policy, or there is no file at ``path`` (the message says how to get one).
     """
     spec = AMORTISED.get(name)
     if spec is None or spec.loader is None:
         raise ConfigError(f"algo: {name!r} saves no policy; policies: {[k for k, v in AMORTISED.items() if v.loader]}")
-    if not Path(path).is_file():
+    path = Path(path)
+    if not path.is_file():
+        inside = path.parent / "policies"  # --policies named a benchmark's --out, not its policies folder
+        if (inside / path.name).is_file():
+            raise ConfigError(f"policies: no policy {str(path)!r}; that benchmark saved its policies in "
+                              f"{str(inside)!r}: --policies {inside}")  # fmt: skip
         raise ConfigError(
             f"policies: no policy {str(path)!r}; run the amortised protocol first (nat-gym bench --protocol amortised "
-            f"--algos {name} with the same --out and seeds) or point --policies at its output folder"
+            f"--algos {name} with the same --out and seeds) or point --policies at the policies folder of a "
+            f"benchmark that did (its OUT/policies)"
         )
-    return getattr(importlib.import_module(spec.module), spec.loader)(path, task)
+    return path
+
+
+def load_policy(name: str, path: str | Path, task: TaskSet) -> TransformPolicy:
+    """The trained policy that algorithm ``name`` saved at ``path``, for the inputs of task set ``task``.
+
+    Raises:
+        ConfigError: ``name`` saves no policy, there is no file at ``path`` (:func:`check_policy_file`), it is
+            another algorithm's policy, or it does not fit ``task``.
+    """
+    path = check_policy_file(name, path)
+    spec = AMORTISED[name]
+    policy = getattr(importlib.import_module(spec.module), spec.loader)(path, task)
+    trained = getattr(policy, "algo", name)  # the SB3 loader serves four algorithms: the file says which one it holds
+    if trained != name:
+        raise ConfigError(f"policies: {str(path)!r} holds a {trained} policy, not a {name} one; point --policies at "
+                          f"the folder where the amortised {name} runs saved theirs")  # fmt: skip
+    return policy
 
 
 # ====================================================================================================== floors
@@ -188,6 +211,7 @@ class NATAgent(GCNTransformPolicy):
     fields (defaults: the paper's, ``m = n = 1`` and no keep prior: :data:`~agents.nat_trainer.PAPER_SETTINGS` under
     the hyper-parameters given)."""
 
+    name = "nat"
     paper = True
     """Start from the papers' settings (:data:`~agents.nat_trainer.PAPER_SETTINGS`); else from nat-gym's defaults."""
 
@@ -199,8 +223,9 @@ class NATAgent(GCNTransformPolicy):
             raise ConfigError(f"hyperparams: {fixed} are fixed by the bench (pinned task set, seed from --seeds)")
         base = env.unwrapped
         start = PAPER_SETTINGS if self.paper else {}
-        args = NATTrainerArgs(**{**start, **BENCH_NAT_DEFAULTS, **hyperparams, "seed": seed,
-                                 "rules": base.rules.name, "steps": base.steps, "out": ""})  # fmt: skip
+        args = dataclass_from_dict(NATTrainerArgs, {**start, **BENCH_NAT_DEFAULTS, **hyperparams, "seed": seed,
+                                                    "rules": base.rules.name, "steps": base.steps, "out": ""},
+                                   f"hyperparams: {self.name}")  # fmt: skip
         self.trainer = NATTrainer(args, env=env, log=False)
         self.budget = base.evaluator
         super().__init__(self.trainer.policy, base.rules)
@@ -218,6 +243,7 @@ class NATDefaultsAgent(NATAgent):
     defaults: ``n = 4`` sampled transformations per input and a learned keep prior of 3), everything else as
     :class:`NATAgent`."""
 
+    name = "nat-defaults"
     paper = False
 
 

@@ -219,6 +219,19 @@ def _run_bench(ns: argparse.Namespace) -> int:
     if ns.budget is None:
         raise ConfigError("--budget: required (reward evaluations per run), e.g. --budget amortised=2000 "
                           "per-instance=100")  # fmt: skip
+    try:
+        info = _run(ns, protocols, algos)
+    except ConfigError as e:  # the library's field names are the flags here (a Ray address of --ray included)
+        from nat_gym.cli_args import as_flag
+
+        raise ConfigError(as_flag(str(e), {"address", "policies", "hyperparams", "out", "algos"})) from None
+    print(f"bench: {info['jobs_run_this_invocation']} runs in {info['seconds_this_invocation']:.0f} s; results in "
+          f"{Path(ns.out) / 'results.csv'}, report in {Path(ns.out) / 'report.md'}")  # fmt: skip
+    return 0
+
+
+def _run(ns: argparse.Namespace, protocols: list[str], algos: dict[str, list[str]]) -> dict[str, Any]:
+    """:func:`~agents.bench.runner.run_bench` with the settings of the command line; returns its summary."""
     from agents.bench.runner import BenchConfig, run_bench
 
     defaults = BenchConfig.__dataclass_fields__
@@ -232,10 +245,7 @@ def _run_bench(ns: argparse.Namespace) -> int:
         hyperparams=parse_hyperparams(ns.hyperparams, ns.hyperparams_file, algos), policies=ns.policies,
         jobs=ns.jobs, progress=not ns.no_progress, reps=ns.reps, ray=ns.ray, address=ns.address,
     )  # fmt: skip
-    info = run_bench(config)
-    print(f"bench: {info['jobs_run_this_invocation']} runs in {info['seconds_this_invocation']:.0f} s; results in "
-          f"{Path(ns.out) / 'results.csv'}, report in {Path(ns.out) / 'report.md'}")  # fmt: skip
-    return 0
+    return run_bench(config)
 
 
 def _run_validate(ns: argparse.Namespace) -> int:

@@ -33,10 +33,11 @@ from agents.bench.algorithms import AMORTISED, load_policy, make_agent, train_en
 from agents.bench.results import PIN_COLUMNS
 from nat_gym.budget import BudgetedEvaluator, BudgetExhausted
 from nat_gym.envs.tasks import ExcludeInputs, TaskSet, reserved_inputs
-from nat_gym.errors import ConfigError
+from nat_gym.errors import ConfigError, dataclass_from_dict
 from nat_gym.genotype import Genotype
 
-__all__ = ["PROTOCOLS", "Context", "checkpoints", "run_amortised", "run_per_instance", "per_instance_algos"]
+__all__ = ["PROTOCOLS", "Context", "checkpoints", "run_amortised", "run_per_instance", "per_instance_algos",
+           "per_instance_args"]
 
 PROTOCOLS: tuple[str, ...] = ("amortised", "per-instance")
 
@@ -50,6 +51,27 @@ def per_instance_algos() -> dict[str, str]:
     out.update({k: f"best-of-K samples of the {k} policy trained in the amortised protocol (same seed)"
                 for k, v in AMORTISED.items() if v.loader})  # fmt: skip
     return out
+
+
+def per_instance_args(algo: str, hyperparams: dict[str, Any] | None = None) -> Any:
+    """The arguments dataclass of per-instance algorithm ``algo`` with ``hyperparams`` as overrides: a search's
+    (:mod:`agents.search`) or, for a trained policy, :class:`~agents.search.policy_search.PolicySearchArgs`.
+
+    Raises:
+        ConfigError: ``algo`` is no per-instance algorithm, a key is not one of its fields (the message names the
+            allowed ones), or a value is out of range.
+    """
+    from agents.search import SEARCHES
+    from agents.search import load as load_search
+    from agents.search.policy_search import PolicySearchArgs
+
+    if algo in SEARCHES:
+        args_cls = load_search(algo)[1]
+    elif algo in AMORTISED and AMORTISED[algo].loader:
+        args_cls = PolicySearchArgs
+    else:
+        raise ConfigError(f"algos: unknown per-instance algorithm {algo!r}; known: {', '.join(per_instance_algos())}")
+    return dataclass_from_dict(args_cls, hyperparams or {}, f"hyperparams: per-instance {algo}")
 
 
 def checkpoints(budget: int, count: int) -> list[int]:
@@ -181,20 +203,16 @@ def run_per_instance(ctx: Context, algo: str, seed: int, *, budget: int, num_che
     from agents.search import load as load_search
     from agents.search.base import Objective
 
-    hyperparams = dict(hyperparams or {})
+    args = per_instance_args(algo, hyperparams)
     if algo in SEARCHES:
-        search, args_cls = load_search(algo)
-        args = args_cls(**hyperparams)
+        search = load_search(algo)[0]
         extra: tuple = ()
-    elif algo in AMORTISED and AMORTISED[algo].loader:
-        from agents.search.policy_search import PolicySearchArgs, search
+    else:
+        from agents.search.policy_search import search
 
         if ctx.policies is None:
             raise ConfigError(f"algos: {algo} samples a trained policy; give --policies (or run the amortised protocol)")
-        args = PolicySearchArgs(**hyperparams)
         extra = (load_policy(algo, ctx.policies / f"{algo}-seed{seed}.pt", ctx.task),)
-    else:
-        raise ConfigError(f"algos: unknown per-instance algorithm {algo!r}; known: {', '.join(per_instance_algos())}")
     rows = []
     marks = checkpoints(budget, num_checkpoints)
     for i, (name, start) in enumerate(zip(ctx.task.input_names, ctx.task.inputs)):

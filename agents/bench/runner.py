@@ -69,7 +69,7 @@ class BenchConfig:
     address: str | None = None
 
     def __post_init__(self) -> None:
-        from agents.bench.protocols import PROTOCOLS
+        from agents.bench.protocols import PROTOCOLS, per_instance_args
 
         bad = [p for p in self.protocols if p not in PROTOCOLS]
         if bad or not self.protocols:
@@ -86,6 +86,9 @@ class BenchConfig:
             raise ConfigError(f"jobs: expected an integer >= 1, got {self.jobs!r}")
         if self.samples < 0:
             raise ConfigError(f"samples: expected an integer >= 0, got {self.samples!r}")
+        if "per-instance" in self.protocols:  # checked here, not when the per-instance runs start (after amortised)
+            for algo in self.algos["per-instance"]:
+                per_instance_args(algo, self.hyperparams.get("per-instance", {}).get(algo))
 
     def job_settings(self, protocol: str, algo: str) -> dict[str, Any]:
         """What makes a job of ``protocol`` and ``algo`` what it is (a finished job with other values is not
@@ -181,6 +184,9 @@ class _RayJobs:
     receives the policy files)."""
 
     def __init__(self, config: BenchConfig) -> None:
+        from nat_gym.cli import ignore_library_warnings
+
+        ignore_library_warnings()  # as in the main process and the --jobs processes (a Ray worker's filters are its own)
         self.config = replace(config, progress=False)
 
     def __call__(self, job: tuple[str, str, int, bytes | None]) -> tuple[list, dict, bytes | None]:
@@ -262,6 +268,12 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     for protocol in sorted(config.protocols, key=["amortised", "per-instance"].index):
         todo = [(protocol, a, s) for a in config.algos[protocol] for s in config.seeds
                 if not job_paths(config.out, protocol, a, s)[1].is_file()]  # fmt: skip
+        if protocol == "per-instance":  # the policies it samples, before any run (a Ray worker names its own folder)
+            from agents.bench.algorithms import AMORTISED, check_policy_file
+
+            for _, algo, seed in todo:
+                if algo in AMORTISED:
+                    check_policy_file(algo, _policies_dir(config) / f"{algo}-seed{seed}.pt")
         done = len(config.algos[protocol]) * len(config.seeds) - len(todo)
         bar = tqdm(total=done + len(todo), initial=done, desc=f"bench {protocol}", unit="run",
                    disable=not config.progress, dynamic_ncols=True)  # fmt: skip

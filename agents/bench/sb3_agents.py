@@ -123,13 +123,20 @@ def load_sb3_policy(path: str | Path, task: TaskSet) -> SB3TransformPolicy:
         CheckpointError: ``path`` is not an SB3 run checkpoint.
         ConfigError: the model's observation or action space is not the task set's (other rules or cell size).
     """
-    from stable_baselines3.common.utils import check_for_correct_spaces
-
     model, args = load_model(path, device="cpu")
     env = task.make_env(env_id=args.env, evaluator=CallableEvaluator(lambda g: 0.0, version="rollout-only"))
-    try:
-        check_for_correct_spaces(env, model.observation_space, model.action_space)
-    except ValueError as e:
-        raise ConfigError(f"policies: {str(path)!r} was trained on other spaces than task set {task.name!r}'s "
-                          f"{args.env} ({e})") from None  # fmt: skip
+    if (model.observation_space, model.action_space) != (env.observation_space, env.action_space):
+        raise ConfigError(f"policies: {str(path)!r} was trained on {_cells(model.observation_space)}; task set "
+                          f"{task.name} has {_cells(env.observation_space)} ({args.env}, {task.steps} steps, rules "
+                          f"{task.rules})")  # fmt: skip
     return SB3TransformPolicy(model, args.algo, env)
+
+
+def _cells(space: gym.spaces.Space) -> str:
+    """What an observation space says of its cells: edges per cell and candidate ops (the ``edges`` and ``ops``
+    keys of :func:`nat_gym.envs.observation.encode`), else the space itself."""
+    try:
+        _, edges, ops = space["ops"].shape
+    except (KeyError, TypeError, ValueError):
+        return str(space)
+    return f"cells of {edges} edges and {ops} candidate ops"

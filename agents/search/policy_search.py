@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from agents.search.base import Objective
+from nat_gym.errors import ConfigError, check_int
 from nat_gym.genotype import Genotype
 
 __all__ = ["PolicySearchArgs", "TransformPolicy", "search"]
@@ -35,7 +36,12 @@ class PolicySearchArgs:
     argmax_first: bool = True
     """Score the policy's most likely transformation first."""
     chunk: int = 32
-    """Transformations sampled per policy call."""
+    """Transformations sampled per policy call (>= 1)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.argmax_first, bool):
+            raise ConfigError(f"argmax_first: expected true or false, got {self.argmax_first!r}")
+        check_int("chunk", self.chunk, 1)
 
 
 def search(objective: Objective, rng: np.random.Generator, args: PolicySearchArgs, policy: TransformPolicy) -> None:

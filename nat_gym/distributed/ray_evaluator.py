@@ -20,10 +20,10 @@ that on Ray (https://docs.ray.io, core API: actors, ``ray.wait``) rather than on
 Ray": ``RAY_ADDRESS``, then the address passed, then the latest ``ray start`` instance of this machine); without
 either, a local Ray with this machine's cores (``num_cpus`` to use fewer). If Ray is already initialised in this
 process, that session is used as it is. A cluster address is checked first (:func:`check_cluster`, no Ray needed):
-its form (``HOST:PORT``, ``auto``, ``local`` or ``ray://HOST:PORT``), then, for ``HOST:PORT``, that something
-accepts a connection there within :data:`CONNECT_TIMEOUT` seconds (``ray.init`` would retry an unreachable GCS for
-minutes); a :class:`~nat_gym.errors.ConfigError` names ``address`` or ``RAY_ADDRESS``, and so does an error of
-``ray.init`` itself.
+its form (``HOST:PORT``, ``auto``, ``local`` or ``ray://HOST:PORT``), then, for ``HOST:PORT`` and
+``ray://HOST:PORT``, that something accepts a connection there within :data:`CONNECT_TIMEOUT` seconds (``ray.init``
+would retry an unreachable GCS for minutes, the Ray client for 30 s); a :class:`~nat_gym.errors.ConfigError` names
+``address`` or ``RAY_ADDRESS``, and so does an error of ``ray.init`` itself.
 
 **Faults**: each actor runs one evaluation at a time, so the driver always knows which item is where.
 
@@ -37,7 +37,9 @@ minutes); a :class:`~nat_gym.errors.ConfigError` names ``address`` or ``RAY_ADDR
 - A dead actor never blocks the pool: it is replaced as soon as its death is seen, and a consumer that stops
   reading (an exception, ``break``) kills the workers still busy for it, so the next call starts from idle ones.
 - An exception raised by the evaluation itself (bad input, a bug) is not a fault: it is re-raised as it is (Ray's
-  ``RayTaskError`` is also an instance of the original exception's class).
+  ``RayTaskError`` is also an instance of the original exception's class); nat-gym's own errors
+  (:class:`~nat_gym.errors.NatGymError`, e.g. a :class:`~nat_gym.errors.ConfigError`) are re-raised as the original
+  exception, whose message is one line (Ray's adds the worker's traceback).
 
 Nothing is lost or double-counted: only completed evaluations are yielded, and callers that keep a persistent cache
 write it from what is yielded (in the driver), so a retried item is written once, when it completes.
@@ -67,7 +69,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from nat_gym.errors import ConfigError, EvaluationError, EvaluationTimeout, WorkerLost
+from nat_gym.errors import ConfigError, EvaluationError, EvaluationTimeout, NatGymError, WorkerLost
 
 __all__ = ["RAY_MISSING", "CONNECT_TIMEOUT", "RayPool", "RayEvaluator", "Job", "check_cluster", "connect",
            "ray_available", "call", "evaluate_one"]  # fmt: skip
@@ -87,14 +89,15 @@ def ray_available() -> bool:
 
 
 CONNECT_TIMEOUT = 10.0
-"""Seconds :func:`check_cluster` waits for a cluster's ``HOST:PORT`` to accept a TCP connection."""
+"""Seconds :func:`check_cluster` waits for a cluster's ``HOST:PORT`` (GCS or Ray client server) to accept a TCP
+connection."""
 
 _FORMS = "HOST:PORT (the head's address, as `ray start --head` prints it), auto, local or ray://HOST:PORT"
 
 
 def _host_port(address: str, name: str) -> tuple[str, int] | None:
-    """``(host, port)`` of a ``HOST:PORT`` address, ``None`` for the other forms Ray takes (``auto``, ``local``,
-    ``ray://HOST[:PORT]``); a :class:`ConfigError` naming ``name`` for anything else."""
+    """``(host, port)`` of a ``HOST:PORT`` or ``ray://HOST[:PORT]`` address (the Ray client's port defaults to
+    10001), ``None`` for ``auto`` and ``local``; a :class:`ConfigError` naming ``name`` for anything else."""
     if address in ("auto", "local"):
         return None
     client = address.startswith("ray://")
@@ -106,12 +109,13 @@ def _host_port(address: str, name: str) -> tuple[str, int] | None:
     valid = host and not any(c in host for c in "/[] \t") and port.isdigit() and 0 < int(port) < 65536
     if not valid:
         raise ConfigError(f"{name}: expected {_FORMS}, got {address!r}")
-    return None if client else (host, int(port))
+    return host, int(port)
 
 
 def check_cluster(address: str | None = None, *, timeout: float = CONNECT_TIMEOUT) -> tuple[str, str] | None:
     """Check the Ray cluster that ``ray.init(address=address)`` would join, without Ray: its address has one of the
-    forms Ray takes and, for ``HOST:PORT``, something there accepts a TCP connection within ``timeout`` seconds.
+    forms Ray takes and, for ``HOST:PORT`` and ``ray://HOST:PORT``, something there accepts a TCP connection within
+    ``timeout`` seconds.
 
     Args:
         address: as for :func:`connect`; ``None`` or ``"auto"`` read ``RAY_ADDRESS`` first, as ``ray.init`` does.
@@ -123,7 +127,7 @@ def check_cluster(address: str | None = None, *, timeout: float = CONNECT_TIMEOU
 
     Raises:
         ConfigError: naming ``address`` or ``RAY_ADDRESS``: a malformed address, or nothing accepts a connection at
-            its ``HOST:PORT`` in time.
+            its ``HOST:PORT`` (or the Ray client's) in time.
     """
     env = os.environ.get("RAY_ADDRESS")
     if env and address in (None, "auto"):
@@ -342,6 +346,10 @@ class RayPool:
                         idle.append(task.slot)
                         self._retry(queue, task, WorkerLost, f"its worker died ({type(err).__name__})")
                         continue
+                    except ray.exceptions.RayTaskError as err:  # nat-gym's own errors read as they do in a process
+                        if isinstance(err.cause, NatGymError):
+                            raise err.cause from None
+                        raise
                     idle.append(task.slot)
                     self.completed += 1
                     yield task.item, result

@@ -67,7 +67,12 @@ def torch_threads(n: int | None, device: torch.device | None = None):
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when available, else the CPU."""
+    """``"auto"`` picks CUDA when available, else the CPU; ``"cpu"``, ``"cuda"`` and ``"cuda:N"`` are checked.
+
+    Raises:
+        ConfigError: naming ``device``: another device type (``mps``, ``xpu``, ...: nat-gym runs on CPUs and CUDA),
+            CUDA asked for where there is none, or a GPU index this machine does not have.
+    """
     if isinstance(device, torch.device):
         return device
     if device == "auto":
@@ -75,9 +80,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise ConfigError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device: {device!r} requested but CUDA is not available here; use 'auto' or 'cpu'")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device: {device!r} requested but this machine has {torch.cuda.device_count()} GPU(s); "
+                          f"use 'cuda' or an index below {torch.cuda.device_count()}")  # fmt: skip
     return dev
 
 
