@@ -2,7 +2,8 @@
 
 :data:`AMORTISED` is the registry, one :class:`AmortisedSpec` per algorithm: the module and the name of a factory
 ``make(env, seed, hyperparams) -> AmortisedAgent`` and of a loader ``load(path, task) -> TransformPolicy`` (for the
-trained policies that the per-instance protocol samples best-of-K; ``task``: the per-instance task set). An :class:`AmortisedAgent`:
+trained policies that the per-instance protocol samples best-of-K; ``task``: the per-instance task set). An
+:class:`AmortisedAgent`:
 
 - ``learn(until)``: train in ``env`` until ``until`` reward evaluations are spent in all (the env's evaluator is a
   :class:`~nat_gym.budget.BudgetedEvaluator`; at the budget it raises :class:`~nat_gym.budget.BudgetExhausted`);
@@ -49,8 +50,8 @@ class AmortisedAgent(TransformPolicy, Protocol):
 @dataclass(frozen=True)
 class AmortisedSpec:
     """One amortised algorithm: ``module.factory(env, seed, hyperparams)`` makes the agent; ``module.loader(path,
-    task)`` (if any) loads a saved policy for task set ``task``; ``trains``: whether it spends the training budget; ``envs``: the
-    environments it can train in (``nat-gym bench --env``)."""
+    task)`` (if any) loads a saved policy for task set ``task``; ``trains``: whether it spends the training budget;
+    ``envs``: the environments it can train in (``nat-gym bench --env``)."""
 
     module: str
     factory: str
