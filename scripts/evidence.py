@@ -161,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.variants != ["none"]:
             p.error(f"argument --variants: none means no policy, so it comes alone; got {' '.join(args.variants)}")
         args.variants = []
+    if args.supernet is not None and not Path(args.supernet).is_file():
+        p.error(f"argument --supernet: no such file {args.supernet!r} (a checkpoint of nat-gym train-supernet; omit "
+                "the flag for the cached digits default)")
     try:
         run(args)
     except NatGymError as e:  # a bad --set value, a missing supernet, a run that exists without --resume

@@ -451,3 +451,16 @@ def test_the_leaderboard_command_runs_every_algorithm():
     ns = build_parser().parse_args(argv)
     assert sorted(ns.algos) == sorted(set(AMORTISED) | set(per_instance_algos()))
     assert ns.seeds == [0, 1, 2, 3, 4]
+
+
+def test_an_unprefixed_policy_sampling_key_goes_to_the_per_instance_protocol():
+    """``ppo.chunk=8`` names a key of per-instance policy sampling, so it goes there even though amortised (the first
+    protocol) runs ``ppo`` too; every other unprefixed key goes to the first protocol that runs the algorithm."""
+    from agents.bench.cli import parse_hyperparams
+
+    both = {"amortised": ["ppo", "nat"], "per-instance": ["ppo", "nat", "random"]}
+    got = parse_hyperparams(["ppo.chunk=8", "ppo.n_steps=4", "nat.argmax_first=False", "nat.lr=0.01",
+                             "amortised:nat.n=2"], None, both)  # fmt: skip
+    assert got == {"per-instance": {"ppo": {"chunk": 8}, "nat": {"argmax_first": False}},
+                   "amortised": {"ppo": {"n_steps": 4}, "nat": {"lr": 0.01, "n": 2}}}  # fmt: skip
+    assert parse_hyperparams(["ppo.chunk=8"], None, {"amortised": ["ppo"]}) == {"amortised": {"ppo": {"chunk": 8}}}

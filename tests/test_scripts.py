@@ -238,7 +238,7 @@ def test_evidence_argument_errors_and_variants_none(tmp_path, capsys, monkeypatc
         (["--set", "bogus=1"], "--set: expected KEY=VALUE with KEY a NATTrainerArgs field"),
         (["--variants", "bogus"], "argument --variants: invalid choice: 'bogus'"),
         (["--variants", "none", "fixed"], "argument --variants: none means no policy, so it comes alone"),
-        (["--supernet", str(tmp_path / "missing.pt")], "no such file"),
+        (["--supernet", str(tmp_path / "missing.pt")], "argument --supernet: no such file"),
     ]  # fmt: skip
     for flags, fragment in cases:
         with pytest.raises(SystemExit) as exit_:

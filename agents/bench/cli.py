@@ -45,7 +45,13 @@ def parse_per_protocol(values: list[str] | None, name: str, kind: type, protocol
 def parse_hyperparams(items: list[str] | None, file: str | None, algos: dict[str, list[str]]) -> dict[str, dict]:
     """``[PROTOCOL:]ALGO.KEY=VALUE`` overrides (values as Python literals, else strings), on top of a YAML/JSON file
     ``{protocol: {algo: {key: value}}}``. Without ``PROTOCOL:`` an override goes to the first protocol (amortised,
-    then per-instance) that runs ``ALGO``."""
+    then per-instance) that runs ``ALGO``, except a key of policy sampling (``chunk``, ``argmax_first``: no training
+    argument has these names), which goes to per-instance when it runs ``ALGO``."""
+    from dataclasses import fields
+
+    from agents.search.policy_search import PolicySearchArgs
+
+    sampling = {f.name for f in fields(PolicySearchArgs)}
     out: dict[str, dict[str, dict[str, Any]]] = {}
     if file:
         path = Path(file)
@@ -69,7 +75,8 @@ def parse_hyperparams(items: list[str] | None, file: str | None, algos: dict[str
         if not sep or not dot or not key:
             raise ConfigError(f"--hyperparams: expected [PROTOCOL:]ALGO.KEY=VALUE, got {item!r}")
         if not protocol:
-            protocol = next((p for p in ("amortised", "per-instance") if algo in algos.get(p, [])), "")
+            order = ("per-instance", "amortised") if key in sampling else ("amortised", "per-instance")
+            protocol = next((p for p in order if algo in algos.get(p, [])), "")
         if algo not in algos.get(protocol, []):
             raise ConfigError(f"--hyperparams: {item!r} names an algorithm that no benchmarked protocol runs "
                               f"(they run {algos})")  # fmt: skip
@@ -138,7 +145,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "trained once and cached); its content hash is pinned in every row")  # fmt: skip
     p.add_argument("--hyperparams", nargs="+", metavar="[PROTOCOL:]ALGO.KEY=VALUE", default=None,
                    help="hyper-parameter overrides, e.g. nat.lr=0.001 evolution.population_size=10 "
-                        f"per-instance:nat.chunk=16 (recorded in summary.json). Keys: {keys}")  # fmt: skip
+                        "per-instance:nat.chunk=16 (recorded in summary.json); without PROTOCOL: the first protocol "
+                        "that runs ALGO (amortised, then per-instance), per-instance for a key of policy sampling. "
+                        f"Keys: {keys}")  # fmt: skip
     p.add_argument("--hyperparams-file", default=None,
                    help="YAML or JSON file {protocol: {algo: {key: value}}}; --hyperparams override it")
     p.add_argument("--policies", default=None,
