@@ -50,6 +50,13 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def _timeless(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The rows without their wall-clock columns, in a fixed order (what must not depend on how the runs ran)."""
+    timing = {"seconds", "wall_seconds"}
+    return sorted(({k: v for k, v in r.items() if k not in timing} for r in rows),
+                  key=lambda r: json.dumps(r, sort_keys=True))  # fmt: skip
+
+
 @pytest.mark.slow
 def test_bench_writes_rows_summary_report_and_pictures(bench):
     out = bench["out"]
@@ -365,9 +372,7 @@ def test_bench_on_ray_merges_the_same_rows_into_one_csv(bench, local_ray, tmp_pa
     argv = [a if a != str(bench["out"]) else str(tmp_path / "ray") for a in bench["argv"]]
     assert main([*argv, "--ray", "--jobs", "2"]) == 0
     assert job_folders() <= before  # the workers' temporary policy folders are gone
-    timing = {"seconds", "wall_seconds"}
-    serial, on_ray = (sorted(({k: v for k, v in r.items() if k not in timing} for r in _rows(path / "results.csv")),
-                             key=lambda r: json.dumps(r, sort_keys=True)) for path in (bench["out"], tmp_path / "ray"))  # fmt: skip
+    serial, on_ray = (_timeless(_rows(path / "results.csv")) for path in (bench["out"], tmp_path / "ray"))
     assert on_ray == serial and len(on_ray) == 56
     assert sorted(p.name for p in (tmp_path / "ray" / "policies").iterdir()) == ["nat-seed0.pt", "nat-seed1.pt"]
     summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
@@ -404,13 +409,9 @@ def test_jobs_in_parallel_processes_give_the_same_rows_and_a_quiet_stderr(bench,
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "Warning" not in run.stderr, run.stderr
-
-    def key(rows):
-        return sorted(tuple((k, v) for k, v in r.items() if k != "seconds") for r in rows)
-
     serial = [r for r in _rows(bench["out"] / "results.csv")
               if r["protocol"] == "per-instance" and r["algo"] in ("random", "nat")]  # fmt: skip
-    assert len(serial) == 16 and key(_rows(out / "results.csv")) == key(serial)
+    assert len(serial) == 16 and _timeless(_rows(out / "results.csv")) == _timeless(serial)
 
 
 @pytest.mark.slow

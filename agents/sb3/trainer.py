@@ -295,8 +295,7 @@ class SB3Run:
         self.n_timesteps = int(steps)
         self.policy = hp.pop("policy", "MultiInputPolicy")
         self.n_envs = hp.pop("n_envs", 1)
-        if isinstance(self.n_envs, bool) or not isinstance(self.n_envs, int) or self.n_envs < 1:
-            raise ConfigError(f"hyperparams: n_envs: expected an integer >= 1, got {self.n_envs!r}")
+        check_int("hyperparams: n_envs", self.n_envs, 1)
         self.policy_kwargs = policy_kwargs_value(hp.pop("policy_kwargs", None))
         if args.policy == "gcn":
             self.policy_kwargs.setdefault("features_extractor_class", GCNExtractor)
