@@ -106,11 +106,15 @@ def tiny_ckpt(tmp_path_factory):
 @pytest.fixture(scope="session")
 def local_ray():
     """A local Ray with 2 CPUs for the whole session (Ray's tests: a pool joins it instead of starting its own);
-    skips where the extra ``ray`` is not installed."""
-    ray = pytest.importorskip("ray")
-    from nat_gym.distributed import connect
+    skips where the extra ``ray`` is not installed.
 
-    started = connect(num_cpus=2)
+    It is started as :func:`nat_gym.distributed.connect` starts one, but with ``log_to_driver=False``: it lives on
+    through every later test module, and Ray streams its processes' output (a worker's print, the raylet's "over 95%
+    full" disk warning) to this process's ``sys.stderr`` at any moment, into whatever a later test captures there."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        yield ray
+        return
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
     yield ray
-    if started:
-        ray.shutdown()
+    ray.shutdown()

@@ -47,6 +47,25 @@ def _ray(local_ray):
     """Every test here runs on the session's local Ray with 2 CPUs."""
 
 
+def test_the_sessions_ray_streams_nothing_into_later_tests_stderr():
+    """The session's Ray outlives its modules: what its processes print (here a task's stderr; on CI the raylet's
+    "over 95% full" disk warning) must not reach this process's ``sys.stderr``, where a later test that captures it
+    asserts that a command printed nothing (CI failed so, in tests/test_hints.py)."""
+    import contextlib
+    import io
+
+    @ray.remote
+    def shout() -> int:
+        print("a worker's line", file=sys.stderr, flush=True)
+        return os.getpid()
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        ray.get(shout.remote())
+        time.sleep(2.0)  # Ray's log monitor forwards a worker's output within about a second
+    assert "a worker's line" not in err.getvalue()
+
+
 def _proxy(genotype) -> float:
     return sum(map(ord, str(genotype))) / 1000.0
 
