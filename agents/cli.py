@@ -19,7 +19,6 @@ import ast
 import dataclasses
 import importlib
 import importlib.util
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -257,24 +256,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_bench(sub)  # nat-gym bench, nat-gym validate
 
 
-def _check_out(out: str | None) -> None:
-    """A one-line error, before any work starts, for an output folder that cannot be created: a file in the way or a
-    parent this user may not write to (nothing is created here: a run refused later leaves no folder behind)."""
-    from nat_gym.errors import ConfigError
-
-    if not out:
-        return
-    path = Path(out).absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir():
-        raise ConfigError(f"out: cannot create the folder {out!r}: {str(existing)!r} is a file; choose another --out")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"out: cannot create the folder {out!r}: {str(existing)!r} is not writable; "
-                          f"choose another --out")  # fmt: skip
-
-
 def _run_train(ns: argparse.Namespace) -> int:
-    from nat_gym.cli_args import as_flag
+    from nat_gym.cli_args import as_flag, check_out_folder
     from nat_gym.errors import ConfigError
 
     spec = ALGOS[ns.algo]
@@ -286,7 +269,7 @@ def _run_train(ns: argparse.Namespace) -> int:
     args_cls = getattr(module, spec.args_class)
     try:
         args = args_cls(**{k: getattr(ns, k) for k in names if hasattr(ns, k)}, **spec.fixed)
-        _check_out(getattr(args, "out", None))
+        check_out_folder(getattr(args, "out", None))
         getattr(module, spec.runner)(args, resume=ns.resume)
     except ConfigError as e:
         raise ConfigError(as_flag(str(e), names)) from None

@@ -395,7 +395,9 @@ def run_cli(ns: Any) -> int:
 
     import nat_gym  # noqa: F401  (registers NATCell-v0)
     from agents.nat_trainer import load_policy, supernet_from_checkpoint
+    from nat_gym.cli_args import check_out_folder
 
+    check_out_folder(ns.out)
     policy, targs = load_policy(ns.policy, device=ns.device)
     rules = rule_sets.get(targs.rules)
     g = named.resolve(ns.arch)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
-__all__ = ["OneLineParser", "int_at_least", "float_at_least", "float_in", "as_flag"]
+__all__ = ["OneLineParser", "int_at_least", "float_at_least", "float_in", "as_flag", "check_out_folder"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -87,3 +90,33 @@ def as_flag(message: str, fields: set[str] | frozenset[str]) -> str:
     ``fields`` (a config error raised by a dataclass behind the flags, reworded for the command line)."""
     field, sep, rest = message.partition(":")
     return f"--{field.replace('_', '-')}:{rest}" if sep and field in fields else message
+
+
+def check_out_folder(out: str | os.PathLike | None, flag: str = "--out") -> None:
+    """Check, before any work starts, that the output folder ``out`` exists or can be created; nothing is left behind
+    (a run refused later leaves no folder).
+
+    The nearest existing folder on the way is probed by creating and removing a temporary folder in it: permissions
+    alone do not tell (root may "write" to ``/proc``, where ``mkdir`` fails). ``None`` or ``""`` (write nothing)
+    passes.
+
+    Raises:
+        ConfigError: ``out`` or a folder above it is a file, or the folder cannot be created there (the OS's reason);
+            the message names ``flag``.
+    """
+    from nat_gym.errors import ConfigError
+
+    if not out:
+        return
+    path = Path(out).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{flag}: cannot create the folder {str(out)!r}: {str(existing)!r} is a file; choose "
+                          f"another {flag}")  # fmt: skip
+    if existing == path:
+        return
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".nat-gym-probe-", dir=existing))
+    except OSError as err:
+        raise ConfigError(f"{flag}: cannot create the folder {str(out)!r} in {str(existing)!r}: "
+                          f"{err.strerror or type(err).__name__}; choose another {flag}") from None  # fmt: skip

@@ -101,13 +101,36 @@ def test_train_resume_needs_a_checkpoint(tmp_path, capsys):
     assert not typo.exists()
 
 
-@pytest.mark.parametrize("algo", ["nat", "ppo", "blockqnn"])
-def test_train_out_that_cannot_be_created(algo, tmp_path, capsys):
-    """An --out under a file is one line naming --out, before any work starts (it was an OSError traceback at the
-    end of a run's set-up)."""
+OUT_COMMANDS = {
+    "train nat": ["train", "--algo", "nat"], "train ppo": ["train", "--algo", "ppo"],
+    "train blockqnn": ["train", "--algo", "blockqnn"], "train-supernet": ["train-supernet"],
+    "train-final": ["train-final", "DARTS_V2"], "transform": ["transform", "--arch", "DARTS_V2", "--policy", "x.pt"],
+    "bench": ["bench", "--protocol", "per-instance", "--algos", "random", "--seeds", "0", "--budget", "2"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", OUT_COMMANDS)
+def test_an_out_that_cannot_be_created_is_one_line(command, tmp_path, capsys):
+    """An --out that is a file, under a file, or where the OS refuses a folder (``/proc``: root passes the permission
+    check there) is one line naming --out before any work starts, in every command that writes one (bench,
+    train-supernet and train-final raised NotADirectoryError / FileExistsError tracebacks, every command
+    FileNotFoundError for ``/proc``); nothing is left behind."""
     (tmp_path / "file").write_text("")
-    assert_one_line_error(["train", "--algo", algo, "--out", str(tmp_path / "file" / "run")], capsys, "--out:",
-                          "is a file")  # fmt: skip
+    cases = [(tmp_path / "file" / "run", "is a file"), (tmp_path / "file", "is a file")]
+    if sys.platform == "linux":
+        cases.append((Path("/proc/nat-gym-run"), "in '/proc':"))
+    for out, said in cases:
+        assert_one_line_error([*OUT_COMMANDS[command], "--out", str(out)], capsys, "--out: cannot create", said)
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_check_out_folder_creates_nothing(tmp_path):
+    from nat_gym.cli_args import check_out_folder
+
+    check_out_folder(tmp_path / "a" / "b")
+    check_out_folder(tmp_path)
+    check_out_folder("")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_train_never_overwrites_a_run(tmp_path, capsys):

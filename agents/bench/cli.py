@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nat_gym.cli_args import float_at_least, int_at_least
+from nat_gym.cli_args import check_out_folder, float_at_least, int_at_least
 from nat_gym.errors import ConfigError
 
 __all__ = ["register", "parse_per_protocol", "parse_hyperparams"]
@@ -228,6 +228,7 @@ def _run_bench(ns: argparse.Namespace) -> int:
     if ns.budget is None:
         raise ConfigError("--budget: required (reward evaluations per run), e.g. --budget amortised=2000 "
                           "per-instance=100")  # fmt: skip
+    check_out_folder(ns.out)
     try:
         info = _run(ns, protocols, algos)
     except ConfigError as e:  # the library's field names are the flags here (a Ray address of --ray included)

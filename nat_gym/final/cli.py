@@ -78,7 +78,7 @@ def _default_out(arch: str, genotype: Any) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from nat_gym.cli_args import as_flag
+    from nat_gym.cli_args import as_flag, check_out_folder
     from nat_gym.errors import ConfigError
     from nat_gym.final.config import PRESETS, FinalTrainConfig
     from nat_gym.final.model import resolve_arch
@@ -92,6 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as e:  # the config names the field: name the flag
         raise ConfigError(as_flag(str(e), set(given))) from None
     out = Path(args.out) if args.out else _default_out(args.arch, arch)
+    check_out_folder(out)
     if (out / "checkpoint.pt").exists() and not args.resume:
         raise ConfigError(f"--out: {out / 'checkpoint.pt'} exists; pass --resume to continue it or choose another --out")
     if args.resume and not (out / "checkpoint.pt").is_file():

@@ -75,8 +75,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from nat_gym.cli_args import check_out_folder
     from nat_gym.errors import ConfigError
 
+    check_out_folder(args.out)
     ckpt = Path(args.out) / "supernet.pt"
     if ckpt.exists() and not args.resume:
         raise ConfigError(f"--out: {ckpt} exists; pass --resume to continue it or choose another --out")
