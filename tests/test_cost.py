@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -304,14 +303,13 @@ def test_relative_madds_saving():
     assert relative_madds_saving(vgg, nat_vgg, auxiliary=True) == relative_madds_saving(vgg, nat_vgg)
 
 
-def test_network_cost_is_cached_and_fast():
+def test_network_cost_is_cached():
+    """A genotype's cost is computed once (the env asks for it every step); no timing here: speed lives in the
+    benchmark scripts."""
     g = genotypes.get("NATv2_ENAS")
     first = network_cost(g)
     assert network_cost(g) is first
-    t = time.perf_counter()
-    for _ in range(1000):
-        network_cost(g)
-    assert (time.perf_counter() - t) / 1000 < 1e-3
+    assert network_cost(genotypes.get("NATv2_ENAS")) is first  # an equal genotype object hits the same entry
 
 
 @pytest.mark.parametrize(
