@@ -26,7 +26,9 @@ terms beside each block. Finally the named ResNet-like and Inception-like blocks
 its seeds) and the most accurate block of the cache are trained for longer (``--final-epochs``, ``--final-seeds``
 training seeds; each distinct block once) on the train split; the table gives their validation accuracy (held-out
 training images) and, for the final report only, their test accuracy (means with Student-t 95% intervals over the
-training seeds), params and FLOPs of the stacked network.
+training seeds), params and FLOPs of the stacked network. These figures are bit-identical between invocations at one
+torch thread count (``--threads``, recorded in the table and ``evidence.json``) and differ between thread counts,
+which sum in another order: another draw of the rounding, to be read through the intervals.
 
 Usage: ``python scripts/blockqnn_evidence.py [--seeds 0 1 2] [--iterations 24] [--out runs/blockqnn-evidence]``
 (resumable: run the same command again); prints Markdown tables and writes ``OUT/evidence.json``.
@@ -42,6 +44,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from agents.blockqnn_trainer import BlockQNNArgs, train
 from nat_gym.block_evaluator import (
@@ -55,6 +58,7 @@ from nat_gym.block_evaluator import (
 from nat_gym.blocks import Block, named
 from nat_gym.blocks.cost import network_cost
 from nat_gym.final.stats import mean_ci
+from nat_gym.supernet.train import torch_threads
 
 METHODS = ("qlearning", "random", "ppo")
 
@@ -207,11 +211,16 @@ def main() -> None:
     p.add_argument("--train-epochs", type=int, default=4, help="early-stop epochs per block (default: 4)")
     p.add_argument("--final-epochs", type=int, default=20, help="epochs of the longer training (default: 20)")
     p.add_argument("--final-seeds", type=int, default=3, help="training seeds of the longer training (default: 3)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads of the longer training (default: torch's, the cores or OMP_NUM_THREADS); "
+                        "its figures are bit-identical between invocations at one thread count, not between counts")
     p.add_argument("--top", type=int, default=5, help="blocks listed per ranking of the cache (default: 5)")
     p.add_argument("--workers", type=int, default=2, help="evaluation processes (default: 2)")
     p.add_argument("--out", default="runs/blockqnn-evidence", help="output folder (default: runs/blockqnn-evidence)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args()
+    if a.threads is not None and a.threads < 1:
+        p.error(f"--threads: expected an integer >= 1, got {a.threads}")
     if a.extra_q_lr:
         a.methods = [*a.methods, f"qlearning-lr{a.extra_q_lr:g}"]
     out = Path(a.out)
@@ -243,9 +252,12 @@ def main() -> None:
     ranking = cache_ranking(evaluator, a.top)
     # the longer training: the named anchors, each method's best block, the most accurate block of the cache
     long_recipe = replace(recipe, epochs=a.final_epochs, lr_step=max(1, round(0.75 * a.final_epochs)))
+    a.threads = a.threads or torch.get_num_threads()  # the figures depend on it: in evidence.json and the table
     final = {}
     for block, labels in final_candidates(a.methods, results, ranking).items():
-        runs = [early_stop_train(block, replace(long_recipe, seed=s), spec, report_test=True) for s in range(a.final_seeds)]
+        with torch_threads(a.threads):
+            runs = [early_stop_train(block, replace(long_recipe, seed=s), spec, report_test=True)
+                    for s in range(a.final_seeds)]  # fmt: skip
         cost = network_cost(block, **evaluator.shape)
         name = " = ".join(labels)
         final[name] = {"block": str(block), "params": cost.params, "flops": cost.madds,
@@ -297,8 +309,9 @@ def _print_tables(a: argparse.Namespace, results: dict, ranking: dict, final: di
         for r in ranking[key]:
             print(f"| {key[3:]} | `{r['block']}` | {r['reward']:.4f} | {r['accuracy']:.4f} | {r['flops_term']:+.4f} | "
                   f"{r['density_term']:+.4f} | {r['params']:,} |")  # fmt: skip
-    print(f"\n| block (trained {a.final_epochs} epochs, {a.final_seeds} seeds; mean [95% CI]) | valid accuracy | "
-          "test accuracy | params | FLOPs | block |")
+    threads = f"{a.threads} torch thread{'s' * (a.threads > 1)}"
+    print(f"\n| block (trained {a.final_epochs} epochs, {a.final_seeds} seeds, {threads}; mean [95% CI]) | valid accuracy "
+          "| test accuracy | params | FLOPs | block |")
     print("|---|---|---|---|---|---|")
     for name, r in final.items():
         print(f"| {name} | {_ci(r['valid'])} | {_ci(r['test'])} | {r['params']:,} | {r['flops']:,} | `{r['block']}` |")

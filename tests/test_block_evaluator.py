@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import runpy
 import sqlite3
 import subprocess
 import sys
@@ -95,6 +96,69 @@ def test_early_stop_is_deterministic_and_leaves_global_rng_alone():
     assert 0.0 <= first["accuracy"] <= 1.0 and first["seconds"] > 0
     other = early_stop_train(named.get("ResNet"), replace(TINY, seed=1), FAKE)
     assert other["train_loss"] != first["train_loss"]  # the seed is part of the recipe
+
+
+FINGERPRINT = textwrap.dedent(
+    """
+    import hashlib, json
+    import torch
+    import nat_gym.block_evaluator as be
+    from nat_gym.blocks import Block
+
+    SPEC, BLOCK = be.DatasetSpec("digits"), Block.parse("conv3:0,max3:0,concat:2:1")
+    RECIPE = be.EarlyStopRecipe(C=4, N=1, epochs=2, batch_size=64, lr=0.01, lr_step=1, seed=3)
+
+    def fingerprint():
+        '''A longer training's numbers and trained weights (as the evidence script calls it), and the search
+        evaluator's cache key and accuracy.'''
+        nets = []
+
+        class Recorded(be.BlockNetwork):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                nets.append(self)
+
+        be.BlockNetwork = Recorded
+        try:
+            out = be.early_stop_train(BLOCK, RECIPE, SPEC, report_test=True)
+        finally:
+            be.BlockNetwork = Recorded.__base__
+        weights = hashlib.sha256()
+        for name, value in nets[0].state_dict().items():
+            weights.update(name.encode() + value.contiguous().numpy().tobytes())
+        evaluator = be.EarlyStopEvaluator(SPEC, RECIPE, cache=None)
+        m = evaluator.measure([BLOCK])[0]
+        return {"train": [out["accuracy"], out["test_accuracy"], out["train_loss"]], "weights": weights.hexdigest(),
+                "evaluator": [evaluator.key(BLOCK), m.accuracy, m.reward]}
+
+    if __name__ == "__main__":
+        torch.set_num_threads(1)
+        print(json.dumps(fingerprint()))
+    """
+)
+
+
+@pytest.mark.slow
+def test_early_stop_is_bit_identical_between_invocations(tmp_path):
+    """The README's promise "seeds that reproduce": the same recipe (seed included) gives the same trained weights,
+    accuracies and loss in a fresh process (another hash seed) as in this one after an unrelated training and other
+    draws from the global RNGs; so does the search evaluator, under the same cache key. (One CPU thread in both: a
+    different thread count sums in another order and trains other weights.)"""
+    script = tmp_path / "fingerprint.py"
+    script.write_text(FINGERPRINT)
+    env = {**os.environ, "PYTHONHASHSEED": "1"}
+    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fresh = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    torch.manual_seed(123)
+    np.random.seed(123)
+    early_stop_train(named.get("ResNet"), replace(TINY, seed=7), FAKE)  # state an earlier training could leave
+    torch.rand(3)
+    here = runpy.run_path(str(script))["fingerprint"]()
+    assert here == fresh
+    assert 0.0 < fresh["train"][0] <= 1.0 and fresh["evaluator"][1] == fresh["train"][0]
 
 
 def test_early_stop_never_reads_the_test_split(monkeypatch):

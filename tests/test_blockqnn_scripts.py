@@ -34,7 +34,7 @@ def test_evidence_script_runs_and_resumes(tmp_path):
     out = tmp_path / "evidence"
     cmd = [sys.executable, "scripts/blockqnn_evidence.py", "--dataset", "fake", "--channels", "2", "--train-epochs",
            "1", "--iterations", "10", "--blocks-per-iteration", "2", "--max-index", "3", "--final-epochs", "1",
-           "--final-seeds", "1", "--workers", "1", "--seeds", "0", "--out", str(out), "--quiet"]  # fmt: skip
+           "--final-seeds", "1", "--threads", "1", "--workers", "1", "--seeds", "0", "--out", str(out), "--quiet"]  # fmt: skip
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     evidence = json.loads((out / "evidence.json").read_text())
@@ -54,11 +54,14 @@ def test_evidence_script_runs_and_resumes(tmp_path):
     assert len({f["block"] for f in evidence["final"].values()}) == len(evidence["final"])
     assert all(f["params"] > 0 and f["flops"] > 0 for f in evidence["final"].values())
     assert "| qlearning |" in run.stdout and "| ResNet" in run.stdout and "| accuracy | `" in run.stdout
+    assert evidence["args"]["threads"] == 1 and "1 seeds, 1 torch thread;" in run.stdout
     rows = len(EvalCache(out / "evaluations.sqlite"))
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-2000:]
     assert len(EvalCache(out / "evaluations.sqlite")) == rows  # every search was reloaded, nothing trained again
-    assert json.loads((out / "evidence.json").read_text())["results"].keys() == evidence["results"].keys()
+    rerun = json.loads((out / "evidence.json").read_text())
+    assert rerun["results"].keys() == evidence["results"].keys()
+    assert rerun["final"] == evidence["final"]  # the longer training again, in another process: the same figures
 
 
 @pytest.mark.slow
