@@ -465,3 +465,43 @@ def test_an_unprefixed_policy_sampling_key_goes_to_the_per_instance_protocol():
     assert got == {"per-instance": {"ppo": {"chunk": 8}, "nat": {"argmax_first": False}},
                    "amortised": {"ppo": {"n_steps": 4}, "nat": {"lr": 0.01, "n": 2}}}  # fmt: skip
     assert parse_hyperparams(["ppo.chunk=8"], None, {"amortised": ["ppo"]}) == {"amortised": {"ppo": {"chunk": 8}}}
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_parallel_jobs_and_the_rerun_finishes_the_rest(bench, tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) during ``--jobs 2`` stops the benchmark: the
+    queued jobs do not run (the pool ran every queued job to the end, then printed the traceback). The same command
+    then runs only the jobs that had not finished: every job once, no row lost or doubled."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    seeds = [str(s) for s in range(8)]
+    argv = [sys.executable, "-m", "nat_gym.cli", "bench", "--protocol", "per-instance", "--algos", "random",
+            "--seeds", *seeds, "--budget", "per-instance=40", "--checkpoints", "per-instance=1", "--tasks",
+            f"per-instance={bench['root'] / 'inputs.json'}", "--supernet", bench["supernet"], "--reps", "50",
+            "--no-progress", "--jobs", "2", "--out", str(out)]  # fmt: skip
+
+    def session():  # a terminal's Ctrl-C reaches every process of its group; SIGINT not inherited as ignored
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    run = subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[1], preexec_fn=session,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    runs = out / "runs" / "per-instance"
+    while run.poll() is None and not list(runs.glob("*.json")):
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=600)
+    assert run.returncode != 0 and "KeyboardInterrupt" in err
+    finished = sorted(p.stem for p in runs.glob("*.json"))
+    assert 1 <= len(finished) <= 3, finished  # those done before Ctrl-C (it ran 6 of 8)
+    assert not list(runs.glob(".*.tmp"))  # the interrupted jobs' files were never half-written
+    stamps = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
+    again = subprocess.run(argv, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"bench: {len(seeds) - len(finished)} runs" in again.stdout
+    assert all(p.stat().st_mtime_ns == stamps[p.name] for p in runs.glob("*.json") if p.name in stamps)
+    rows = _rows(out / "results.csv")
+    assert sorted(int(r["seed"]) for r in rows) == sorted(2 * list(range(8)))  # 2 inputs per seed, each once

@@ -141,6 +141,23 @@ def _run_job(config: BenchConfig, protocol: str, algo: str, seed: int, eval_work
     return meta
 
 
+_INTERRUPTED = False
+"""Set in a ``--jobs`` worker process once Ctrl-C has interrupted one of its jobs."""
+
+
+def _run_job_in_worker(config: BenchConfig, protocol: str, algo: str, seed: int) -> dict[str, Any]:
+    """:func:`_run_job` in a ``--jobs`` process. Ctrl-C reaches every process of the terminal's group; a worker
+    reports the interrupted job and would then take the next job it has queued: once interrupted, it runs none."""
+    global _INTERRUPTED
+    if _INTERRUPTED:
+        raise KeyboardInterrupt
+    try:
+        return _run_job(config, protocol, algo, seed, 1)
+    except KeyboardInterrupt:
+        _INTERRUPTED = True
+        raise
+
+
 def _write_job(config: BenchConfig, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     csv_path, meta_path = job_paths(config.out, meta["protocol"], meta["algo"], meta["seed"])
     write_rows(csv_path, rows)
@@ -292,11 +309,15 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
                 with ProcessPoolExecutor(config.jobs, mp_context=mp.get_context("spawn"),
                                          initializer=ignore_library_warnings) as pool:  # fmt: skip
-                    futures = {pool.submit(_run_job, config, *job, 1): job for job in todo}
-                    for f in as_completed(futures):
-                        f.result()
-                        bar.set_postfix_str(f"{futures[f][1]} seed {futures[f][2]} done")
-                        bar.update(1)
+                    futures = {pool.submit(_run_job_in_worker, config, *job): job for job in todo}
+                    try:
+                        for f in as_completed(futures):
+                            f.result()
+                            bar.set_postfix_str(f"{futures[f][1]} seed {futures[f][2]} done")
+                            bar.update(1)
+                    except BaseException:  # Ctrl-C or a failed job: no queued job starts (finished ones are kept)
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise
         finally:
             bar.close()
         ran += len(todo)
