@@ -256,17 +256,24 @@ def test_bench_arguments_are_checked(tmp_path):
 
 
 def test_per_instance_hyperparams_are_checked_before_any_run(tmp_path):
-    """A per-instance key that is unknown or out of range is one line before the amortised runs start (policy
-    sampling with chunk=0 looped for ever, other keys were a TypeError traceback)."""
+    """A per-instance key that is unknown, of the wrong type or out of range is one line before the amortised runs
+    start (policy sampling with chunk=0 looped for ever; other keys were a TypeError traceback, and a string such
+    as 'maybe' for a bool was taken as true)."""
     from agents.bench.cli import _run_bench
     from nat_gym.cli import build_parser
 
     for hp, message in (("ppo.chunk=0", "chunk: expected an integer >= 1, got 0"),
-                        ("ppo.chunk=1.5", "chunk: expected an integer >= 1"),
+                        ("ppo.chunk=1.5", "chunk: expected an integer, got 1.5"),
                         ("ppo.argmax_first=2", "argmax_first: expected true or false"),
                         ("nat.bogus=1", r"per-instance nat: unknown keys \['bogus'\]; allowed: \['argmax_first', 'chunk'\]"),
-                        ("evolution.population=3", r"per-instance evolution: unknown keys \['population'\]")):  # fmt: skip
-        argv = ["bench", "--algos", "ppo", "nat", "evolution", "--budget", "5", "--hyperparams", f"per-instance:{hp}",
+                        ("evolution.population=3", r"per-instance evolution: unknown keys \['population'\]"),
+                        ("evolution.population_size=abc", "per-instance evolution: population_size: expected an "
+                         "integer, got 'abc'"),
+                        ("ddpnas.temperature=hot", "per-instance ddpnas: temperature: expected a number, got 'hot'"),
+                        ("local-search.first_improvement=maybe", "per-instance local-search: first_improvement: "
+                         "expected true or false, got 'maybe'")):  # fmt: skip
+        argv = ["bench", "--algos", "ppo", "nat", "evolution", "ddpnas", "local-search", "--budget", "5", "--hyperparams",
+                f"per-instance:{hp}",
                 "--out", str(tmp_path / "out")]  # fmt: skip
         with pytest.raises(ConfigError, match=message):
             _run_bench(build_parser().parse_args(argv))
@@ -465,6 +472,22 @@ def test_an_unprefixed_policy_sampling_key_goes_to_the_per_instance_protocol():
     assert got == {"per-instance": {"ppo": {"chunk": 8}, "nat": {"argmax_first": False}},
                    "amortised": {"ppo": {"n_steps": 4}, "nat": {"lr": 0.01, "n": 2}}}  # fmt: skip
     assert parse_hyperparams(["ppo.chunk=8"], None, {"amortised": ["ppo"]}) == {"amortised": {"ppo": {"chunk": 8}}}
+
+
+def test_hyperparameter_values_read_as_nat_gym_train_reads_them():
+    """``--hyperparams`` values are Python literals, else YAML, as ``nat-gym train --hyperparams`` reads them:
+    ``first_improvement=false`` is False (it was the string 'false', which the search took as true)."""
+    from agents.bench.cli import parse_hyperparams
+    from agents.bench.protocols import per_instance_args
+
+    algos = {"per-instance": ["local-search", "nat"]}
+    got = parse_hyperparams(["local-search.first_improvement=false", "local-search.start=random",
+                             "nat.argmax_first=no", "nat.chunk=[8"], None, algos)  # fmt: skip
+    assert got == {"per-instance": {"local-search": {"first_improvement": False, "start": "random"},
+                                    "nat": {"argmax_first": False, "chunk": "[8"}}}  # fmt: skip
+    assert per_instance_args("local-search", got["per-instance"]["local-search"]).first_improvement is False
+    with pytest.raises(ConfigError, match="chunk: expected an integer, got '\\[8'"):
+        per_instance_args("nat", got["per-instance"]["nat"])
 
 
 @pytest.mark.slow

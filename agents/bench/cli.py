@@ -4,7 +4,6 @@ entry point of the agents). Building the parser imports neither torch nor the al
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,6 @@ from nat_gym.errors import ConfigError
 __all__ = ["register", "parse_per_protocol", "parse_hyperparams"]
 
 PROTOCOL_CHOICES = ("amortised", "per-instance", "both")
-
-
-def _value(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def parse_per_protocol(values: list[str] | None, name: str, kind: type, protocols: list[str],
@@ -43,12 +35,13 @@ def parse_per_protocol(values: list[str] | None, name: str, kind: type, protocol
 
 
 def parse_hyperparams(items: list[str] | None, file: str | None, algos: dict[str, list[str]]) -> dict[str, dict]:
-    """``[PROTOCOL:]ALGO.KEY=VALUE`` overrides (values as Python literals, else strings), on top of a YAML/JSON file
-    ``{protocol: {algo: {key: value}}}``. Without ``PROTOCOL:`` an override goes to the first protocol (amortised,
-    then per-instance) that runs ``ALGO``, except a key of policy sampling (``chunk``, ``argmax_first``: no training
-    argument has these names), which goes to per-instance when it runs ``ALGO``."""
+    """``[PROTOCOL:]ALGO.KEY=VALUE`` overrides (values as Python literals, else YAML, as ``nat-gym train`` reads
+    them), on top of a YAML/JSON file ``{protocol: {algo: {key: value}}}``. Without ``PROTOCOL:`` an override goes to
+    the first protocol (amortised, then per-instance) that runs ``ALGO``, except a key of policy sampling (``chunk``,
+    ``argmax_first``: no training argument has these names), which goes to per-instance when it runs ``ALGO``."""
     from dataclasses import fields
 
+    from agents.sb3.hyperparams import parse_value
     from agents.search.policy_search import PolicySearchArgs
 
     sampling = {f.name for f in fields(PolicySearchArgs)}
@@ -80,7 +73,7 @@ def parse_hyperparams(items: list[str] | None, file: str | None, algos: dict[str
         if algo not in algos.get(protocol, []):
             raise ConfigError(f"--hyperparams: {item!r} names an algorithm that no benchmarked protocol runs "
                               f"(they run {algos})")  # fmt: skip
-        out.setdefault(protocol, {}).setdefault(algo, {})[key] = _value(value)
+        out.setdefault(protocol, {}).setdefault(algo, {})[key] = parse_value(value)
     return out
 
 
