@@ -528,3 +528,20 @@ def test_ctrl_c_stops_parallel_jobs_and_the_rerun_finishes_the_rest(bench, tmp_p
     assert all(p.stat().st_mtime_ns == stamps[p.name] for p in runs.glob("*.json") if p.name in stamps)
     rows = _rows(out / "results.csv")
     assert sorted(int(r["seed"]) for r in rows) == sorted(2 * list(range(8)))  # 2 inputs per seed, each once
+
+
+def test_help_names_the_hyperparameters_of_every_algorithm():
+    """``bench --help`` says how values are read and which keys every algorithm takes (it named nat's only, not
+    nat-defaults', the SB3 baselines' or the floors')."""
+    from agents.bench.algorithms import AMORTISED
+    from agents.search import SEARCHES
+
+    import os
+
+    run = subprocess.run([sys.executable, "-m", "nat_gym.cli", "bench", "--help"], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], env={**os.environ, "COLUMNS": "10000"}, timeout=120)  # fmt: skip
+    line = next(x for x in run.stdout.splitlines() if "Keys: " in x)
+    keys = line.split("Keys: ", 1)[1]
+    assert "Values: Python literals, else YAML" in line
+    named = {name.strip() for part in keys.split(";") for name in part.split(":")[0].split(",")}
+    assert set(AMORTISED) | set(SEARCHES) <= named, named

@@ -88,8 +88,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     keys = "; ".join(f"{k}: {', '.join(f.name for f in dataclasses.fields(load_search(k)[1])) or 'none'}"
                      for k in SEARCHES)  # fmt: skip
+    sb3 = ", ".join(k for k, v in AMORTISED.items() if v.module == "agents.bench.sb3_agents")
     keys += (f"; per-instance policy sampling: {', '.join(f.name for f in dataclasses.fields(PolicySearchArgs))}; "
-             "nat: the flags of nat-gym train --algo nat (lr, m, n, entropy_coef, variant, ...)")  # fmt: skip
+             "nat, nat-defaults: the flags of nat-gym train --algo nat (lr, m, n, entropy_coef, variant, ...); "
+             f"{sb3}: policy and the keys of agents/hyperparams/ALGO.yml (n_steps, learning_rate, policy_kwargs, "
+             f"...); {', '.join(k for k, v in AMORTISED.items() if not v.trains)}: none")  # fmt: skip
     amortised = ", ".join(f"{k} ({v.help})" for k, v in AMORTISED.items())
     searches = ", ".join(f"{k} ({v.help})" for k, v in SEARCHES.items())
     policies = ", ".join(k for k, v in AMORTISED.items() if v.loader)
@@ -140,7 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="hyper-parameter overrides, e.g. nat.lr=0.001 evolution.population_size=10 "
                         "per-instance:nat.chunk=16 (recorded in summary.json); without PROTOCOL: the first protocol "
                         "that runs ALGO (amortised, then per-instance), per-instance for a key of policy sampling. "
-                        f"Keys: {keys}")  # fmt: skip
+                        f"Values: Python literals, else YAML (false, null). Keys: {keys}")  # fmt: skip
     p.add_argument("--hyperparams-file", default=None,
                    help="YAML or JSON file {protocol: {algo: {key: value}}}; --hyperparams override it")
     p.add_argument("--policies", default=None,
