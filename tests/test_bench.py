@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -495,7 +496,6 @@ def test_ctrl_c_stops_parallel_jobs_and_the_rerun_finishes_the_rest(bench, tmp_p
     """Ctrl-C (SIGINT to the process group, as a terminal sends it) during ``--jobs 2`` stops the benchmark: the
     queued jobs do not run (the pool ran every queued job to the end, then printed the traceback). The same command
     then runs only the jobs that had not finished: every job once, no row lost or doubled."""
-    import os
     import signal
     import time
 
@@ -535,8 +535,6 @@ def test_help_names_the_hyperparameters_of_every_algorithm():
     nat-defaults', the SB3 baselines' or the floors')."""
     from agents.bench.algorithms import AMORTISED
     from agents.search import SEARCHES
-
-    import os
 
     run = subprocess.run([sys.executable, "-m", "nat_gym.cli", "bench", "--help"], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1], env={**os.environ, "COLUMNS": "10000"}, timeout=120)  # fmt: skip
