@@ -116,6 +116,30 @@ def test_rerun_resumes_and_other_settings_are_refused(bench, capsys):
 
 
 @pytest.mark.slow
+def test_jobs_that_the_report_could_not_compare_are_refused_before_they_run(bench, capsys):
+    """An algorithm added to a folder at another budget (or samples, checkpoints, task set, supernet, cost weight),
+    or another seed of an entry under other hyper-parameters: refused before it runs (it ran, then the report of the
+    folder failed with "unfinished or mixed runs", or mixed two settings in one entry)."""
+    out = bench["out"]
+    base = ["bench", "--tasks", f"amortised={bench['root'] / 'inputs.json'}",
+            f"per-instance={bench['root'] / 'inputs.json'}", "--supernet", bench["supernet"], "--reps", "50",
+            "--no-progress", "--out", str(out)]  # fmt: skip
+    for argv, problem in (
+        (["--protocol", "per-instance", "--algos", "local-search", "--seeds", "0", "--budget", "7", "--checkpoints",
+          "2"], "per-instance random seed 0: budget 5 (now 7)"),
+        (["--protocol", "amortised", "--algos", "random-valid", "--seeds", "0", "--budget", "6", "--checkpoints", "2",
+          "--samples", "3"], "amortised identity seed 0: samples 2 (now 3)"),
+        (["--protocol", "per-instance", "--algos", "evolution", "--seeds", "2", "--budget", "5", "--checkpoints", "2"],
+         "per-instance evolution seed 0: hyperparams {'population_size': 3, 'sample_size': 2} (now {})"),
+    ):  # fmt: skip
+        before = sorted((out / "runs").rglob("*"))
+        assert main([*base, *argv]) == 2
+        err = capsys.readouterr().err
+        assert "holds finished runs with other settings" in err and problem in err, err
+        assert sorted((out / "runs").rglob("*")) == before
+
+
+@pytest.mark.slow
 def test_validate_accepts_the_rows_and_flags_tampered_ones(bench, capsys):
     out, supernet = bench["out"], bench["supernet"]
     assert main(["validate", str(out), "--supernet", supernet, "--no-progress"]) == 0
@@ -335,8 +359,8 @@ def test_statistics_find_the_better_algorithm():
                 for i in range(4):
                     rows.append({"protocol": "per-instance", "task_set": "t", "task_digest": "d", "env_id": "e",
                                  "env_version": "v", "rules": "r", "rules_digest": "x", "supernet": "s",
-                                 "cost_weight": 0.0, "algo": algo, "mode": "best", "seed": seed, "checkpoint": c,
-                                 "instance": i, "instance_name": f"in{i}", "evaluations": c, "seconds": 0.1 * c,
+                                 "cost_weight": 0.0, "algo": algo, "mode": "best", "seed": seed, "budget": 10,
+                                 "checkpoint": c, "instance": i, "instance_name": f"in{i}", "evaluations": c, "seconds": 0.1 * c,
                                  "stop": "budget" if c == 10 else "", "madds_saving": 0.3,
                                  "reward": shift * c / 10 + 0.01 * rng.standard_normal()})  # fmt: skip
     s = protocol_stats(rows, "per-instance", reps=200)
@@ -362,6 +386,9 @@ def test_statistics_find_the_better_algorithm():
         protocol_stats(mixed, "per-instance", reps=10)
     with pytest.raises(ConfigError, match="rows"):
         protocol_stats(rows[:-1], "per-instance", reps=10)
+    other_budget = [{**r, "budget": 20} if r["algo"] == "bad" else r for r in rows]  # the message says what differs
+    with pytest.raises(ConfigError, match=r"per-instance rows of different budgets \(10, 20 reward evaluations\)"):
+        protocol_stats(other_budget, "per-instance", reps=10)
 
 
 @pytest.mark.slow

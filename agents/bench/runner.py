@@ -11,7 +11,9 @@ Layout of the output folder ``out``::
 
 A job that was interrupted is simply run again; jobs that finished are never redone, so an interrupted benchmark
 resumes where it stopped (``nat-gym bench`` with the same arguments); algorithms and seeds can be added to a folder
-later, but a finished job is never resumed under settings it did not run with (:meth:`BenchConfig.job_settings`).
+later, but a finished job is never resumed under settings it did not run with (:meth:`BenchConfig.job_settings`),
+and the jobs of one protocol share its budget, checkpoints, task set, supernet, cost weight and samples
+(:data:`SHARED_SETTINGS`), so that its report compares like with like.
 Jobs run in separate processes with ``jobs > 1`` (spawned; each loads the supernet once), or on ``jobs`` Ray workers
 with ``ray`` (a local Ray, or the cluster of ``address`` / ``RAY_ADDRESS``: :class:`nat_gym.distributed.RayPool`; a
 killed worker's job is run again on another). On Ray a worker returns a job's rows, meta and trained policy to this
@@ -252,18 +254,24 @@ def _algorithm_seconds(protocol: str, final: list[dict[str, Any]]) -> float:
 
 
 # ====================================================================================================== driver
+SHARED_SETTINGS: tuple[str, ...] = ("task_set", "budget", "checkpoints", "cost_weight", "supernet", "samples")
+"""Settings that every job of one protocol in a folder shares, whatever its algorithm: the report compares them."""
+
+
 def _check_resume(config: BenchConfig) -> None:
-    """Refuse to resume finished jobs that were run with other settings than ``config``'s."""
+    """Refuse to add jobs to a folder whose finished jobs of the same protocol ran with other settings: any other
+    setting for the same algorithm (another seed of an entry must be the same entry), another of
+    :data:`SHARED_SETTINGS` for any algorithm (the report could not compare them)."""
     diffs = []
     for protocol in config.protocols:
-        for algo in config.algos[protocol]:
-            current = config.job_settings(protocol, algo)
-            for seed in config.seeds:
-                meta = job_paths(config.out, protocol, algo, seed)[1]
-                if meta.is_file():
-                    saved = json.loads(meta.read_text()).get("settings", {})
-                    diffs += [f"{protocol} {algo} seed {seed}: {k} {saved.get(k)!r} (now {v!r})"
-                              for k, v in current.items() if saved.get(k) != v]  # fmt: skip
+        current = {algo: config.job_settings(protocol, algo) for algo in config.algos[protocol]}
+        shared = {k: v for k, v in next(iter(current.values())).items() if k in SHARED_SETTINGS}
+        for meta in sorted((Path(config.out) / "runs" / protocol).glob("*.json")):
+            saved = json.loads(meta.read_text())
+            settings = saved.get("settings", {})
+            wanted = current.get(saved.get("algo"), shared)
+            diffs += [f"{protocol} {saved.get('algo')} seed {saved.get('seed')}: {k} {settings.get(k)!r} (now {v!r})"
+                      for k, v in wanted.items() if settings.get(k) != v]  # fmt: skip
     if diffs:
         raise ConfigError(
             f"out: {config.out!r} holds finished runs with other settings ({'; '.join(diffs[:5])}"
