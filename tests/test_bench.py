@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -262,6 +263,9 @@ def test_building_the_parser_imports_no_torch():
 
 
 def test_bench_arguments_are_checked(tmp_path):
+    from agents.bench.cli import _run_bench
+    from nat_gym.cli import build_parser
+
     with pytest.raises(SystemExit):
         main(["bench", "--protocol", "sideways"])
     for argv, message in (
@@ -272,12 +276,20 @@ def test_bench_arguments_are_checked(tmp_path):
         (["bench", "--budget", "sideways=5"], "--budget"),
         (["bench", "--algos", "random", "--protocol", "per-instance", "--budget", "5", "--hyperparams", "nat.lr=1"],
          "--hyperparams"),
-    ):
-        with pytest.raises(ConfigError, match=message.replace("-", r"\-")):
-            from agents.bench.cli import _run_bench
-            from nat_gym.cli import build_parser
-
+        (["bench", "--budget", "5", "--checkpoints", "per-instance=0"],
+         "--checkpoints: expected a positive number of checkpoints for per-instance, got 0"),
+        # the per-instance task set is checked before the amortised runs (they ran, then the typo was found)
+        (["bench", "--algos", "identity", "random", "--budget", "5", "--tasks", "per-instance=typo.json",
+          "--supernet", str(tmp_path / "none.pt")], "--tasks: per-instance: task set: no such file 'typo.json'"),
+    ):  # fmt: skip
+        with pytest.raises(ConfigError, match=re.escape(message)):
             _run_bench(build_parser().parse_args([*argv, "--out", str(tmp_path)]))
+    assert not (tmp_path / "runs").exists()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with pytest.raises(ConfigError, match=re.escape(f"--out: cannot make the folder '{a_file}' (File exists)")):
+        _run_bench(build_parser().parse_args(["bench", "--algos", "random", "--protocol", "per-instance", "--budget", "5",
+                                              "--out", str(a_file)]))
 
 
 def test_per_instance_hyperparams_are_checked_before_any_run(tmp_path):

@@ -72,6 +72,7 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         from agents.bench.protocols import PROTOCOLS, per_instance_args
+        from nat_gym.envs import tasks
 
         bad = [p for p in self.protocols if p not in PROTOCOLS]
         if bad or not self.protocols:
@@ -80,8 +81,15 @@ class BenchConfig:
             b = self.budgets.get(p)
             if isinstance(b, bool) or not isinstance(b, int) or b < 1:
                 raise ConfigError(f"budget: expected a positive number of reward evaluations for {p}, got {b!r}")
+            c = self.checkpoints.get(p)
+            if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+                raise ConfigError(f"checkpoints: expected a positive number of checkpoints for {p}, got {c!r}")
             if not self.algos.get(p):
                 raise ConfigError(f"algos: no algorithm for protocol {p}")
+            try:  # here, not when the protocol's first run starts (per-instance: after every amortised run)
+                tasks.get(self.task_sets[p])
+            except ConfigError as e:
+                raise ConfigError(f"tasks: {p}: {e}") from None
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds: expected distinct integers, got {self.seeds!r}")
         if self.jobs < 1:
@@ -286,7 +294,10 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
     from agents.bench.report import write_report
 
-    Path(config.out).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(config.out).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"out: cannot make the folder {config.out!r} ({e.strerror})") from None
     _check_resume(config)
     started = time.perf_counter()
     ran = 0
