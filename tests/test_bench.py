@@ -359,22 +359,28 @@ def test_an_unknown_nat_hyperparameter_is_one_line(bench, tmp_path, capsys):
     assert "error: --hyperparams: nat: unknown keys ['bogus']; allowed: [" in capsys.readouterr().err
 
 
-def test_statistics_find_the_better_algorithm():
-    """Rows whose answer is known: 'good' beats 'bad' on every input and seed."""
-    from agents.bench.stats import protocol_stats
-
+def _known_rows(seeds: int) -> list[dict]:
+    """Per-instance rows whose answer is known: 'good' beats 'bad' on every input and seed."""
     rows = []
     rng = np.random.default_rng(0)
     for algo, shift in (("good", 0.05), ("bad", -0.05)):
-        for seed in range(5):
+        for seed in range(seeds):
             for c in (5, 10):
                 for i in range(4):
                     rows.append({"protocol": "per-instance", "task_set": "t", "task_digest": "d", "env_id": "e",
                                  "env_version": "v", "rules": "r", "rules_digest": "x", "supernet": "s",
                                  "cost_weight": 0.0, "algo": algo, "mode": "best", "seed": seed, "budget": 10,
-                                 "checkpoint": c, "instance": i, "instance_name": f"in{i}", "evaluations": c, "seconds": 0.1 * c,
-                                 "stop": "budget" if c == 10 else "", "madds_saving": 0.3,
+                                 "checkpoint": c, "instance": i, "instance_name": f"in{i}", "evaluations": c,
+                                 "seconds": 0.1 * c, "stop": "budget" if c == 10 else "", "madds_saving": 0.3,
                                  "reward": shift * c / 10 + 0.01 * rng.standard_normal()})  # fmt: skip
+    return rows
+
+
+def test_statistics_find_the_better_algorithm():
+    """Rows whose answer is known: 'good' beats 'bad' on every input and seed."""
+    from agents.bench.stats import protocol_stats
+
+    rows = _known_rows(5)
     s = protocol_stats(rows, "per-instance", reps=200)
     assert s.winner == "good" and s.budget == 10
     p, lo, hi = s.poi["bad"]
@@ -401,6 +407,18 @@ def test_statistics_find_the_better_algorithm():
     other_budget = [{**r, "budget": 20} if r["algo"] == "bad" else r for r in rows]  # the message says what differs
     with pytest.raises(ConfigError, match=r"per-instance rows of different budgets \(10, 20 reward evaluations\)"):
         protocol_stats(other_budget, "per-instance", reps=10)
+
+
+def test_a_report_of_one_seed_draws_no_verdict():
+    """With one seed every bootstrap interval is a single point: the report said 'clearly better' on it."""
+    from agents.bench.report import render_markdown
+    from agents.bench.stats import protocol_stats
+
+    for seeds, verdict in ((5, "]: clearly better."), (1, "]: one seed, so every interval is a single point")):
+        rows = _known_rows(seeds)
+        text = render_markdown([protocol_stats(rows, "per-instance", reps=50)], rows)
+        assert verdict in text and (seeds > 1) == ("clearly better" in text), text
+        assert f"budget 10 reward evaluations, {seeds} seed{'s' if seeds > 1 else ''}\n" in text
 
 
 @pytest.mark.slow

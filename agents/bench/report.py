@@ -47,7 +47,8 @@ def _score_unit(s: ProtocolStats) -> str:
 def _protocol_markdown(s: ProtocolStats, rows: Sequence[dict[str, Any]]) -> list[str]:
     first = next(r for r in rows if r["protocol"] == s.protocol)
     counts = sorted({len(e.seeds) for e in s.entries})
-    seeds = f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} seeds (column seeds)"
+    seeds = (f"{counts[0]} seed{'s' if counts[0] > 1 else ''}" if len(counts) == 1
+             else f"{counts[0]}-{counts[-1]} seeds (column seeds)")  # fmt: skip
     lines = [
         f"## {s.protocol}: {first['task_set']} ({len(s.inputs)} inputs), budget {s.budget} reward evaluations, "
         f"{seeds}",
@@ -108,10 +109,12 @@ def _verdict(s: ProtocolStats) -> str:
     p, lo, hi = s.poi[runner_up]
     k, unit = s.score_scale, (" points" if s.score_scale == 100 else "")
     gap = s.point[s.winner]["iqm"] - s.point[runner_up]["iqm"]
-    sure = "clearly" if lo > 0.5 else "not clearly (the interval includes 0.5)"
+    sure = "clearly better" if lo > 0.5 else "not clearly better (the interval includes 0.5)"
+    if min(len(e.seeds) for e in s.entries if e.label in (s.winner, runner_up)) < 2:  # bootstraps of one run
+        sure = "one seed, so every interval is a single point and no verdict is drawn (run 2 or more seeds)"
     return (f"**Winner: {s.winner}**, IQM {s.score_name} {_num(s.point[s.winner]['iqm'], k)}{unit}, "
             f"{_num(gap, k)}{unit} above the runner-up {runner_up}; P({s.winner} > {runner_up}) = {p:.2f} "
-            f"[{lo:.2f}, {hi:.2f}]: {sure} better.")
+            f"[{lo:.2f}, {hi:.2f}]: {sure}.")
 
 
 def render_markdown(stats: Sequence[ProtocolStats], rows: Sequence[dict[str, Any]]) -> str:
