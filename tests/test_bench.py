@@ -157,6 +157,10 @@ def test_validate_accepts_the_rows_and_flags_tampered_ones(bench, capsys):
     ops = list(named.resolve(rows[j]["result"]).ops)
     ops[e] = "conv_3x3"
     changed[j]["result"] = str(start.with_ops(ops))
+    # rows of another env version or env id (validate checked neither; an unknown env id was gymnasium's traceback)
+    v, u = [i for i in range(len(rows)) if i not in (j, k)][:2]
+    changed[v]["env_version"] = "NATCell-v0 nat-gym 9.9"
+    changed[u]["env_id"] = "NATFoo-v0"
     tampered = bench["root"] / "tampered.csv"
     with tampered.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
@@ -164,9 +168,16 @@ def test_validate_accepts_the_rows_and_flags_tampered_ones(bench, capsys):
         w.writerows(changed)
     assert main(["validate", str(tampered), "--supernet", supernet, "--no-progress"]) == 1
     text = capsys.readouterr().out
-    assert "2 findings" in text
+    assert "4 findings" in text
     assert f"tampered.csv:{k + 2}" in text and "reward" in text and "re-scored" in text
     assert f"tampered.csv:{j + 2}" in text and "invalid transition" in text and "null -> conv_3x3" in text
+    assert f"tampered.csv:{v + 2}: " in text and "env_version 'NATCell-v0 nat-gym 9.9' differs from the pinned" in text
+    assert f"tampered.csv:{u + 2}: " in text and "env_id 'NATFoo-v0' differs from the pinned 'NATCell-v0'" in text
+    # no rows: nothing holds (it said "0 rows re-scored, all hold")
+    empty = bench["root"] / "empty.csv"
+    empty.write_text(",".join(fields) + "\n")
+    assert main(["validate", str(empty), "--supernet", supernet, "--no-progress"]) == 2
+    assert "error: results: " in capsys.readouterr().err
     # another supernet: nothing can be compared
     torch.manual_seed(1)
     cfg = SupernetConfig(C=4, layers=3, ops=rule_sets.get("nat++").ops, num_classes=10, in_channels=1)
