@@ -170,8 +170,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Re-score every row of a nat-gym bench results CSV (or the results.csv of a benchmark folder) "
         "on a fresh environment made from the row's pinned task set, and flag a reward, accuracy or MAdds saving "
         "outside --tolerance (rewards on the whole validation split are deterministic: exact by default), a "
-        "transformation the rules do not allow, a start that is not the task set's input, or more evaluations "
-        "than the budget. Exit status 1 if anything is flagged.",
+        "transformation the rules do not allow, a start that is not the task set's input, a pin (env id and version, "
+        "rules, task digest) other than the task set's, or more evaluations than the budget. Exit status 1 if "
+        "anything is flagged.",
     )
     p.add_argument("results", help="a results CSV, or a benchmark output folder (its results.csv)")
     p.add_argument("--supernet", default=None,
