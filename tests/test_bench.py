@@ -83,6 +83,10 @@ def test_bench_writes_rows_summary_report_and_pictures(bench):
     assert summary["versions"]["rliable"] and summary["versions"]["torch"]
     assert summary["config"]["hyperparams"]["amortised"]["nat"] == {"lift_dim": 16, "hidden_dim": 8}
     assert len(summary["jobs"]) == 10
+    # each job's own commit and versions (summary.json's top-level ones are the last invocation's, which may have
+    # run nothing: a folder filled in several sittings named one commit)
+    assert all(j["git"] == summary["git"] and j["versions"] == summary["versions"] for j in summary["jobs"])
+    assert summary["job_commits"] == [summary["git"]]
     report = (out / "report.md").read_text()
     for protocol in ("amortised", "per-instance"):
         assert f"## {protocol}" in report

@@ -198,7 +198,8 @@ def _job_result(config: BenchConfig, protocol: str, algo: str, seed: int,
     meta = {"protocol": protocol, "algo": algo, "seed": seed, "settings": config.job_settings(protocol, algo),
             "job_seconds": seconds, "algorithm_seconds": _algorithm_seconds(protocol, final),
             "evaluations": max(r["evaluations"] for r in rows), "rows": len(rows),
-            "stops": sorted({r["stop"] for r in final}), "pin": ctx.pin, "hyperparams": hp}  # fmt: skip
+            "stops": sorted({r["stop"] for r in final}), "pin": ctx.pin, "hyperparams": hp,
+            "git": _git_commit(), "versions": versions()}  # fmt: skip
     return rows, meta
 
 
@@ -399,7 +400,9 @@ def machine() -> dict[str, Any]:
 
 
 def summary(config: BenchConfig, seconds: float, ran: int) -> dict[str, Any]:
-    """The JSON summary: versions, git commit, machine, settings, hyper-parameters, per-job figures."""
+    """The JSON summary: versions, git commit, machine, settings, hyper-parameters, per-job figures. ``versions``,
+    ``git``, ``command`` and ``config`` are this invocation's; a folder filled over several invocations has each
+    job's own commit and versions in ``jobs`` (``job_commits``: the distinct commits)."""
     from agents.bench.algorithms import BENCH_NAT_DEFAULTS
 
     jobs = []
@@ -411,6 +414,7 @@ def summary(config: BenchConfig, seconds: float, ran: int) -> dict[str, Any]:
         "config": asdict(config),
         "versions": versions(),
         "git": _git_commit(),
+        "job_commits": [json.loads(c) for c in dict.fromkeys(json.dumps(m.get("git"), sort_keys=True) for m in jobs)],
         "machine": machine(),
         "pins": pins,
         "hyperparams": {"overrides": config.hyperparams, "nat_fixed_by_bench": BENCH_NAT_DEFAULTS},
