@@ -291,6 +291,8 @@ def test_bench_arguments_are_checked(tmp_path):
         (["bench", "--budget", "sideways=5"], "--budget"),
         (["bench", "--algos", "random", "--protocol", "per-instance", "--budget", "5", "--hyperparams", "nat.lr=1"],
          "--hyperparams"),
+        (["bench", "--protocol", "amortised", "--algos", "nat", "--env", "NATEdge-v0", "--budget", "3"],
+         "--env: nat trains in NATCell-v0, not NATEdge-v0"),
         (["bench", "--budget", "5", "--checkpoints", "per-instance=0"],
          "--checkpoints: expected a positive number of checkpoints for per-instance, got 0"),
         # the per-instance task set is checked before the amortised runs (they ran, then the typo was found)

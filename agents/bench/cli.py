@@ -231,7 +231,7 @@ def _run_bench(ns: argparse.Namespace) -> int:
         from nat_gym.cli_args import as_flag
 
         raise ConfigError(as_flag(str(e), {"address", "policies", "hyperparams", "out", "algos", "tasks",
-                                            "checkpoints"})) from None  # fmt: skip
+                                            "checkpoints", "env"})) from None  # fmt: skip
     print(f"bench: {info['jobs_run_this_invocation']} runs in {info['seconds_this_invocation']:.0f} s; results in "
           f"{Path(ns.out) / 'results.csv'}, report in {Path(ns.out) / 'report.md'}")  # fmt: skip
     return 0
