@@ -109,6 +109,26 @@ def test_report_is_rebuilt_from_the_csvs_alone(bench):
 
 
 @pytest.mark.slow
+def test_validate_checks_the_rows_the_report_shows(bench, tmp_path, capsys):
+    """A run's CSV edited by hand: ``--report`` rebuilds results.csv with the report, so ``validate`` flags the edit
+    (the report showed the edited reward while validate checked the old results.csv: "all hold")."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(bench["out"], out)
+    path = out / "runs" / "per-instance" / "random-seed0.csv"
+    rows = _rows(path)
+    rows[-1]["reward"] = repr(float(rows[-1]["reward"]) + 0.5)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert main(["bench", "--report", str(out), "--reps", "50"]) == 0
+    assert main(["validate", str(out), "--supernet", bench["supernet"], "--no-progress"]) == 1
+    assert "1 findings" in capsys.readouterr().out
+
+
+@pytest.mark.slow
 def test_rerun_resumes_and_other_settings_are_refused(bench, capsys):
     out = bench["out"]
     stamp = (out / "runs" / "amortised" / "nat-seed0.csv").stat().st_mtime_ns

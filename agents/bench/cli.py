@@ -160,7 +160,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reps", type=int_at_least(1), default=1000, help="bootstrap replications of the CIs (default: 1000)")
     p.add_argument("--out", default="runs/bench", help="output folder (default: runs/bench)")
     p.add_argument("--report", metavar="DIR", default=None,
-                   help="only rebuild DIR/report.md and the PNGs from the CSVs in DIR/runs (no run)")
+                   help="only rebuild DIR/results.csv, DIR/report.md and the PNGs from the CSVs in DIR/runs (no run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_bench)
 

@@ -1,7 +1,7 @@
 """The benchmark report: a Markdown table and PNG pictures per protocol, rebuilt from the result CSVs alone.
 
 ``write_report(out)`` reads the finished jobs' rows in ``out/runs`` (:func:`~agents.bench.runner.collect_rows`),
-computes :mod:`agents.bench.stats` and writes ``out/report.md`` and, per protocol, ``<protocol>-aggregates.png``
+writes them to ``out/results.csv``, computes :mod:`agents.bench.stats` and writes ``out/report.md`` and, per protocol, ``<protocol>-aggregates.png``
 (IQM, mean, optimality gap, MAdds saving and probability of improvement, with 95% CIs), ``<protocol>-curves.png``
 (IQM reward against reward evaluations and against wall-clock seconds, with 95% CI bands),
 ``<protocol>-profiles.png`` (performance profiles) and ``<protocol>-pareto.png`` (reward against MAdds saving, with
@@ -255,12 +255,15 @@ def _pareto_png(s: ProtocolStats, path: Path) -> None:
 
 # ====================================================================================================== entry
 def write_report(out: str | Path, *, reps: int = 1000) -> Path:
-    """Compute the statistics of every protocol in ``out``'s results and write ``report.md`` and the PNGs; returns
+    """Collect the rows of ``out``'s finished runs into ``results.csv`` (so that what ``nat-gym validate`` checks is
+    what the report shows), compute the statistics of every protocol and write ``report.md`` and the PNGs; returns
     the path of ``report.md``."""
+    from agents.bench.results import write_rows
     from agents.bench.runner import collect_rows
 
     out = Path(out)
     rows = collect_rows(out)
+    write_rows(out / "results.csv", rows)
     protocols = [p for p in ("amortised", "per-instance") if any(r["protocol"] == p for r in rows)]
     stats = [protocol_stats(rows, p, reps=reps) for p in protocols]
     for s in stats:

@@ -341,11 +341,9 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         finally:
             bar.close()
         ran += len(todo)
-    rows = collect_rows(config.out)
-    write_rows(Path(config.out) / "results.csv", rows)
     info = summary(config, time.perf_counter() - started, ran)
     atomic_write_text(Path(config.out) / "summary.json", json.dumps(info, indent=1, default=str))
-    write_report(config.out, reps=config.reps)
+    write_report(config.out, reps=config.reps)  # results.csv too
     return info
 
 
