@@ -1,11 +1,11 @@
 """The benchmark report: a Markdown table and PNG pictures per protocol, rebuilt from the result CSVs alone.
 
 ``write_report(out)`` reads the finished jobs' rows in ``out/runs`` (:func:`~agents.bench.runner.collect_rows`),
-writes them to ``out/results.csv``, computes :mod:`agents.bench.stats` and writes ``out/report.md`` and, per protocol, ``<protocol>-aggregates.png``
-(IQM, mean, optimality gap, MAdds saving and probability of improvement, with 95% CIs), ``<protocol>-curves.png``
-(IQM reward against reward evaluations and against wall-clock seconds, with 95% CI bands),
-``<protocol>-profiles.png`` (performance profiles) and ``<protocol>-pareto.png`` (reward against MAdds saving, with
-the Pareto front). Nothing in the report depends on when it was built: ``nat-gym bench --report OUT`` writes the
+writes them to ``out/results.csv``, computes :mod:`agents.bench.stats` and writes ``out/report.md`` and, per
+protocol, ``<protocol>-aggregates.png`` (IQM, mean, optimality gap, MAdds saving and probability of improvement, with
+95% CIs), ``<protocol>-curves.png`` (IQM reward against reward evaluations and against wall-clock seconds, with 95%
+CI bands), ``<protocol>-profiles.png`` (performance profiles) and ``<protocol>-pareto.png`` (reward against MAdds
+saving, with the Pareto front). Nothing in the report depends on when it was built: ``nat-gym bench --report OUT`` writes the
 same ``report.md`` as the run did. Rewards are shown in accuracy points (1 point = 0.01 of accuracy).
 """
 

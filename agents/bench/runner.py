@@ -407,12 +407,16 @@ def summary(config: BenchConfig, seconds: float, ran: int) -> dict[str, Any]:
     for meta_path in sorted((Path(config.out) / "runs").glob("*/*.json")):
         jobs.append(json.loads(meta_path.read_text()))
     pins = {m["protocol"]: m["pin"] for m in jobs}
+    commits: list[Any] = []
+    for m in jobs:
+        if m.get("git") not in commits:  # a job of an older nat-gym has none
+            commits.append(m.get("git"))
     return {
         "command": " ".join(sys.argv),
         "config": asdict(config),
         "versions": versions(),
         "git": _git_commit(),
-        "job_commits": [json.loads(c) for c in dict.fromkeys(json.dumps(m.get("git"), sort_keys=True) for m in jobs)],
+        "job_commits": commits,
         "machine": machine(),
         "pins": pins,
         "hyperparams": {"overrides": config.hyperparams, "nat_fixed_by_bench": BENCH_NAT_DEFAULTS},
