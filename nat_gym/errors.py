@@ -77,15 +77,36 @@ class WorkerLost(EvaluationError):
     """The worker process running an evaluation died (killed, out of memory, its node lost) on every attempt."""
 
 
-def dataclass_from_dict(cls: type[T], data: Mapping[str, Any], what: str) -> T:
+_KINDS: dict[type, str] = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _of_kind(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
+def dataclass_from_dict(cls: type[T], data: Mapping[str, Any], what: str, *, check_types: bool = False) -> T:
     """``cls(**data)`` for a dataclass ``cls`` read back from a checkpoint or a file; a key that is not one of its
-    fields is a :class:`ConfigError` naming ``what``, the unknown keys and the allowed ones."""
+    fields is a :class:`ConfigError` naming ``what``, the unknown keys and the allowed ones. With ``check_types``
+    (values a user typed), a value of a field annotated ``bool``, ``int``, ``float`` or ``str`` must be one (an
+    integer is a number too); other annotations are not checked."""
     from dataclasses import fields
+    from typing import get_type_hints
 
     allowed = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigError(f"{what}: unknown keys {unknown}; allowed: {sorted(allowed)}")
+    if check_types:
+        try:
+            hints = get_type_hints(cls)
+        except Exception:  # an annotation that does not resolve: leave the values to the class
+            hints = {}
+        for key, value in data.items():
+            kind = hints.get(key)
+            if kind in _KINDS and not _of_kind(value, kind):
+                raise ConfigError(f"{what}: {key}: expected {_KINDS[kind]}, got {value!r}")
     return cls(**data)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +83,10 @@ def test_bench_writes_rows_summary_report_and_pictures(bench):
     assert summary["versions"]["rliable"] and summary["versions"]["torch"]
     assert summary["config"]["hyperparams"]["amortised"]["nat"] == {"lift_dim": 16, "hidden_dim": 8}
     assert len(summary["jobs"]) == 10
+    # each job's own commit and versions (summary.json's top-level ones are the last invocation's, which may have
+    # run nothing: a folder filled in several sittings named one commit)
+    assert all(j["git"] == summary["git"] and j["versions"] == summary["versions"] for j in summary["jobs"])
+    assert summary["job_commits"] == [summary["git"]]
     report = (out / "report.md").read_text()
     for protocol in ("amortised", "per-instance"):
         assert f"## {protocol}" in report
@@ -103,6 +109,26 @@ def test_report_is_rebuilt_from_the_csvs_alone(bench):
 
 
 @pytest.mark.slow
+def test_validate_checks_the_rows_the_report_shows(bench, tmp_path, capsys):
+    """A run's CSV edited by hand: ``--report`` rebuilds results.csv with the report, so ``validate`` flags the edit
+    (the report showed the edited reward while validate checked the old results.csv: "all hold")."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(bench["out"], out)
+    path = out / "runs" / "per-instance" / "random-seed0.csv"
+    rows = _rows(path)
+    rows[-1]["reward"] = repr(float(rows[-1]["reward"]) + 0.5)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert main(["bench", "--report", str(out), "--reps", "50"]) == 0
+    assert main(["validate", str(out), "--supernet", bench["supernet"], "--no-progress"]) == 1
+    assert "1 findings" in capsys.readouterr().out
+
+
+@pytest.mark.slow
 def test_rerun_resumes_and_other_settings_are_refused(bench, capsys):
     out = bench["out"]
     stamp = (out / "runs" / "amortised" / "nat-seed0.csv").stat().st_mtime_ns
@@ -112,6 +138,30 @@ def test_rerun_resumes_and_other_settings_are_refused(bench, capsys):
     changed = [a if a != "per-instance=5" else "per-instance=7" for a in bench["argv"]]
     assert main(changed) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_jobs_that_the_report_could_not_compare_are_refused_before_they_run(bench, capsys):
+    """An algorithm added to a folder at another budget (or samples, checkpoints, task set, supernet, cost weight),
+    or another seed of an entry under other hyper-parameters: refused before it runs (it ran, then the report of the
+    folder failed with "unfinished or mixed runs", or mixed two settings in one entry)."""
+    out = bench["out"]
+    base = ["bench", "--tasks", f"amortised={bench['root'] / 'inputs.json'}",
+            f"per-instance={bench['root'] / 'inputs.json'}", "--supernet", bench["supernet"], "--reps", "50",
+            "--no-progress", "--out", str(out)]  # fmt: skip
+    for argv, problem in (
+        (["--protocol", "per-instance", "--algos", "local-search", "--seeds", "0", "--budget", "7", "--checkpoints",
+          "2"], "per-instance random seed 0: budget 5 (now 7)"),
+        (["--protocol", "amortised", "--algos", "random-valid", "--seeds", "0", "--budget", "6", "--checkpoints", "2",
+          "--samples", "3"], "amortised identity seed 0: samples 2 (now 3)"),
+        (["--protocol", "per-instance", "--algos", "evolution", "--seeds", "2", "--budget", "5", "--checkpoints", "2"],
+         "per-instance evolution seed 0: hyperparams {'population_size': 3, 'sample_size': 2} (now {})"),
+    ):  # fmt: skip
+        before = sorted((out / "runs").rglob("*"))
+        assert main([*base, *argv]) == 2
+        err = capsys.readouterr().err
+        assert "holds finished runs with other settings" in err and problem in err, err
+        assert sorted((out / "runs").rglob("*")) == before
 
 
 @pytest.mark.slow
@@ -131,6 +181,10 @@ def test_validate_accepts_the_rows_and_flags_tampered_ones(bench, capsys):
     ops = list(named.resolve(rows[j]["result"]).ops)
     ops[e] = "conv_3x3"
     changed[j]["result"] = str(start.with_ops(ops))
+    # rows of another env version or env id (validate checked neither; an unknown env id was gymnasium's traceback)
+    v, u = [i for i in range(len(rows)) if i not in (j, k)][:2]
+    changed[v]["env_version"] = "NATCell-v0 nat-gym 9.9"
+    changed[u]["env_id"] = "NATFoo-v0"
     tampered = bench["root"] / "tampered.csv"
     with tampered.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
@@ -138,9 +192,16 @@ def test_validate_accepts_the_rows_and_flags_tampered_ones(bench, capsys):
         w.writerows(changed)
     assert main(["validate", str(tampered), "--supernet", supernet, "--no-progress"]) == 1
     text = capsys.readouterr().out
-    assert "2 findings" in text
+    assert "4 findings" in text
     assert f"tampered.csv:{k + 2}" in text and "reward" in text and "re-scored" in text
     assert f"tampered.csv:{j + 2}" in text and "invalid transition" in text and "null -> conv_3x3" in text
+    assert f"tampered.csv:{v + 2}: " in text and "env_version 'NATCell-v0 nat-gym 9.9' differs from the pinned" in text
+    assert f"tampered.csv:{u + 2}: " in text and "env_id 'NATFoo-v0' differs from the pinned 'NATCell-v0'" in text
+    # no rows: nothing holds (it said "0 rows re-scored, all hold")
+    empty = bench["root"] / "empty.csv"
+    empty.write_text(",".join(fields) + "\n")
+    assert main(["validate", str(empty), "--supernet", supernet, "--no-progress"]) == 2
+    assert "error: results: " in capsys.readouterr().err
     # another supernet: nothing can be compared
     torch.manual_seed(1)
     cfg = SupernetConfig(C=4, layers=3, ops=rule_sets.get("nat++").ops, num_classes=10, in_channels=1)
@@ -237,6 +298,9 @@ def test_building_the_parser_imports_no_torch():
 
 
 def test_bench_arguments_are_checked(tmp_path):
+    from agents.bench.cli import _run_bench
+    from nat_gym.cli import build_parser
+
     with pytest.raises(SystemExit):
         main(["bench", "--protocol", "sideways"])
     for argv, message in (
@@ -247,26 +311,43 @@ def test_bench_arguments_are_checked(tmp_path):
         (["bench", "--budget", "sideways=5"], "--budget"),
         (["bench", "--algos", "random", "--protocol", "per-instance", "--budget", "5", "--hyperparams", "nat.lr=1"],
          "--hyperparams"),
-    ):
-        with pytest.raises(ConfigError, match=message.replace("-", r"\-")):
-            from agents.bench.cli import _run_bench
-            from nat_gym.cli import build_parser
-
+        (["bench", "--protocol", "amortised", "--algos", "nat", "--env", "NATEdge-v0", "--budget", "3"],
+         "--env: nat trains in NATCell-v0, not NATEdge-v0"),
+        (["bench", "--budget", "5", "--checkpoints", "per-instance=0"],
+         "--checkpoints: expected a positive number of checkpoints for per-instance, got 0"),
+        # the per-instance task set is checked before the amortised runs (they ran, then the typo was found)
+        (["bench", "--algos", "identity", "random", "--budget", "5", "--tasks", "per-instance=typo.json",
+          "--supernet", str(tmp_path / "none.pt")], "--tasks: per-instance: task set: no such file 'typo.json'"),
+    ):  # fmt: skip
+        with pytest.raises(ConfigError, match=re.escape(message)):
             _run_bench(build_parser().parse_args([*argv, "--out", str(tmp_path)]))
+    assert not (tmp_path / "runs").exists()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with pytest.raises(ConfigError, match=re.escape(f"--out: cannot make the folder '{a_file}' (File exists)")):
+        _run_bench(build_parser().parse_args(["bench", "--algos", "random", "--protocol", "per-instance", "--budget", "5",
+                                              "--out", str(a_file)]))
 
 
 def test_per_instance_hyperparams_are_checked_before_any_run(tmp_path):
-    """A per-instance key that is unknown or out of range is one line before the amortised runs start (policy
-    sampling with chunk=0 looped for ever, other keys were a TypeError traceback)."""
+    """A per-instance key that is unknown, of the wrong type or out of range is one line before the amortised runs
+    start (policy sampling with chunk=0 looped for ever; other keys were a TypeError traceback, and a string such
+    as 'maybe' for a bool was taken as true)."""
     from agents.bench.cli import _run_bench
     from nat_gym.cli import build_parser
 
     for hp, message in (("ppo.chunk=0", "chunk: expected an integer >= 1, got 0"),
-                        ("ppo.chunk=1.5", "chunk: expected an integer >= 1"),
+                        ("ppo.chunk=1.5", "chunk: expected an integer, got 1.5"),
                         ("ppo.argmax_first=2", "argmax_first: expected true or false"),
                         ("nat.bogus=1", r"per-instance nat: unknown keys \['bogus'\]; allowed: \['argmax_first', 'chunk'\]"),
-                        ("evolution.population=3", r"per-instance evolution: unknown keys \['population'\]")):  # fmt: skip
-        argv = ["bench", "--algos", "ppo", "nat", "evolution", "--budget", "5", "--hyperparams", f"per-instance:{hp}",
+                        ("evolution.population=3", r"per-instance evolution: unknown keys \['population'\]"),
+                        ("evolution.population_size=abc", "per-instance evolution: population_size: expected an "
+                         "integer, got 'abc'"),
+                        ("ddpnas.temperature=hot", "per-instance ddpnas: temperature: expected a number, got 'hot'"),
+                        ("local-search.first_improvement=maybe", "per-instance local-search: first_improvement: "
+                         "expected true or false, got 'maybe'")):  # fmt: skip
+        argv = ["bench", "--algos", "ppo", "nat", "evolution", "ddpnas", "local-search", "--budget", "5", "--hyperparams",
+                f"per-instance:{hp}",
                 "--out", str(tmp_path / "out")]  # fmt: skip
         with pytest.raises(ConfigError, match=message):
             _run_bench(build_parser().parse_args(argv))
@@ -315,22 +396,28 @@ def test_an_unknown_nat_hyperparameter_is_one_line(bench, tmp_path, capsys):
     assert "error: --hyperparams: nat: unknown keys ['bogus']; allowed: [" in capsys.readouterr().err
 
 
-def test_statistics_find_the_better_algorithm():
-    """Rows whose answer is known: 'good' beats 'bad' on every input and seed."""
-    from agents.bench.stats import protocol_stats
-
+def _known_rows(seeds: int) -> list[dict]:
+    """Per-instance rows whose answer is known: 'good' beats 'bad' on every input and seed."""
     rows = []
     rng = np.random.default_rng(0)
     for algo, shift in (("good", 0.05), ("bad", -0.05)):
-        for seed in range(5):
+        for seed in range(seeds):
             for c in (5, 10):
                 for i in range(4):
                     rows.append({"protocol": "per-instance", "task_set": "t", "task_digest": "d", "env_id": "e",
                                  "env_version": "v", "rules": "r", "rules_digest": "x", "supernet": "s",
-                                 "cost_weight": 0.0, "algo": algo, "mode": "best", "seed": seed, "checkpoint": c,
-                                 "instance": i, "instance_name": f"in{i}", "evaluations": c, "seconds": 0.1 * c,
-                                 "stop": "budget" if c == 10 else "", "madds_saving": 0.3,
+                                 "cost_weight": 0.0, "algo": algo, "mode": "best", "seed": seed, "budget": 10,
+                                 "checkpoint": c, "instance": i, "instance_name": f"in{i}", "evaluations": c,
+                                 "seconds": 0.1 * c, "stop": "budget" if c == 10 else "", "madds_saving": 0.3,
                                  "reward": shift * c / 10 + 0.01 * rng.standard_normal()})  # fmt: skip
+    return rows
+
+
+def test_statistics_find_the_better_algorithm():
+    """Rows whose answer is known: 'good' beats 'bad' on every input and seed."""
+    from agents.bench.stats import protocol_stats
+
+    rows = _known_rows(5)
     s = protocol_stats(rows, "per-instance", reps=200)
     assert s.winner == "good" and s.budget == 10
     p, lo, hi = s.poi["bad"]
@@ -354,6 +441,21 @@ def test_statistics_find_the_better_algorithm():
         protocol_stats(mixed, "per-instance", reps=10)
     with pytest.raises(ConfigError, match="rows"):
         protocol_stats(rows[:-1], "per-instance", reps=10)
+    other_budget = [{**r, "budget": 20} if r["algo"] == "bad" else r for r in rows]  # the message says what differs
+    with pytest.raises(ConfigError, match=r"per-instance rows of different budgets \(10, 20 reward evaluations\)"):
+        protocol_stats(other_budget, "per-instance", reps=10)
+
+
+def test_a_report_of_one_seed_draws_no_verdict():
+    """With one seed every bootstrap interval is a single point: the report said 'clearly better' on it."""
+    from agents.bench.report import render_markdown
+    from agents.bench.stats import protocol_stats
+
+    for seeds, verdict in ((5, "]: clearly better."), (1, "]: one seed, so every interval is a single point")):
+        rows = _known_rows(seeds)
+        text = render_markdown([protocol_stats(rows, "per-instance", reps=50)], rows)
+        assert verdict in text and (seeds > 1) == ("clearly better" in text), text
+        assert f"budget 10 reward evaluations, {seeds} seed{'s' if seeds > 1 else ''}\n" in text
 
 
 @pytest.mark.slow
@@ -465,3 +567,73 @@ def test_an_unprefixed_policy_sampling_key_goes_to_the_per_instance_protocol():
     assert got == {"per-instance": {"ppo": {"chunk": 8}, "nat": {"argmax_first": False}},
                    "amortised": {"ppo": {"n_steps": 4}, "nat": {"lr": 0.01, "n": 2}}}  # fmt: skip
     assert parse_hyperparams(["ppo.chunk=8"], None, {"amortised": ["ppo"]}) == {"amortised": {"ppo": {"chunk": 8}}}
+
+
+def test_hyperparameter_values_read_as_nat_gym_train_reads_them():
+    """``--hyperparams`` values are Python literals, else YAML, as ``nat-gym train --hyperparams`` reads them:
+    ``first_improvement=false`` is False (it was the string 'false', which the search took as true)."""
+    from agents.bench.cli import parse_hyperparams
+    from agents.bench.protocols import per_instance_args
+
+    algos = {"per-instance": ["local-search", "nat"]}
+    got = parse_hyperparams(["local-search.first_improvement=false", "local-search.start=random",
+                             "nat.argmax_first=no", "nat.chunk=[8"], None, algos)  # fmt: skip
+    assert got == {"per-instance": {"local-search": {"first_improvement": False, "start": "random"},
+                                    "nat": {"argmax_first": False, "chunk": "[8"}}}  # fmt: skip
+    assert per_instance_args("local-search", got["per-instance"]["local-search"]).first_improvement is False
+    with pytest.raises(ConfigError, match="chunk: expected an integer, got '\\[8'"):
+        per_instance_args("nat", got["per-instance"]["nat"])
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_parallel_jobs_and_the_rerun_finishes_the_rest(bench, tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) during ``--jobs 2`` stops the benchmark: the
+    queued jobs do not run (the pool ran every queued job to the end, then printed the traceback). The same command
+    then runs only the jobs that had not finished: every job once, no row lost or doubled."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    seeds = [str(s) for s in range(8)]
+    argv = [sys.executable, "-m", "nat_gym.cli", "bench", "--protocol", "per-instance", "--algos", "random",
+            "--seeds", *seeds, "--budget", "per-instance=40", "--checkpoints", "per-instance=1", "--tasks",
+            f"per-instance={bench['root'] / 'inputs.json'}", "--supernet", bench["supernet"], "--reps", "50",
+            "--no-progress", "--jobs", "2", "--out", str(out)]  # fmt: skip
+
+    def session():  # a terminal's Ctrl-C reaches every process of its group; SIGINT not inherited as ignored
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    run = subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[1], preexec_fn=session,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    runs = out / "runs" / "per-instance"
+    while run.poll() is None and not list(runs.glob("*.json")):
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=600)
+    assert run.returncode != 0 and "KeyboardInterrupt" in err
+    finished = sorted(p.stem for p in runs.glob("*.json"))
+    assert 1 <= len(finished) <= 3, finished  # those done before Ctrl-C (it ran 6 of 8)
+    assert not list(runs.glob(".*.tmp"))  # the interrupted jobs' files were never half-written
+    stamps = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
+    again = subprocess.run(argv, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"bench: {len(seeds) - len(finished)} runs" in again.stdout
+    assert all(p.stat().st_mtime_ns == stamps[p.name] for p in runs.glob("*.json") if p.name in stamps)
+    rows = _rows(out / "results.csv")
+    assert sorted(int(r["seed"]) for r in rows) == sorted(2 * list(range(8)))  # 2 inputs per seed, each once
+
+
+def test_help_names_the_hyperparameters_of_every_algorithm():
+    """``bench --help`` says how values are read and which keys every algorithm takes (it named nat's only, not
+    nat-defaults', the SB3 baselines' or the floors')."""
+    from agents.bench.algorithms import AMORTISED
+    from agents.search import SEARCHES
+
+    run = subprocess.run([sys.executable, "-m", "nat_gym.cli", "bench", "--help"], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], env={**os.environ, "COLUMNS": "10000"}, timeout=120)  # fmt: skip
+    line = next(x for x in run.stdout.splitlines() if "Keys: " in x)
+    keys = line.split("Keys: ", 1)[1]
+    assert "Values: Python literals, else YAML" in line
+    named = {name.strip() for part in keys.split(";") for name in part.split(":")[0].split(",")}
+    assert set(AMORTISED) | set(SEARCHES) <= named, named

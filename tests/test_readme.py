@@ -42,14 +42,21 @@ def python_blocks(text: str) -> list[tuple[int, str]]:
 def run_python_blocks(text: str, filename: str = "README.md") -> dict:
     """Execute the Python blocks of ``text`` in order in one namespace; an exception names the block's lines
     (tracebacks point at the README's own line numbers). Returns the namespace."""
-    namespace: dict = {"__name__": "__readme__"}
-    for line, code in python_blocks(text):
-        compiled = compile("\n" * (line - 1) + code, filename, "exec")
-        try:
-            exec(compiled, namespace)
-        except Exception as err:
-            raise AssertionError(f"{filename}: the Python block at line {line} fails: {err!r}") from err
-    return namespace
+    import sys
+    import types
+
+    module = types.ModuleType("__readme__")  # a module, as a session's __main__ is (dataclasses look theirs up)
+    sys.modules[module.__name__] = module
+    try:
+        for line, code in python_blocks(text):
+            compiled = compile("\n" * (line - 1) + code, filename, "exec")
+            try:
+                exec(compiled, module.__dict__)
+            except Exception as err:
+                raise AssertionError(f"{filename}: the Python block at line {line} fails: {err!r}") from err
+    finally:
+        del sys.modules[module.__name__]
+    return module.__dict__
 
 
 def test_readme_has_two_setup_commands():

@@ -4,7 +4,6 @@ entry point of the agents). Building the parser imports neither torch nor the al
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,6 @@ from nat_gym.errors import ConfigError
 __all__ = ["register", "parse_per_protocol", "parse_hyperparams"]
 
 PROTOCOL_CHOICES = ("amortised", "per-instance", "both")
-
-
-def _value(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def parse_per_protocol(values: list[str] | None, name: str, kind: type, protocols: list[str],
@@ -43,12 +35,13 @@ def parse_per_protocol(values: list[str] | None, name: str, kind: type, protocol
 
 
 def parse_hyperparams(items: list[str] | None, file: str | None, algos: dict[str, list[str]]) -> dict[str, dict]:
-    """``[PROTOCOL:]ALGO.KEY=VALUE`` overrides (values as Python literals, else strings), on top of a YAML/JSON file
-    ``{protocol: {algo: {key: value}}}``. Without ``PROTOCOL:`` an override goes to the first protocol (amortised,
-    then per-instance) that runs ``ALGO``, except a key of policy sampling (``chunk``, ``argmax_first``: no training
-    argument has these names), which goes to per-instance when it runs ``ALGO``."""
+    """``[PROTOCOL:]ALGO.KEY=VALUE`` overrides (values as Python literals, else YAML, as ``nat-gym train`` reads
+    them), on top of a YAML/JSON file ``{protocol: {algo: {key: value}}}``. Without ``PROTOCOL:`` an override goes to
+    the first protocol (amortised, then per-instance) that runs ``ALGO``, except a key of policy sampling (``chunk``,
+    ``argmax_first``: no training argument has these names), which goes to per-instance when it runs ``ALGO``."""
     from dataclasses import fields
 
+    from agents.sb3.hyperparams import parse_value
     from agents.search.policy_search import PolicySearchArgs
 
     sampling = {f.name for f in fields(PolicySearchArgs)}
@@ -80,7 +73,7 @@ def parse_hyperparams(items: list[str] | None, file: str | None, algos: dict[str
         if algo not in algos.get(protocol, []):
             raise ConfigError(f"--hyperparams: {item!r} names an algorithm that no benchmarked protocol runs "
                               f"(they run {algos})")  # fmt: skip
-        out.setdefault(protocol, {}).setdefault(algo, {})[key] = _value(value)
+        out.setdefault(protocol, {}).setdefault(algo, {})[key] = parse_value(value)
     return out
 
 
@@ -95,8 +88,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     keys = "; ".join(f"{k}: {', '.join(f.name for f in dataclasses.fields(load_search(k)[1])) or 'none'}"
                      for k in SEARCHES)  # fmt: skip
+    sb3 = ", ".join(k for k, v in AMORTISED.items() if v.module == "agents.bench.sb3_agents")
     keys += (f"; per-instance policy sampling: {', '.join(f.name for f in dataclasses.fields(PolicySearchArgs))}; "
-             "nat: the flags of nat-gym train --algo nat (lr, m, n, entropy_coef, variant, ...)")  # fmt: skip
+             "nat, nat-defaults: the flags of nat-gym train --algo nat (lr, m, n, entropy_coef, variant, ...); "
+             f"{sb3}: policy and the keys of agents/hyperparams/ALGO.yml (n_steps, learning_rate, policy_kwargs, "
+             f"...); {', '.join(k for k, v in AMORTISED.items() if not v.trains)}: none")  # fmt: skip
     amortised = ", ".join(f"{k} ({v.help})" for k, v in AMORTISED.items())
     searches = ", ".join(f"{k} ({v.help})" for k, v in SEARCHES.items())
     policies = ", ".join(k for k, v in AMORTISED.items() if v.loader)
@@ -147,7 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="hyper-parameter overrides, e.g. nat.lr=0.001 evolution.population_size=10 "
                         "per-instance:nat.chunk=16 (recorded in summary.json); without PROTOCOL: the first protocol "
                         "that runs ALGO (amortised, then per-instance), per-instance for a key of policy sampling. "
-                        f"Keys: {keys}")  # fmt: skip
+                        f"Values: Python literals, else YAML (false, null). Keys: {keys}")  # fmt: skip
     p.add_argument("--hyperparams-file", default=None,
                    help="YAML or JSON file {protocol: {algo: {key: value}}}; --hyperparams override it")
     p.add_argument("--policies", default=None,
@@ -164,7 +160,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reps", type=int_at_least(1), default=1000, help="bootstrap replications of the CIs (default: 1000)")
     p.add_argument("--out", default="runs/bench", help="output folder (default: runs/bench)")
     p.add_argument("--report", metavar="DIR", default=None,
-                   help="only rebuild DIR/report.md and the PNGs from the CSVs in DIR/runs (no run)")
+                   help="only rebuild DIR/results.csv, DIR/report.md and the PNGs from the CSVs in DIR/runs (no run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_bench)
 
@@ -174,8 +170,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Re-score every row of a nat-gym bench results CSV (or the results.csv of a benchmark folder) "
         "on a fresh environment made from the row's pinned task set, and flag a reward, accuracy or MAdds saving "
         "outside --tolerance (rewards on the whole validation split are deterministic: exact by default), a "
-        "transformation the rules do not allow, a start that is not the task set's input, or more evaluations "
-        "than the budget. Exit status 1 if anything is flagged.",
+        "transformation the rules do not allow, a start that is not the task set's input, a pin (env id and version, "
+        "rules, task digest) other than the task set's, or more evaluations than the budget. Exit status 1 if "
+        "anything is flagged.",
     )
     p.add_argument("results", help="a results CSV, or a benchmark output folder (its results.csv)")
     p.add_argument("--supernet", default=None,
@@ -234,7 +231,8 @@ def _run_bench(ns: argparse.Namespace) -> int:
     except ConfigError as e:  # the library's field names are the flags here (a Ray address of --ray included)
         from nat_gym.cli_args import as_flag
 
-        raise ConfigError(as_flag(str(e), {"address", "policies", "hyperparams", "out", "algos"})) from None
+        raise ConfigError(as_flag(str(e), {"address", "policies", "hyperparams", "out", "algos", "tasks",
+                                            "checkpoints", "env"})) from None  # fmt: skip
     print(f"bench: {info['jobs_run_this_invocation']} runs in {info['seconds_this_invocation']:.0f} s; results in "
           f"{Path(ns.out) / 'results.csv'}, report in {Path(ns.out) / 'report.md'}")  # fmt: skip
     return 0

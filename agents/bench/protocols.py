@@ -59,7 +59,8 @@ def per_instance_args(algo: str, hyperparams: dict[str, Any] | None = None) -> A
 
     Raises:
         ConfigError: ``algo`` is no per-instance algorithm, a key is not one of its fields (the message names the
-            allowed ones), or a value is out of range.
+            allowed ones), a value is not of its field's type (``bool``, ``int``, ``float``, ``str``), or it is out
+            of range.
     """
     from agents.search import SEARCHES
     from agents.search import load as load_search
@@ -71,7 +72,7 @@ def per_instance_args(algo: str, hyperparams: dict[str, Any] | None = None) -> A
         args_cls = PolicySearchArgs
     else:
         raise ConfigError(f"algos: unknown per-instance algorithm {algo!r}; known: {', '.join(per_instance_algos())}")
-    return dataclass_from_dict(args_cls, hyperparams or {}, f"hyperparams: per-instance {algo}")
+    return dataclass_from_dict(args_cls, hyperparams or {}, f"hyperparams: per-instance {algo}", check_types=True)
 
 
 def checkpoints(budget: int, count: int) -> list[int]:

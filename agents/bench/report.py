@@ -1,11 +1,11 @@
 """The benchmark report: a Markdown table and PNG pictures per protocol, rebuilt from the result CSVs alone.
 
 ``write_report(out)`` reads the finished jobs' rows in ``out/runs`` (:func:`~agents.bench.runner.collect_rows`),
-computes :mod:`agents.bench.stats` and writes ``out/report.md`` and, per protocol, ``<protocol>-aggregates.png``
-(IQM, mean, optimality gap, MAdds saving and probability of improvement, with 95% CIs), ``<protocol>-curves.png``
-(IQM reward against reward evaluations and against wall-clock seconds, with 95% CI bands),
-``<protocol>-profiles.png`` (performance profiles) and ``<protocol>-pareto.png`` (reward against MAdds saving, with
-the Pareto front). Nothing in the report depends on when it was built: ``nat-gym bench --report OUT`` writes the
+writes them to ``out/results.csv``, computes :mod:`agents.bench.stats` and writes ``out/report.md`` and, per
+protocol, ``<protocol>-aggregates.png`` (IQM, mean, optimality gap, MAdds saving and probability of improvement, with
+95% CIs), ``<protocol>-curves.png`` (IQM reward against reward evaluations and against wall-clock seconds, with 95%
+CI bands), ``<protocol>-profiles.png`` (performance profiles) and ``<protocol>-pareto.png`` (reward against MAdds
+saving, with the Pareto front). Nothing in the report depends on when it was built: ``nat-gym bench --report OUT`` writes the
 same ``report.md`` as the run did. Rewards are shown in accuracy points (1 point = 0.01 of accuracy).
 """
 
@@ -47,7 +47,8 @@ def _score_unit(s: ProtocolStats) -> str:
 def _protocol_markdown(s: ProtocolStats, rows: Sequence[dict[str, Any]]) -> list[str]:
     first = next(r for r in rows if r["protocol"] == s.protocol)
     counts = sorted({len(e.seeds) for e in s.entries})
-    seeds = f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} seeds (column seeds)"
+    seeds = (f"{counts[0]} seed{'s' if counts[0] > 1 else ''}" if len(counts) == 1
+             else f"{counts[0]}-{counts[-1]} seeds (column seeds)")  # fmt: skip
     lines = [
         f"## {s.protocol}: {first['task_set']} ({len(s.inputs)} inputs), budget {s.budget} reward evaluations, "
         f"{seeds}",
@@ -108,10 +109,12 @@ def _verdict(s: ProtocolStats) -> str:
     p, lo, hi = s.poi[runner_up]
     k, unit = s.score_scale, (" points" if s.score_scale == 100 else "")
     gap = s.point[s.winner]["iqm"] - s.point[runner_up]["iqm"]
-    sure = "clearly" if lo > 0.5 else "not clearly (the interval includes 0.5)"
+    sure = "clearly better" if lo > 0.5 else "not clearly better (the interval includes 0.5)"
+    if min(len(e.seeds) for e in s.entries if e.label in (s.winner, runner_up)) < 2:  # bootstraps of one run
+        sure = "one seed, so every interval is a single point and no verdict is drawn (run 2 or more seeds)"
     return (f"**Winner: {s.winner}**, IQM {s.score_name} {_num(s.point[s.winner]['iqm'], k)}{unit}, "
             f"{_num(gap, k)}{unit} above the runner-up {runner_up}; P({s.winner} > {runner_up}) = {p:.2f} "
-            f"[{lo:.2f}, {hi:.2f}]: {sure} better.")
+            f"[{lo:.2f}, {hi:.2f}]: {sure}.")
 
 
 def render_markdown(stats: Sequence[ProtocolStats], rows: Sequence[dict[str, Any]]) -> str:
@@ -252,12 +255,15 @@ def _pareto_png(s: ProtocolStats, path: Path) -> None:
 
 # ====================================================================================================== entry
 def write_report(out: str | Path, *, reps: int = 1000) -> Path:
-    """Compute the statistics of every protocol in ``out``'s results and write ``report.md`` and the PNGs; returns
+    """Collect the rows of ``out``'s finished runs into ``results.csv`` (so that what ``nat-gym validate`` checks is
+    what the report shows), compute the statistics of every protocol and write ``report.md`` and the PNGs; returns
     the path of ``report.md``."""
+    from agents.bench.results import write_rows
     from agents.bench.runner import collect_rows
 
     out = Path(out)
     rows = collect_rows(out)
+    write_rows(out / "results.csv", rows)
     protocols = [p for p in ("amortised", "per-instance") if any(r["protocol"] == p for r in rows)]
     stats = [protocol_stats(rows, p, reps=reps) for p in protocols]
     for s in stats:

@@ -11,7 +11,9 @@ Layout of the output folder ``out``::
 
 A job that was interrupted is simply run again; jobs that finished are never redone, so an interrupted benchmark
 resumes where it stopped (``nat-gym bench`` with the same arguments); algorithms and seeds can be added to a folder
-later, but a finished job is never resumed under settings it did not run with (:meth:`BenchConfig.job_settings`).
+later, but a finished job is never resumed under settings it did not run with (:meth:`BenchConfig.job_settings`),
+and the jobs of one protocol share its budget, checkpoints, task set, supernet, cost weight and samples
+(:data:`SHARED_SETTINGS`), so that its report compares like with like.
 Jobs run in separate processes with ``jobs > 1`` (spawned; each loads the supernet once), or on ``jobs`` Ray workers
 with ``ray`` (a local Ray, or the cluster of ``address`` / ``RAY_ADDRESS``: :class:`nat_gym.distributed.RayPool`; a
 killed worker's job is run again on another). On Ray a worker returns a job's rows, meta and trained policy to this
@@ -70,6 +72,7 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         from agents.bench.protocols import PROTOCOLS, per_instance_args
+        from nat_gym.envs import tasks
 
         bad = [p for p in self.protocols if p not in PROTOCOLS]
         if bad or not self.protocols:
@@ -78,8 +81,15 @@ class BenchConfig:
             b = self.budgets.get(p)
             if isinstance(b, bool) or not isinstance(b, int) or b < 1:
                 raise ConfigError(f"budget: expected a positive number of reward evaluations for {p}, got {b!r}")
+            c = self.checkpoints.get(p)
+            if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+                raise ConfigError(f"checkpoints: expected a positive number of checkpoints for {p}, got {c!r}")
             if not self.algos.get(p):
                 raise ConfigError(f"algos: no algorithm for protocol {p}")
+            try:  # here, not when the protocol's first run starts (per-instance: after every amortised run)
+                tasks.get(self.task_sets[p])
+            except ConfigError as e:
+                raise ConfigError(f"tasks: {p}: {e}") from None
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds: expected distinct integers, got {self.seeds!r}")
         if self.jobs < 1:
@@ -141,6 +151,23 @@ def _run_job(config: BenchConfig, protocol: str, algo: str, seed: int, eval_work
     return meta
 
 
+_INTERRUPTED = False
+"""Set in a ``--jobs`` worker process once Ctrl-C has interrupted one of its jobs."""
+
+
+def _run_job_in_worker(config: BenchConfig, protocol: str, algo: str, seed: int) -> dict[str, Any]:
+    """:func:`_run_job` in a ``--jobs`` process. Ctrl-C reaches every process of the terminal's group; a worker
+    reports the interrupted job and would then take the next job it has queued: once interrupted, it runs none."""
+    global _INTERRUPTED
+    if _INTERRUPTED:
+        raise KeyboardInterrupt
+    try:
+        return _run_job(config, protocol, algo, seed, 1)
+    except KeyboardInterrupt:
+        _INTERRUPTED = True
+        raise
+
+
 def _write_job(config: BenchConfig, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     csv_path, meta_path = job_paths(config.out, meta["protocol"], meta["algo"], meta["seed"])
     write_rows(csv_path, rows)
@@ -171,7 +198,8 @@ def _job_result(config: BenchConfig, protocol: str, algo: str, seed: int,
     meta = {"protocol": protocol, "algo": algo, "seed": seed, "settings": config.job_settings(protocol, algo),
             "job_seconds": seconds, "algorithm_seconds": _algorithm_seconds(protocol, final),
             "evaluations": max(r["evaluations"] for r in rows), "rows": len(rows),
-            "stops": sorted({r["stop"] for r in final}), "pin": ctx.pin, "hyperparams": hp}  # fmt: skip
+            "stops": sorted({r["stop"] for r in final}), "pin": ctx.pin, "hyperparams": hp,
+            "git": _git_commit(), "versions": versions()}  # fmt: skip
     return rows, meta
 
 
@@ -235,18 +263,24 @@ def _algorithm_seconds(protocol: str, final: list[dict[str, Any]]) -> float:
 
 
 # ====================================================================================================== driver
+SHARED_SETTINGS: tuple[str, ...] = ("task_set", "budget", "checkpoints", "cost_weight", "supernet", "samples")
+"""Settings that every job of one protocol in a folder shares, whatever its algorithm: the report compares them."""
+
+
 def _check_resume(config: BenchConfig) -> None:
-    """Refuse to resume finished jobs that were run with other settings than ``config``'s."""
+    """Refuse to add jobs to a folder whose finished jobs of the same protocol ran with other settings: any other
+    setting for the same algorithm (another seed of an entry must be the same entry), another of
+    :data:`SHARED_SETTINGS` for any algorithm (the report could not compare them)."""
     diffs = []
     for protocol in config.protocols:
-        for algo in config.algos[protocol]:
-            current = config.job_settings(protocol, algo)
-            for seed in config.seeds:
-                meta = job_paths(config.out, protocol, algo, seed)[1]
-                if meta.is_file():
-                    saved = json.loads(meta.read_text()).get("settings", {})
-                    diffs += [f"{protocol} {algo} seed {seed}: {k} {saved.get(k)!r} (now {v!r})"
-                              for k, v in current.items() if saved.get(k) != v]  # fmt: skip
+        current = {algo: config.job_settings(protocol, algo) for algo in config.algos[protocol]}
+        shared = {k: v for k, v in next(iter(current.values())).items() if k in SHARED_SETTINGS}
+        for meta in sorted((Path(config.out) / "runs" / protocol).glob("*.json")):
+            saved = json.loads(meta.read_text())
+            settings = saved.get("settings", {})
+            wanted = current.get(saved.get("algo"), shared)
+            diffs += [f"{protocol} {saved.get('algo')} seed {saved.get('seed')}: {k} {settings.get(k)!r} (now {v!r})"
+                      for k, v in wanted.items() if settings.get(k) != v]  # fmt: skip
     if diffs:
         raise ConfigError(
             f"out: {config.out!r} holds finished runs with other settings ({'; '.join(diffs[:5])}"
@@ -261,7 +295,10 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
     from agents.bench.report import write_report
 
-    Path(config.out).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(config.out).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"out: cannot make the folder {config.out!r} ({e.strerror})") from None
     _check_resume(config)
     started = time.perf_counter()
     ran = 0
@@ -292,19 +329,21 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
                 with ProcessPoolExecutor(config.jobs, mp_context=mp.get_context("spawn"),
                                          initializer=ignore_library_warnings) as pool:  # fmt: skip
-                    futures = {pool.submit(_run_job, config, *job, 1): job for job in todo}
-                    for f in as_completed(futures):
-                        f.result()
-                        bar.set_postfix_str(f"{futures[f][1]} seed {futures[f][2]} done")
-                        bar.update(1)
+                    futures = {pool.submit(_run_job_in_worker, config, *job): job for job in todo}
+                    try:
+                        for f in as_completed(futures):
+                            f.result()
+                            bar.set_postfix_str(f"{futures[f][1]} seed {futures[f][2]} done")
+                            bar.update(1)
+                    except BaseException:  # Ctrl-C or a failed job: no queued job starts (finished ones are kept)
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise
         finally:
             bar.close()
         ran += len(todo)
-    rows = collect_rows(config.out)
-    write_rows(Path(config.out) / "results.csv", rows)
     info = summary(config, time.perf_counter() - started, ran)
     atomic_write_text(Path(config.out) / "summary.json", json.dumps(info, indent=1, default=str))
-    write_report(config.out, reps=config.reps)
+    write_report(config.out, reps=config.reps)  # results.csv too
     return info
 
 
@@ -359,18 +398,25 @@ def machine() -> dict[str, Any]:
 
 
 def summary(config: BenchConfig, seconds: float, ran: int) -> dict[str, Any]:
-    """The JSON summary: versions, git commit, machine, settings, hyper-parameters, per-job figures."""
+    """The JSON summary: versions, git commit, machine, settings, hyper-parameters, per-job figures. ``versions``,
+    ``git``, ``command`` and ``config`` are this invocation's; a folder filled over several invocations has each
+    job's own commit and versions in ``jobs`` (``job_commits``: the distinct commits)."""
     from agents.bench.algorithms import BENCH_NAT_DEFAULTS
 
     jobs = []
     for meta_path in sorted((Path(config.out) / "runs").glob("*/*.json")):
         jobs.append(json.loads(meta_path.read_text()))
     pins = {m["protocol"]: m["pin"] for m in jobs}
+    commits: list[Any] = []
+    for m in jobs:
+        if m.get("git") not in commits:  # a job of an older nat-gym has none
+            commits.append(m.get("git"))
     return {
         "command": " ".join(sys.argv),
         "config": asdict(config),
         "versions": versions(),
         "git": _git_commit(),
+        "job_commits": commits,
         "machine": machine(),
         "pins": pins,
         "hyperparams": {"overrides": config.hyperparams, "nat_fixed_by_bench": BENCH_NAT_DEFAULTS},

@@ -78,8 +78,8 @@ def entries(rows: Sequence[dict[str, Any]], protocol: str) -> tuple[list[Entry],
     """The entries of one protocol and the input names (tasks), from result rows.
 
     Raises:
-        ConfigError: rows of different pins (task set, env, rules, supernet, cost weight), or runs that do not cover
-            the same inputs and checkpoints.
+        ConfigError: rows of different pins (task set, env, rules, supernet, cost weight) or budgets, or runs that
+            do not cover the same inputs and checkpoints.
     """
     from agents.bench.results import PIN_COLUMNS, pin_key
 
@@ -91,6 +91,10 @@ def entries(rows: Sequence[dict[str, Any]], protocol: str) -> tuple[list[Entry],
         a, b = sorted(pins, key=str)[:2]
         diff = [f"{c}: {x!r} vs {y!r}" for c, x, y in zip(PIN_COLUMNS, a, b) if x != y]
         raise ConfigError(f"results: {protocol} rows of different pins cannot be compared ({'; '.join(diff)})")
+    budgets = sorted({r["budget"] for r in rows})
+    if len(budgets) > 1:
+        raise ConfigError(f"results: {protocol} rows of different budgets ({', '.join(map(str, budgets))} reward "
+                          "evaluations) cannot be compared")  # fmt: skip
     names = {r["instance"]: r["instance_name"] for r in rows}
     inputs = [names[i] for i in sorted(names)]
     marks = sorted({r["checkpoint"] for r in rows})

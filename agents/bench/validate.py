@@ -2,7 +2,8 @@
 
 For every row (:mod:`agents.bench.results`) it checks, on an environment made from the row's pinned task set:
 
-- the task set still has the row's digest, and the row's ``start`` is input ``instance`` of it;
+- the task set still has the row's digest, and the row's ``start`` is input ``instance`` of it; the row's env id
+  and version, rules and rules digest are the ones the task set pins today;
 - ``result`` is a transformation of ``start`` that the rules allow (same graph, every edge's new op allowed);
 - ``acc_before``, ``acc_after``, ``reward`` and ``madds_saving``, recomputed through ``env.reset``/``env.step``,
   equal the row's within ``tolerance`` (default 0: rewards on the whole validation split are deterministic, and the
@@ -61,11 +62,11 @@ def validate_rows(rows: Sequence[dict[str, Any]], *, supernet: str | None = None
     findings: list[Finding] = []
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        groups[(r["task_set"], r["env_id"], r["cost_weight"], r["supernet"])].append(r)
+        groups[(r["task_set"], r["cost_weight"], r["supernet"])].append(r)
     bar = tqdm(total=len(rows), desc="validate", unit="row", disable=not progress, dynamic_ncols=True)
-    for (task_name, env_id, cost_weight, sid), group in groups.items():
+    for (task_name, cost_weight, sid), group in groups.items():
         task = tasks.get(task_name)
-        env = task.make_env(supernet=supernet, cost_weight=cost_weight, env_id=env_id, device="cpu")
+        env = task.make_env(supernet=supernet, cost_weight=cost_weight, device="cpu")  # its env id: checked below
         have = supernet_id(env.unwrapped.evaluator)
         if have != sid:
             raise ConfigError(
@@ -80,7 +81,7 @@ def validate_rows(rows: Sequence[dict[str, Any]], *, supernet: str | None = None
             findings.append(Finding(row.get("_source", "?"), row["algo"], row["seed"], row["instance"], problem))
 
         for r in group:
-            for col in ("task_digest", "rules", "rules_digest"):
+            for col in ("task_digest", "env_id", "env_version", "rules", "rules_digest"):
                 if r[col] != pin[col]:
                     flag(r, f"{col} {r[col]!r} differs from the pinned {pin[col]!r}")
             if r["evaluations"] > r["budget"]:
@@ -120,11 +121,16 @@ def validate_rows(rows: Sequence[dict[str, Any]], *, supernet: str | None = None
 def validate_path(path: str | Path, *, supernet: str | None = None, tolerance: float = 0.0, sample: int | None = None,
                   seed: int = 0, progress: bool = False) -> tuple[int, list[Finding]]:  # fmt: skip
     """Validate a results CSV, or the ``results.csv`` of a benchmark folder; ``sample`` checks that many random rows
-    (seeded). Returns ``(rows checked, findings)``."""
+    (seeded). Returns ``(rows checked, findings)``.
+
+    Raises:
+        ConfigError: the file is missing, is no results CSV or holds no rows, or as :func:`validate_rows`."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.csv"
     rows = read_rows(path)
+    if not rows:  # nothing to re-score is no result that holds
+        raise ConfigError(f"results: {str(path)!r} holds no rows")
     if sample is not None and sample < len(rows):
         rng = np.random.default_rng(seed)
         rows = [rows[i] for i in sorted(rng.choice(len(rows), size=sample, replace=False))]

@@ -32,6 +32,7 @@ __all__ = [
     "ZOO_KEYS",
     "hyperparams_text",
     "load_hyperparams",
+    "parse_value",
     "parse_assignments",
     "policy_kwargs_value",
     "check_hyperparams",
@@ -65,11 +66,17 @@ def load_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     return dict(table[env_id])
 
 
-def _value(text: str) -> Any:
+def parse_value(text: str) -> Any:
+    """A value typed on the command line: a Python literal (``1e-3``, ``False``, ``[64, 64]``), else YAML
+    (``false``, ``null``), else the text itself."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
+        pass
+    try:
         return yaml.safe_load(text)
+    except yaml.YAMLError:  # e.g. an unclosed bracket: the text, which the key's own check then rejects
+        return text
 
 
 def parse_assignments(items: Sequence[str], field: str) -> dict[str, Any]:
@@ -83,7 +90,7 @@ def parse_assignments(items: Sequence[str], field: str) -> dict[str, Any]:
         key, sep, text = str(item).partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"{field}: expected key=value items, got {item!r}")
-        out[key.strip()] = _value(text.strip())
+        out[key.strip()] = parse_value(text.strip())
     return out
 
 
