@@ -197,7 +197,8 @@ def ignore_library_warnings() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``nat-gym`` with ``argv`` (default: the command line); returns the exit code. A user error is one line on
-    stderr and exit code 2; argparse's own errors exit (``SystemExit(2)``) with one line too."""
+    stderr and exit code 2; argparse's own errors exit (``SystemExit(2)``) with one line too; Ctrl-C is one line and
+    exit code 130 (what was written stays: checkpoints, finished bench jobs, the evaluation cache)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     ignore_library_warnings()
@@ -208,6 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NatGymError as e:  # a user error: one line, exit code 2
         print(f"nat-gym {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line and 130 (128 + SIGINT, as a shell reports it), not a traceback
+        print(f"nat-gym {args.command}: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the reader went away (`nat-gym rules | head`): stop quietly, as other tools do
         # the Python docs' recipe: point stdout at devnull so that the interpreter's final flush cannot fail again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
