@@ -288,6 +288,21 @@ def _check_resume(config: BenchConfig) -> None:
         )
 
 
+def _todo(config: BenchConfig, protocol: str) -> list[tuple[str, str, int]]:
+    """The (protocol, algo, seed) jobs of ``protocol`` that have not finished in ``config.out``."""
+    return [(protocol, a, s) for a in config.algos[protocol] for s in config.seeds
+            if not job_paths(config.out, protocol, a, s)[1].is_file()]  # fmt: skip
+
+
+def _check_policies(config: BenchConfig, todo: list[tuple[str, str, int]]) -> None:
+    """Every policy that the per-instance jobs ``todo`` sample exists and is of its algorithm (before any run)."""
+    from agents.bench.algorithms import AMORTISED, check_policy_file
+
+    for _, algo, seed in todo:
+        if algo in AMORTISED:
+            check_policy_file(algo, _policies_dir(config) / f"{algo}-seed{seed}.pt")
+
+
 def run_bench(config: BenchConfig) -> dict[str, Any]:
     """Run (or resume) the benchmark, then write ``results.csv``, ``summary.json`` and the report; returns the
     summary."""
@@ -295,22 +310,19 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
     from agents.bench.report import write_report
 
+    _check_resume(config)
+    if "amortised" not in config.protocols:  # the policies come from an earlier run: checked before --out is made
+        _check_policies(config, _todo(config, "per-instance"))
     try:
         Path(config.out).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"out: cannot make the folder {config.out!r} ({e.strerror})") from None
-    _check_resume(config)
     started = time.perf_counter()
     ran = 0
     for protocol in sorted(config.protocols, key=["amortised", "per-instance"].index):
-        todo = [(protocol, a, s) for a in config.algos[protocol] for s in config.seeds
-                if not job_paths(config.out, protocol, a, s)[1].is_file()]  # fmt: skip
+        todo = _todo(config, protocol)
         if protocol == "per-instance":  # the policies it samples, before any run (a Ray worker names its own folder)
-            from agents.bench.algorithms import AMORTISED, check_policy_file
-
-            for _, algo, seed in todo:
-                if algo in AMORTISED:
-                    check_policy_file(algo, _policies_dir(config) / f"{algo}-seed{seed}.pt")
+            _check_policies(config, todo)
         done = len(config.algos[protocol]) * len(config.seeds) - len(todo)
         bar = tqdm(total=done + len(todo), initial=done, desc=f"bench {protocol}", unit="run",
                    disable=not config.progress, dynamic_ncols=True)  # fmt: skip
