@@ -354,6 +354,40 @@ def test_per_instance_hyperparams_are_checked_before_any_run(tmp_path):
         assert not (tmp_path / "out").exists()
 
 
+def test_amortised_hyperparams_are_checked_before_any_run(tmp_path):
+    """An amortised key that is unknown, fixed by the bench, of the wrong type or out of range, or a value SB3's
+    constructor rejects, is one line naming --hyperparams and the algorithm before the first run (each surfaced
+    when its job started: on the full board, hours in); the check leaves this process's threads and random streams
+    as they were."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from agents.bench.cli import _run_bench
+    from nat_gym.cli import build_parser
+
+    for hp, message in (("nat.bogus=1", r"--hyperparams: nat: unknown keys \['bogus'\]"),
+                        ("nat-defaults.lr=abc", "--hyperparams: nat-defaults: lr: expected a number, got 'abc'"),
+                        ("nat.m=0", "--hyperparams: nat: m: expected an integer >= 1, got 0"),
+                        ("nat.seed=3", r"--hyperparams: \['seed'\] are fixed by the bench"),
+                        ("identity.x=1", r"--hyperparams: IdentityAgent has none, got \['x'\]"),
+                        ("ppo.policy=cnn", r"--hyperparams: ppo: policy: expected one of \['gcn', 'mlp'\]"),
+                        ("a2c.n_stepz=3", r"--hyperparams: unknown keys \['n_stepz'\] for --algo a2c"),
+                        ("maskable_ppo.n_steps=0", "--hyperparams: n_steps: expected an integer >= 1, got 0"),
+                        ("ppo.learning_rate=abc", "--hyperparams: PPO rejects them"),
+                        ("dqn.n_envs=2", r"--hyperparams: \['n_envs'\] are fixed by the bench")):  # fmt: skip
+        argv = ["bench", "--protocol", "amortised", "--algos", "identity", "nat", "nat-defaults", "maskable_ppo", "ppo",
+                "a2c", "dqn", "--budget", "5", "--hyperparams", hp, "--out", str(tmp_path / "out")]  # fmt: skip
+        threads, states = torch.get_num_threads(), (random.getstate(), np.random.get_state()[1].copy(),
+                                                      torch.get_rng_state())  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            _run_bench(build_parser().parse_args(argv))
+        assert not (tmp_path / "out").exists()
+        assert torch.get_num_threads() == threads and random.getstate() == states[0]
+        assert (np.random.get_state()[1] == states[1]).all() and torch.equal(torch.get_rng_state(), states[2])
+
+
 def test_policies_pointing_at_a_benchmark_folder_get_a_hint_that_works(bench, tmp_path, capsys):
     """``--policies OUT`` (the amortised benchmark's folder, not its OUT/policies): the error names the folder that
     holds the policies (the hint said "its output folder", which is what was given), and following it works."""

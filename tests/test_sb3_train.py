@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import json
 import pickle
+import re
 
 import gymnasium as gym
 import numpy as np
@@ -95,7 +96,27 @@ def test_unknown_keys_are_one_line_errors():
     assert SB3Args(algo="a2c").out == "runs/a2c-NATCell-v0"
 
 
-@pytest.mark.parametrize("bad", ["n_steps=-5", "learning_rate=abc", "policy_kwargs=dict(net_arch=[-1])",
+@pytest.mark.parametrize(("algo", "bad", "said"), [
+    ("maskable_ppo", "n_steps=0", "n_steps: expected an integer >= 1, got 0"),  # an UnboundLocalError in training
+    ("ppo", "n_steps=-5", "n_steps: expected an integer >= 1, got -5"),
+    ("dqn", "buffer_size=-5", "buffer_size: expected an integer >= 1, got -5"),  # SB3 made it a buffer of 1
+    ("dqn", "learning_starts=-1", "learning_starts: expected an integer >= 0"),
+    ("ppo", "batch_size=2.5", "batch_size: expected an integer >= 1, got 2.5"),
+    ("ppo", "gamma=1.5", "gamma: expected a number in [0, 1], got 1.5"),
+    ("dqn", "exploration_final_eps=-0.1", "exploration_final_eps: expected a number in [0, 1]"),
+    ("a2c", "learning_rate=0", "learning_rate: expected a number > 0 or a schedule, got 0"),
+    ("ppo", "learning_rate=True", "learning_rate: expected a number > 0 or a schedule, got True"),
+    ("ppo", "ent_coef=-1", "ent_coef: expected a number >= 0, got -1"),
+])  # fmt: skip
+def test_values_out_of_range_are_one_line_errors_before_any_env(algo, bad, said):
+    """Values SB3 takes without a word or fails on deep inside training are refused when the run is made (before
+    any env or model), naming --hyperparams and the allowed range."""
+    with pytest.raises(ConfigError, match=re.escape(f"hyperparams: {said}")):
+        SB3Run(SB3Args(algo=algo, env=ENV_OF[algo], hyperparams=(bad,)))
+    assert SB3Run(SB3Args(algo="ppo", hyperparams=("n_timesteps=1e3", "learning_rate='lin_1e-3'"))).n_timesteps == 1000
+
+
+@pytest.mark.parametrize("bad", ["learning_rate=abc", "policy_kwargs=dict(net_arch=[-1])",
                                  "policy=MlpPolicy"])  # fmt: skip
 def test_values_sb3_rejects_are_one_line_errors(bad, tiny_ckpt, tmp_path):
     """A known key with a value SB3 or torch refuses (an assertion, a ValueError, a negative width) is a ConfigError

@@ -37,8 +37,8 @@ from nat_gym.envs.tasks import TaskSet
 from nat_gym.errors import ConfigError, dataclass_from_dict
 from nat_gym.genotype import Genotype
 
-__all__ = ["AMORTISED", "AmortisedSpec", "AmortisedAgent", "make_agent", "check_policy_file", "load_policy",
-           "train_env_id", "NATAgent", "NATDefaultsAgent", "FloorAgent"]  # fmt: skip
+__all__ = ["AMORTISED", "AmortisedSpec", "AmortisedAgent", "make_agent", "check_hyperparams", "check_policy_file",
+           "load_policy", "train_env_id", "NATAgent", "NATDefaultsAgent", "FloorAgent"]  # fmt: skip
 
 
 class AmortisedAgent(TransformPolicy, Protocol):
@@ -87,6 +87,23 @@ AMORTISED: dict[str, AmortisedSpec] = {
 def make_agent(name: str, env: gym.Env, seed: int, hyperparams: dict[str, Any]) -> AmortisedAgent:
     spec = AMORTISED[name]
     return getattr(importlib.import_module(spec.module), spec.factory)(env, seed, hyperparams)
+
+
+def check_hyperparams(name: str, hyperparams: dict[str, Any], task: TaskSet, env_id: str) -> None:
+    """Check algorithm ``name``'s hyper-parameters before any run (a job checks them again when it makes its agent):
+    the keys and what can be checked without an env (``env_id``: the env it trains in; ``task``: the task set). An
+    SB3 value that only the algorithm's constructor rejects (e.g. ``learning_rate=abc``) surfaces when its job
+    starts.
+
+    Raises:
+        ConfigError: a key the bench fixes, an unknown key, or a value of the wrong type or range.
+    """
+    spec = AMORTISED[name]
+    try:
+        getattr(importlib.import_module(spec.module), spec.factory).check_hyperparams(dict(hyperparams), task, env_id)
+    except ConfigError as e:  # name the flag and the algorithm where the message does not
+        said = str(e)
+        raise ConfigError(said if said.startswith("hyperparams") else f"hyperparams: {name}: {said}") from None
 
 
 def train_env_id(name: str, requested: str | None, task_env_id: str) -> str:
@@ -149,9 +166,13 @@ class FloorAgent:
     """The floors: they spend no evaluations and save nothing."""
 
     def __init__(self, env: gym.Env, seed: int, hyperparams: dict[str, Any]) -> None:
-        if hyperparams:
-            raise ConfigError(f"hyperparams: {type(self).__name__} has none, got {sorted(hyperparams)}")
+        self.check_hyperparams(hyperparams)
         self.rules = env.unwrapped.rules
+
+    @classmethod
+    def check_hyperparams(cls, hyperparams: dict[str, Any], task: TaskSet | None = None, env_id: str = "") -> None:
+        if hyperparams:
+            raise ConfigError(f"hyperparams: {cls.__name__} has none, got {sorted(hyperparams)}")
 
     def learn(self, until: int) -> None:
         return None
@@ -217,19 +238,31 @@ class NATAgent(GCNTransformPolicy):
     """Start from the papers' settings (:data:`~agents.nat_trainer.PAPER_SETTINGS`); else from nat-gym's defaults."""
 
     def __init__(self, env: gym.Env, seed: int, hyperparams: dict[str, Any]) -> None:
-        from agents.nat_trainer import PAPER_SETTINGS, NATTrainer, NATTrainerArgs
+        from agents.nat_trainer import NATTrainer
+
+        base = env.unwrapped
+        self.trainer = NATTrainer(self.trainer_args(hyperparams, seed, base.rules.name, base.steps), env=env, log=False)
+        self.budget = base.evaluator
+        super().__init__(self.trainer.policy, base.rules)
+
+    @classmethod
+    def trainer_args(cls, hyperparams: dict[str, Any], seed: int, rules: str, steps: int) -> Any:
+        """The :class:`~agents.nat_trainer.NATTrainerArgs` of a run: the papers' settings (``nat``) or nat-gym's
+        defaults (``nat-defaults``), :data:`BENCH_NAT_DEFAULTS`, ``hyperparams``, and the seed, rules and steps of
+        the run. Raises :class:`ConfigError` for a key the bench fixes, an unknown key, a wrong type or range."""
+        from agents.nat_trainer import PAPER_SETTINGS, NATTrainerArgs
 
         fixed = sorted(set(hyperparams) & (set(BENCH_NAT_DEFAULTS) | {"seed", "rules", "steps", "out", "dataset"}))
         if fixed:
             raise ConfigError(f"hyperparams: {fixed} are fixed by the bench (pinned task set, seed from --seeds)")
-        base = env.unwrapped
-        start = PAPER_SETTINGS if self.paper else {}
-        args = dataclass_from_dict(NATTrainerArgs, {**start, **BENCH_NAT_DEFAULTS, **hyperparams, "seed": seed,
-                                                    "rules": base.rules.name, "steps": base.steps, "out": ""},
-                                   f"hyperparams: {self.name}")  # fmt: skip
-        self.trainer = NATTrainer(args, env=env, log=False)
-        self.budget = base.evaluator
-        super().__init__(self.trainer.policy, base.rules)
+        start = PAPER_SETTINGS if cls.paper else {}
+        return dataclass_from_dict(NATTrainerArgs, {**start, **BENCH_NAT_DEFAULTS, **hyperparams, "seed": seed,
+                                                    "rules": rules, "steps": steps, "out": ""},
+                                   f"hyperparams: {cls.name}", check_types=True)  # fmt: skip
+
+    @classmethod
+    def check_hyperparams(cls, hyperparams: dict[str, Any], task: TaskSet, env_id: str = "") -> None:
+        cls.trainer_args(hyperparams, 0, task.rules, task.steps)
 
     def learn(self, until: int) -> None:
         while self.budget.used < until:

@@ -99,6 +99,13 @@ class BenchConfig:
         if "per-instance" in self.protocols:  # checked here, not when the per-instance runs start (after amortised)
             for algo in self.algos["per-instance"]:
                 per_instance_args(algo, self.hyperparams.get("per-instance", {}).get(algo))
+        if "amortised" in self.protocols:  # and here, not when each job starts (hours into a board)
+            from agents.bench.algorithms import check_hyperparams, train_env_id
+
+            task = tasks.get(self.task_sets["amortised"])
+            for algo in self.algos["amortised"]:
+                check_hyperparams(algo, self.hyperparams.get("amortised", {}).get(algo, {}), task,
+                                  train_env_id(algo, self.env_id, task.env_id))  # fmt: skip
 
     def job_settings(self, protocol: str, algo: str) -> dict[str, Any]:
         """What makes a job of ``protocol`` and ``algo`` what it is (a finished job with other values is not

@@ -10,18 +10,20 @@ Per-instance: :func:`load_sb3_policy` loads the policy an amortised run saved, a
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
-from agents.sb3.trainer import SB3Args, SB3Run, load_model, model_transform
+from agents.sb3.trainer import SB3Args, SB3Run, kept_random_state, load_model, model_transform
 from nat_gym.envs.tasks import TaskSet
 from nat_gym.errors import ConfigError
 from nat_gym.evaluator import CallableEvaluator
 from nat_gym.genotype import Genotype
+from nat_gym.supernet.train import torch_threads
 
 __all__ = ["BENCH_SB3_DEFAULTS", "SB3TransformPolicy", "SB3Agent", "MaskablePPOAgent", "PPOAgent", "A2CAgent",
            "DQNAgent", "load_sb3_policy"]  # fmt: skip
@@ -73,21 +75,40 @@ class SB3Agent(SB3TransformPolicy):
     algo = ""
 
     def __init__(self, env: gym.Env, seed: int, hyperparams: dict[str, Any]) -> None:
+        self._logs = tempfile.TemporaryDirectory(prefix=f"nat-gym-bench-{self.algo}-")
+        self.run = self._run(hyperparams, seed, env.unwrapped.spec.id, self._logs.name, make_env=lambda: env)
+        self.run.build()
+        # the test-time episodes run in the run's evaluation env (its scores count in no budget)
+        super().__init__(self.run.model, self.algo, self.run.eval_env)
+
+    @classmethod
+    def _run(cls, hyperparams: dict[str, Any], seed: int, env_id: str, out: str,
+             make_env: Callable[[], gym.Env] | None = None) -> BenchRun:  # fmt: skip
+        """The run (not built: no env, no model) of ``hyperparams``: ``policy`` and the YAML's keys, resolved and
+        checked by :class:`~agents.sb3.trainer.SB3Run`."""
         hp = dict(hyperparams)
         fixed = sorted(set(hp) & (set(BENCH_SB3_DEFAULTS) | {"seed", "env", "evaluations", "out", "n_envs"}))
         if fixed:
             raise ConfigError(f"hyperparams: {fixed} are fixed by the bench (one budgeted env, seed from --seeds)")
-        base = env.unwrapped
-        self._logs = tempfile.TemporaryDirectory(prefix=f"nat-gym-bench-{self.algo}-")
-        args = SB3Args(algo=self.algo, env=base.spec.id, policy=hp.pop("policy", "gcn"), seed=seed,
-                       hyperparams=tuple(f"{k}={v!r}" for k, v in hp.items()), out=self._logs.name,
+        args = SB3Args(algo=cls.algo, env=env_id, policy=hp.pop("policy", "gcn"), seed=seed,
+                       hyperparams=tuple(f"{k}={v!r}" for k, v in hp.items()), out=out,
                        **BENCH_SB3_DEFAULTS)  # fmt: skip
-        self.run = BenchRun(args, make_env=lambda: env)
-        if self.run.n_envs != 1:
-            raise ConfigError(f"hyperparams: n_envs: the bench trains in one budgeted env, the YAML has {self.run.n_envs}")
-        self.run.build()
-        # the test-time episodes run in the run's evaluation env (its scores count in no budget)
-        super().__init__(self.run.model, self.algo, self.run.eval_env)
+        run = BenchRun(args, make_env=make_env)
+        if run.n_envs != 1:
+            raise ConfigError(f"hyperparams: n_envs: the bench trains in one budgeted env, the YAML has {run.n_envs}")
+        return run
+
+    @classmethod
+    def check_hyperparams(cls, hyperparams: dict[str, Any], task: TaskSet, env_id: str) -> None:
+        """Build the model once on task set ``task``'s env ``env_id`` with a constant reward (nothing is scored, no
+        supernet is loaded), so that the values SB3's constructor rejects surface too; this process's threads and
+        global random streams are kept (the run sets the one, SB3 seeds the others)."""
+        env = task.make_env(env_id=env_id, evaluator=CallableEvaluator(lambda g: 0.0, version="rollout-only"))
+        try:
+            with torch_threads(torch.get_num_threads()), kept_random_state():
+                cls._run(hyperparams, 0, env_id, "", make_env=lambda: env).build()
+        finally:
+            env.close()
 
     def learn(self, until: int) -> None:
         self.run.args.evaluations = until

@@ -12,7 +12,8 @@ Baselines3 Zoo::
 
 ``nat-gym train --hyperparams key=value ...`` replaces single keys and ``--env-kwargs key=value ...`` passes
 arguments to ``gym.make``; values are read as Python literals (``1e-3``, ``[64, 64]``, ``None``), else as YAML
-(``true``, ``nat++``). Unknown keys are a one-line :class:`~nat_gym.errors.ConfigError` naming the allowed ones.
+(``true``, ``nat++``). Unknown keys are a one-line :class:`~nat_gym.errors.ConfigError` naming the allowed ones,
+and so are values out of range (:func:`check_hyperparams`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import math
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
 import yaml
 
-from nat_gym.errors import ConfigError
+from nat_gym.errors import ConfigError, check_int
 
 __all__ = [
     "ZOO_KEYS",
@@ -136,14 +138,43 @@ def _zoo_expression(node: ast.AST) -> Any:
     )
 
 
+_LEAST_INT: dict[str, int] = {"n_timesteps": 1, "n_envs": 1, "n_steps": 1, "batch_size": 1, "n_epochs": 1,
+                              "buffer_size": 1, "learning_starts": 0, "target_update_interval": 1}  # fmt: skip
+"""Integer hyper-parameters and their least value. SB3 takes some values out of range without a word (a negative
+``buffer_size`` becomes a buffer of one transition) or fails deep inside training (MaskablePPO's ``n_steps=0``)."""
+_FRACTIONS = ("gamma", "gae_lambda", "exploration_fraction", "exploration_initial_eps", "exploration_final_eps")
+"""Numbers in [0, 1] (SB3 conventions: discount, GAE lambda, epsilon-greedy schedule)."""
+_POSITIVE = ("learning_rate", "clip_range", "max_grad_norm")
+"""Numbers > 0 when given as numbers (a schedule is left to SB3)."""
+_NON_NEGATIVE = ("ent_coef", "vf_coef")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def check_hyperparams(hyperparams: Mapping[str, Any], algo_class: type, algo: str) -> None:
-    """Raise :class:`ConfigError` for a key that is neither a Zoo key nor an argument of ``algo_class``."""
+    """Raise :class:`ConfigError` for a key that is neither a Zoo key nor an argument of ``algo_class``, or for a
+    value out of its range: the integers of :data:`_LEAST_INT`, fractions in [0, 1], learning rate, clip range and
+    gradient norm > 0, entropy and value coefficients >= 0 (numbers only: a schedule or string is SB3's to check)."""
     allowed = set(ZOO_KEYS) | set(inspect.signature(algo_class.__init__).parameters) - {"self", *_SET_BY_FLAGS}
     unknown = sorted(set(hyperparams) - allowed)
     if unknown:
         raise ConfigError(
             f"hyperparams: unknown keys {unknown} for --algo {algo} ({algo_class.__name__}); allowed: {sorted(allowed)}"
         )
+    for key, value in hyperparams.items():
+        numeric = isinstance(value, (int, float))  # a bool too: True is no learning rate
+        if key == "n_timesteps" and (value is None or _number(value) and value == int(value)):
+            check_int(f"hyperparams: {key}", 1 if value is None else int(value), 1)  # None: --n-timesteps; 1e5: ok
+        elif key in _LEAST_INT:
+            check_int(f"hyperparams: {key}", value, _LEAST_INT[key])
+        elif key in _FRACTIONS and not (_number(value) and 0 <= value <= 1):
+            raise ConfigError(f"hyperparams: {key}: expected a number in [0, 1], got {value!r}")
+        elif key in _POSITIVE and numeric and not (_number(value) and value > 0):
+            raise ConfigError(f"hyperparams: {key}: expected a number > 0 or a schedule, got {value!r}")
+        elif key in _NON_NEGATIVE and numeric and not (_number(value) and value >= 0):
+            raise ConfigError(f"hyperparams: {key}: expected a number >= 0, got {value!r}")
 
 
 def env_argument_names(env_id: str) -> list[str]:

@@ -200,20 +200,30 @@ def algorithm_class(algo: str) -> type[BaseAlgorithm]:
 
 # ====================================================================================================== helpers
 @contextlib.contextmanager
+def kept_random_state() -> Iterator[None]:
+    """Put the global random streams SB3 seeds (Python's, numpy's, torch's) back as they were after the block."""
+    py, npy = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)
+
+
+@contextlib.contextmanager
 def _isolated_rng(seed: int, model: BaseAlgorithm) -> Iterator[None]:
     """Seed every random stream SB3 uses (Python, numpy, torch, the model's action space) with ``seed`` and put
     them back afterwards: held-out reports never change the training run."""
-    py, npy, space = random.getstate(), np.random.get_state(), model.action_space.np_random.bit_generator.state
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=devices):
+    space = model.action_space.np_random.bit_generator.state
+    with kept_random_state():
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
         try:
             yield
         finally:
-            random.setstate(py)
-            np.random.set_state(npy)
             model.action_space.np_random.bit_generator.state = space
 
 
