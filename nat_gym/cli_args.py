@@ -96,13 +96,13 @@ def check_out_folder(out: str | os.PathLike | None, flag: str = "--out") -> None
     """Check, before any work starts, that the output folder ``out`` exists or can be created; nothing is left behind
     (a run refused later leaves no folder).
 
-    The nearest existing folder on the way is probed by creating and removing a temporary folder in it: permissions
-    alone do not tell (root may "write" to ``/proc``, where ``mkdir`` fails). ``None`` or ``""`` (write nothing)
+    The nearest existing folder on the way (``out`` itself if it exists) is probed by creating and removing a
+    temporary folder in it: permissions alone do not tell (root may "write" to ``/proc``, where ``mkdir`` fails). ``None`` or ``""`` (write nothing)
     passes.
 
     Raises:
-        ConfigError: ``out`` or a folder above it is a file, or the folder cannot be created there (the OS's reason);
-            the message names ``flag``.
+        ConfigError: ``out`` or a folder above it is a file, or the folder cannot be created or written there (the
+            OS's reason); the message names ``flag``.
     """
     from nat_gym.errors import ConfigError
 
@@ -113,9 +113,7 @@ def check_out_folder(out: str | os.PathLike | None, flag: str = "--out") -> None
     if not existing.is_dir():
         raise ConfigError(f"{flag}: cannot create the folder {str(out)!r}: {str(existing)!r} is a file; choose "
                           f"another {flag}")  # fmt: skip
-    if existing == path:
-        return
-    try:
+    try:  # in the folder itself when it exists: it must take the run's files
         os.rmdir(tempfile.mkdtemp(prefix=".nat-gym-probe-", dir=existing))
     except OSError as err:
         raise ConfigError(f"{flag}: cannot create the folder {str(out)!r} in {str(existing)!r}: "

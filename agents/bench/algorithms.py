@@ -91,9 +91,9 @@ def make_agent(name: str, env: gym.Env, seed: int, hyperparams: dict[str, Any]) 
 
 def check_hyperparams(name: str, hyperparams: dict[str, Any], task: TaskSet, env_id: str) -> None:
     """Check algorithm ``name``'s hyper-parameters before any run (a job checks them again when it makes its agent):
-    the keys and what can be checked without an env (``env_id``: the env it trains in; ``task``: the task set). An
-    SB3 value that only the algorithm's constructor rejects (e.g. ``learning_rate=abc``) surfaces when its job
-    starts.
+    keys, types and ranges; an SB3 baseline builds its model once on task set ``task``'s env ``env_id`` (the env it
+    trains in) with a constant reward, so that a value its constructor rejects (``learning_rate=abc``) is found
+    too. Only what fails during training itself surfaces when the job runs.
 
     Raises:
         ConfigError: a key the bench fixes, an unknown key, or a value of the wrong type or range.
