@@ -199,7 +199,10 @@ class NATTrainerArgs:
 
     def __post_init__(self) -> None:
         """Check every field; a bad value raises :class:`ConfigError` whose message starts with the field's name."""
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]  (lists from JSON / argparse)
+        try:  # lists from JSON / argparse
+            self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        except (TypeError, ValueError):  # a number or a word where two numbers belong
+            raise ConfigError(f"betas: expected two numbers in [0, 1), got {self.betas!r}") from None
         if self.variant not in VARIANTS:
             raise ConfigError(f"variant: expected one of {list(VARIANTS)}, got {self.variant!r}")
         rule_sets.get(self.rules)  # raises for an unknown rule set

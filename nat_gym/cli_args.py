@@ -96,25 +96,31 @@ def check_out_folder(out: str | os.PathLike | None, flag: str = "--out") -> None
     """Check, before any work starts, that the output folder ``out`` exists or can be created; nothing is left behind
     (a run refused later leaves no folder).
 
-    The nearest existing folder on the way (``out`` itself if it exists) is probed by creating and removing a
-    temporary folder in it: permissions alone do not tell (root may "write" to ``/proc``, where ``mkdir`` fails). ``None`` or ``""`` (write nothing)
-    passes.
+    The nearest existing folder on the way (``out`` itself when it exists) is probed by creating and removing a
+    temporary folder in it: permissions alone do not tell (root may "write" to ``/proc``, where ``mkdir`` fails).
+    ``None`` or ``""`` (write nothing) passes.
 
     Raises:
-        ConfigError: ``out`` or a folder above it is a file, or the folder cannot be created or written there (the
-            OS's reason); the message names ``flag``.
+        ConfigError: ``out`` or a folder above it is a file or a broken symbolic link, or no folder can be created
+            there (the OS's reason); the message names ``flag``.
     """
     from nat_gym.errors import ConfigError
 
     if not out:
         return
     path = Path(out).absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists())
+    existing = next(p for p in (path, *path.parents) if p.exists() or p.is_symlink())
+    if not existing.exists():  # mkdir(exist_ok=True) raises FileExistsError on it
+        raise ConfigError(f"{flag}: cannot create the folder {str(out)!r}: {str(existing)!r} is a broken symbolic "
+                          f"link (to {os.readlink(existing)!r}); choose another {flag}")  # fmt: skip
     if not existing.is_dir():
         raise ConfigError(f"{flag}: cannot create the folder {str(out)!r}: {str(existing)!r} is a file; choose "
                           f"another {flag}")  # fmt: skip
-    try:  # in the folder itself when it exists: it must take the run's files
+    try:
         os.rmdir(tempfile.mkdtemp(prefix=".nat-gym-probe-", dir=existing))
     except OSError as err:
-        raise ConfigError(f"{flag}: cannot create the folder {str(out)!r} in {str(existing)!r}: "
-                          f"{err.strerror or type(err).__name__}; choose another {flag}") from None  # fmt: skip
+        where = f"create the folder {str(out)!r} in {str(existing)!r}"
+        if existing == path:
+            where = f"write in the folder {str(out)!r}"
+        raise ConfigError(f"{flag}: cannot {where}: {err.strerror or type(err).__name__}; choose another "
+                          f"{flag}") from None  # fmt: skip

@@ -388,6 +388,25 @@ def test_amortised_hyperparams_are_checked_before_any_run(tmp_path):
         assert (np.random.get_state()[1] == states[1]).all() and torch.equal(torch.get_rng_state(), states[2])
 
 
+def test_nat_hyperparams_of_the_pinned_env_or_of_a_wrong_shape_are_one_line(tmp_path):
+    """NAT keys the pinned environment decides (``supernet``, ``cost_weight``, ``data_root``, ``data_seed``: the
+    trainer ignores them when given the bench's env, but its checkpoint kept them) are refused like ``seed``; Adam's
+    ``betas`` given as one number or a word is one line (it was a TypeError / ValueError traceback)."""
+    from agents.bench.cli import _run_bench
+    from nat_gym.cli import build_parser
+
+    for hp, message in (("nat.betas=0.5", r"--hyperparams: nat: betas: expected two numbers in \[0, 1\), got 0.5"),
+                        ("nat.betas=ab", r"--hyperparams: nat: betas: expected two numbers"),
+                        ("nat.cost_weight=0.5", r"--hyperparams: \['cost_weight'\] are fixed by the bench"),
+                        ("nat.supernet=x.pt", r"--hyperparams: \['supernet'\] are fixed by the bench"),
+                        ("nat-defaults.data_seed=3", r"--hyperparams: \['data_seed'\] are fixed by the bench")):  # fmt: skip
+        argv = ["bench", "--protocol", "amortised", "--algos", "nat", "nat-defaults", "--budget", "5",
+                "--hyperparams", hp, "--out", str(tmp_path / "out")]  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            _run_bench(build_parser().parse_args(argv))
+        assert not (tmp_path / "out").exists()
+
+
 def test_policies_pointing_at_a_benchmark_folder_get_a_hint_that_works(bench, tmp_path, capsys):
     """``--policies OUT`` (the amortised benchmark's folder, not its OUT/policies): the error names the folder that
     holds the policies (the hint said "its output folder", which is what was given), and following it works."""

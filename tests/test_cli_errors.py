@@ -114,14 +114,18 @@ def test_an_out_that_cannot_be_created_is_one_line(command, tmp_path, capsys):
     """An --out that is a file, under a file, or where the OS refuses a folder (``/proc``: root passes the permission
     check there) is one line naming --out before any work starts, in every command that writes one (bench,
     train-supernet and train-final raised NotADirectoryError / FileExistsError tracebacks, every command
-    FileNotFoundError for ``/proc``); nothing is left behind."""
+    FileNotFoundError for ``/proc``); nothing is left behind. An existing folder the OS refuses (``/proc`` itself)
+    and a broken symbolic link (mkdir's FileExistsError) are refused too: both passed and failed after the work."""
     (tmp_path / "file").write_text("")
-    cases = [(tmp_path / "file" / "run", "is a file"), (tmp_path / "file", "is a file")]
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    cases = [(tmp_path / "file" / "run", "create", "is a file"), (tmp_path / "file", "create", "is a file"),
+             (tmp_path / "link", "create", "is a broken symbolic link"),
+             (tmp_path / "link" / "run", "create", "is a broken symbolic link")]  # fmt: skip
     if sys.platform == "linux":
-        cases.append((Path("/proc/nat-gym-run"), "in '/proc':"))
-    for out, said in cases:
-        assert_one_line_error([*OUT_COMMANDS[command], "--out", str(out)], capsys, "--out: cannot create", said)
-    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+        cases += [(Path("/proc/nat-gym-run"), "create", "in '/proc':"), (Path("/proc"), "write in", "'/proc':")]
+    for out, verb, said in cases:
+        assert_one_line_error([*OUT_COMMANDS[command], "--out", str(out)], capsys, f"--out: cannot {verb}", said)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "link"]
 
 
 def test_check_out_folder_creates_nothing(tmp_path):

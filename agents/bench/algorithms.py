@@ -252,9 +252,11 @@ class NATAgent(GCNTransformPolicy):
         the run. Raises :class:`ConfigError` for a key the bench fixes, an unknown key, a wrong type or range."""
         from agents.nat_trainer import PAPER_SETTINGS, NATTrainerArgs
 
-        fixed = sorted(set(hyperparams) & (set(BENCH_NAT_DEFAULTS) | {"seed", "rules", "steps", "out", "dataset"}))
+        pinned = {"seed", "rules", "steps", "out", "dataset", "data_root", "data_seed", "supernet", "cost_weight"}
+        fixed = sorted(set(hyperparams) & (set(BENCH_NAT_DEFAULTS) | pinned))  # the env's, else ignored by the trainer
         if fixed:
-            raise ConfigError(f"hyperparams: {fixed} are fixed by the bench (pinned task set, seed from --seeds)")
+            raise ConfigError(f"hyperparams: {fixed} are fixed by the bench (pinned task set, --supernet, "
+                              "--cost-weight, seed from --seeds)")  # fmt: skip
         start = PAPER_SETTINGS if cls.paper else {}
         return dataclass_from_dict(NATTrainerArgs, {**start, **BENCH_NAT_DEFAULTS, **hyperparams, "seed": seed,
                                                     "rules": rules, "steps": steps, "out": ""},
