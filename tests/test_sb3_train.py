@@ -113,7 +113,8 @@ def test_values_out_of_range_are_one_line_errors_before_any_env(algo, bad, said)
     any env or model), naming --hyperparams and the allowed range."""
     with pytest.raises(ConfigError, match=re.escape(f"hyperparams: {said}")):
         SB3Run(SB3Args(algo=algo, env=ENV_OF[algo], hyperparams=(bad,)))
-    assert SB3Run(SB3Args(algo="ppo", hyperparams=("n_timesteps=1e3", "learning_rate='lin_1e-3'"))).n_timesteps == 1000
+    fine = ("n_timesteps=1e3", "learning_rate='lin_1e-3'", "max_grad_norm=.inf", "gamma=1.0", "ent_coef=0.0")
+    assert SB3Run(SB3Args(algo="ppo", hyperparams=fine)).n_timesteps == 1000  # a schedule; YAML's .inf: no clipping
 
 
 @pytest.mark.parametrize("bad", ["learning_rate=abc", "policy_kwargs=dict(net_arch=[-1])",

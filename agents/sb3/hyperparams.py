@@ -145,7 +145,7 @@ _LEAST_INT: dict[str, int] = {"n_timesteps": 1, "n_envs": 1, "n_steps": 1, "batc
 _FRACTIONS = ("gamma", "gae_lambda", "exploration_fraction", "exploration_initial_eps", "exploration_final_eps")
 """Numbers in [0, 1] (SB3 conventions: discount, GAE lambda, epsilon-greedy schedule)."""
 _POSITIVE = ("learning_rate", "clip_range", "max_grad_norm")
-"""Numbers > 0 when given as numbers (a schedule is left to SB3)."""
+"""Numbers > 0 when given as numbers (a schedule is left to SB3); ``max_grad_norm=inf``: no clipping."""
 _NON_NEGATIVE = ("ent_coef", "vf_coef")
 
 
@@ -171,7 +171,7 @@ def check_hyperparams(hyperparams: Mapping[str, Any], algo_class: type, algo: st
             check_int(f"hyperparams: {key}", value, _LEAST_INT[key])
         elif key in _FRACTIONS and not (_number(value) and 0 <= value <= 1):
             raise ConfigError(f"hyperparams: {key}: expected a number in [0, 1], got {value!r}")
-        elif key in _POSITIVE and numeric and not (_number(value) and value > 0):
+        elif key in _POSITIVE and numeric and (isinstance(value, bool) or not value > 0):  # inf: no clipping
             raise ConfigError(f"hyperparams: {key}: expected a number > 0 or a schedule, got {value!r}")
         elif key in _NON_NEGATIVE and numeric and not (_number(value) and value >= 0):
             raise ConfigError(f"hyperparams: {key}: expected a number >= 0, got {value!r}")
