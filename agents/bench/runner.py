@@ -77,6 +77,7 @@ class BenchConfig:
         bad = [p for p in self.protocols if p not in PROTOCOLS]
         if bad or not self.protocols:
             raise ConfigError(f"protocol: expected some of {list(PROTOCOLS)}, got {self.protocols!r}")
+        task_of = {}  # the task set of each protocol, loaded once
         for p in self.protocols:
             b = self.budgets.get(p)
             if isinstance(b, bool) or not isinstance(b, int) or b < 1:
@@ -87,7 +88,7 @@ class BenchConfig:
             if not self.algos.get(p):
                 raise ConfigError(f"algos: no algorithm for protocol {p}")
             try:  # here, not when the protocol's first run starts (per-instance: after every amortised run)
-                tasks.get(self.task_sets[p])
+                task_of[p] = tasks.get(self.task_sets[p])
             except ConfigError as e:
                 raise ConfigError(f"tasks: {p}: {e}") from None
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -102,7 +103,7 @@ class BenchConfig:
         if "amortised" in self.protocols:  # and here, not when each job starts (hours into a board)
             from agents.bench.algorithms import check_hyperparams, train_env_id
 
-            task = tasks.get(self.task_sets["amortised"])
+            task = task_of["amortised"]
             for algo in self.algos["amortised"]:
                 check_hyperparams(algo, self.hyperparams.get("amortised", {}).get(algo, {}), task,
                                   train_env_id(algo, self.env_id, task.env_id))  # fmt: skip
